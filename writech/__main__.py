@@ -1,0 +1,3 @@
+from writech.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,412 @@
+"""Per-student daily statistics as pure logic: no I/O, no framework (SPEC §3–§5).
+
+A `Shard` holds the state of every student whose id hashes to it: one
+`RowTotals` per (local date, student, subject), and the dedup keys of the
+events already counted per date. Dates more than `retention_days` behind
+the newest date the shard has seen are flushed and evicted; an event for
+such a date is dead-lettered as `too_late`, so a complete row is never
+overwritten by a partial one.
+
+Averages are kept as exact integer sums of millionths with their own
+counts, so the result does not depend on the order in which events are
+added (floating-point sums would differ in the last bits), and
+`version` (the number of distinct events in the row) orders the row's
+emissions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable
+from datetime import date, datetime, timezone
+from typing import Final
+
+from msgspec import Struct
+
+from writech.events import (
+    Event,
+    ExamScore,
+    GradeResult,
+    HomeworkSubmit,
+    OcrResult,
+    StrokeOrder,
+    StrokeRaw,
+    WritingQuality,
+    dead_letter,
+)
+from writech.schema import DailyStats, DeadLetter, ErrorRecord, Metric
+
+MICRO: Final = 1_000_000
+CHINESE: Final = "chinese"  # the subject of OCR, stroke-order and quality events
+LOGIN_SUBJECT: Final = ""
+
+RowKey = tuple[int, str, str]  # (day, student_id, subject)
+
+
+def shard_of(student_id: str, shards: int) -> int:
+    """The shard a student's state lives in: stable across processes and runs."""
+    digest = hashlib.blake2b(student_id.encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "little") % shards
+
+
+def _micro(value: float) -> int:
+    return round(value * MICRO)
+
+
+def _mean(micro_sum: int, count: int) -> float:
+    return micro_sum / (count * MICRO) if count else 0.0
+
+
+class RowTotals:
+    """Running totals of one (student, local date, subject) row."""
+
+    __slots__ = (
+        "student_id",
+        "day",
+        "subject",
+        "class_id",
+        "class_rank",
+        "school_id",
+        "school_rank",
+        "events",
+        "homework_count",
+        "homework_completed",
+        "homework_score_micro",
+        "study_minutes",
+        "strokes",
+        "chars",
+        "stroke_order_count",
+        "stroke_order_micro",
+        "quality_count",
+        "quality_micro",
+        "speed_micro",
+        "error_count",
+        "knowledge_points",
+        "exam_count",
+        "exam_micro",
+        "login_count",
+    )
+
+    def __init__(self, student_id: str, day: int, subject: str) -> None:
+        self.student_id = student_id
+        self.day = day
+        self.subject = subject
+        # class and school of the latest event (by event time, then id)
+        # that names one: independent of arrival order
+        self.class_id = ""
+        self.class_rank: tuple[int, str] = (-1, "")
+        self.school_id = ""
+        self.school_rank: tuple[int, str] = (-1, "")
+        self.events = 0
+        self.homework_count = 0
+        self.homework_completed = 0
+        self.homework_score_micro = 0
+        self.study_minutes = 0
+        self.strokes = 0
+        self.chars = 0
+        self.stroke_order_count = 0
+        self.stroke_order_micro = 0
+        self.quality_count = 0
+        self.quality_micro = 0
+        self.speed_micro = 0
+        self.error_count = 0
+        self.knowledge_points: set[str] = set()
+        self.exam_count = 0
+        self.exam_micro = 0
+        self.login_count = 0
+
+    def __getstate__(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __setstate__(self, state: tuple[object, ...]) -> None:
+        for name, value in zip(self.__slots__, state):
+            setattr(self, name, value)
+
+    def note_membership(self, event: Event) -> None:
+        if event.class_id:
+            rank = (event.time_us, event.event_id)
+            if rank > self.class_rank:
+                self.class_id, self.class_rank = event.class_id, rank
+        if event.school_id:
+            rank = (event.time_us, event.event_id)
+            if rank > self.school_rank:
+                self.school_id, self.school_rank = event.school_id, rank
+
+    def to_row(self) -> DailyStats:
+        return DailyStats(
+            student_id=self.student_id,
+            date=date.fromordinal(self.day),
+            subject=self.subject,
+            class_id=self.class_id,
+            school_id=self.school_id,
+            homework_count=self.homework_count,
+            homework_completed=self.homework_completed,
+            homework_avg_score=_mean(self.homework_score_micro, self.homework_completed),
+            study_duration_minutes=self.study_minutes,
+            stroke_count_total=self.strokes,
+            practice_total_chars=self.chars,
+            practice_count=self.stroke_order_count,
+            stroke_order_accuracy=_mean(self.stroke_order_micro, self.stroke_order_count),
+            writing_quality_count=self.quality_count,
+            writing_quality_avg=_mean(self.quality_micro, self.quality_count),
+            writing_speed_avg=_mean(self.speed_micro, self.quality_count),
+            error_count=self.error_count,
+            error_knowledge_points=sorted(self.knowledge_points),
+            exam_count=self.exam_count,
+            exam_avg_score=_mean(self.exam_micro, self.exam_count),
+            login_count=self.login_count,
+            version=self.events,
+        )
+
+
+class ShardOutput(Struct, gc=False):
+    """What one step of a shard produces, for the sinks and the counters."""
+
+    stats: list[DailyStats]
+    metrics: list[Metric]
+    errors: list[ErrorRecord]
+    dead_letters: list[DeadLetter]
+    processed: int = 0
+    duplicates: int = 0
+
+
+class _Day:
+    """One local date of a shard: its rows and the events counted into them."""
+
+    __slots__ = ("rows", "seen")
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, str], RowTotals] = {}
+        self.seen: set[int] = set()
+
+    def __getstate__(self) -> tuple[object, ...]:
+        return (self.rows, self.seen)
+
+    def __setstate__(self, state: tuple[dict[tuple[str, str], RowTotals], set[int]]) -> None:
+        self.rows, self.seen = state
+
+
+class Shard:
+    """The aggregation state of one shard of students."""
+
+    def __init__(self, retention_days: int = 7) -> None:
+        self.retention_days = retention_days
+        self.newest_day = 0
+        self.days: dict[int, _Day] = {}
+        self.dirty: set[RowKey] = set()
+
+    @property
+    def retained_rows(self) -> int:
+        return sum(len(day.rows) for day in self.days.values())
+
+    @property
+    def retained_event_ids(self) -> int:
+        return sum(len(day.seen) for day in self.days.values())
+
+    def apply(self, events: Iterable[Event]) -> ShardOutput:
+        """Count new events; return their metrics, errors and dead letters.
+
+        Daily rows are not emitted here but by `flush`, so that a busy row
+        is written once per flush interval rather than once per event.
+        """
+        out = ShardOutput([], [], [], [])
+        days = self.days
+        for event in events:
+            day_number = event.day
+            if day_number > self.newest_day:
+                self.newest_day = day_number
+            elif day_number < self.newest_day - self.retention_days:
+                out.dead_letters.append(_too_late(event, self.newest_day))
+                continue
+            day = days.get(day_number)
+            if day is None:
+                day = days[day_number] = _Day()
+            if event.dedup_key in day.seen:
+                out.duplicates += 1
+                continue
+            day.seen.add(event.dedup_key)
+            handler = _HANDLERS[event.event_type]
+            subject = _subject_of(event)
+            row = day.rows.get((event.student_id, subject))
+            if row is None:
+                row = day.rows[(event.student_id, subject)] = RowTotals(
+                    event.student_id, day_number, subject
+                )
+            row.events += 1
+            row.note_membership(event)
+            handler(row, event, out)
+            self.dirty.add((day_number, event.student_id, subject))
+            out.processed += 1
+        out.stats = self._evict()
+        return out
+
+    def flush(self) -> list[DailyStats]:
+        """The rows changed since the last flush, and mark them clean."""
+        days = self.days
+        rows = [days[day].rows[(student, subject)].to_row() for day, student, subject in self.dirty]
+        self.dirty.clear()
+        return rows
+
+    def _evict(self) -> list[DailyStats]:
+        """Drop dates past retention, returning their rows not yet flushed."""
+        cutoff = self.newest_day - self.retention_days
+        expired = [day for day in self.days if day < cutoff]
+        if not expired:
+            return []
+        flushed: list[DailyStats] = []
+        for day in expired:
+            for (student, subject), row in self.days.pop(day).rows.items():
+                key = (day, student, subject)
+                if key in self.dirty:
+                    self.dirty.discard(key)
+                    flushed.append(row.to_row())
+        return flushed
+
+
+def _subject_of(event: Event) -> str:
+    payload = event.payload
+    if isinstance(payload, (StrokeRaw, GradeResult, HomeworkSubmit, ExamScore)):
+        return payload.subject
+    if event.event_type == "login_event":
+        return LOGIN_SUBJECT
+    return CHINESE
+
+
+def _too_late(event: Event, newest_day: int) -> DeadLetter:
+    return dead_letter(
+        event.origin,
+        event.partition,
+        event.offset,
+        event.raw,
+        "too_late",
+        f"local date {date.fromordinal(event.day)} is more than the retention "
+        f"period behind {date.fromordinal(newest_day)}; its row was already "
+        "finalised",
+        event.event_id,
+    )
+
+
+def _metric(event: Event, subject: str, metric_type: str, value: float, dimension: str = "") -> Metric:
+    day = date.fromordinal(event.day)
+    return Metric(
+        metric_id=event.event_id,
+        student_id=event.student_id,
+        class_id=event.class_id,
+        school_id=event.school_id,
+        subject=subject,
+        metric_type=metric_type,
+        metric_value=value,
+        dimension=dimension,
+        period="daily",
+        period_start=day,
+        period_end=day,
+        created_at=_utc(event.time_us),
+    )
+
+
+def _utc(time_us: int) -> datetime:
+    return datetime.fromtimestamp(time_us / MICRO, timezone.utc)
+
+
+def _record_key(event_id: str, position: int) -> str:
+    return hashlib.blake2b(f"{event_id}\x1f{position}".encode(), digest_size=16).hexdigest()
+
+
+def _percent(score: float, total: float) -> float:
+    return score / total * 100
+
+
+# -- one handler per event type: fold the event into its row --------------
+
+
+def _stroke_raw(row: RowTotals, event: Event, out: ShardOutput) -> None:
+    payload = event.payload
+    assert isinstance(payload, StrokeRaw)
+    row.strokes += payload.stroke_count
+    out.metrics.append(
+        _metric(event, payload.subject, "stroke_count", float(payload.stroke_count), payload.page_id)
+    )
+
+
+def _grade_result(row: RowTotals, event: Event, out: ShardOutput) -> None:
+    payload = event.payload
+    assert isinstance(payload, GradeResult)
+    row.homework_completed += 1
+    row.homework_score_micro += _micro(_percent(payload.score, payload.total_score))
+    for position, error in enumerate(payload.errors):
+        if not error.knowledge_point:
+            continue
+        row.error_count += 1
+        row.knowledge_points.add(error.knowledge_point)
+        out.errors.append(
+            ErrorRecord(
+                record_key=_record_key(event.event_id, position),
+                event_id=event.event_id,
+                position=position,
+                student_id=event.student_id,
+                class_id=event.class_id,
+                school_id=event.school_id,
+                homework_id=payload.homework_id,
+                question_id=error.question_id,
+                subject=payload.subject,
+                knowledge_point=error.knowledge_point,
+                error_type=error.error_type,
+                date=date.fromordinal(event.day),
+                created_at=_utc(event.time_us),
+            )
+        )
+
+
+def _homework_submit(row: RowTotals, event: Event, out: ShardOutput) -> None:
+    payload = event.payload
+    assert isinstance(payload, HomeworkSubmit)
+    row.homework_count += 1
+    row.study_minutes += payload.time_cost_minutes
+
+
+def _ocr_result(row: RowTotals, event: Event, out: ShardOutput) -> None:
+    payload = event.payload
+    assert isinstance(payload, OcrResult)
+    row.chars += payload.char_count
+    out.metrics.append(_metric(event, CHINESE, "ocr_confidence", payload.confidence))
+
+
+def _stroke_order(row: RowTotals, event: Event, out: ShardOutput) -> None:
+    payload = event.payload
+    assert isinstance(payload, StrokeOrder)
+    row.stroke_order_count += 1
+    row.stroke_order_micro += _micro(payload.score)
+
+
+def _writing_quality(row: RowTotals, event: Event, out: ShardOutput) -> None:
+    payload = event.payload
+    assert isinstance(payload, WritingQuality)
+    row.quality_count += 1
+    row.quality_micro += _micro(payload.quality_score)
+    row.speed_micro += _micro(payload.speed)
+
+
+def _exam_score(row: RowTotals, event: Event, out: ShardOutput) -> None:
+    payload = event.payload
+    assert isinstance(payload, ExamScore)
+    percent = _percent(payload.score, payload.total_score)
+    row.exam_count += 1
+    row.exam_micro += _micro(percent)
+    out.metrics.append(_metric(event, payload.subject, "exam_score", percent, payload.exam_id))
+
+
+def _login_event(row: RowTotals, event: Event, out: ShardOutput) -> None:
+    row.login_count += 1
+    out.metrics.append(_metric(event, LOGIN_SUBJECT, "login", 1.0))
+
+
+_HANDLERS: Final[dict[str, Callable[[RowTotals, Event, ShardOutput], None]]] = {
+    "stroke_raw": _stroke_raw,
+    "grade_result": _grade_result,
+    "homework_submit": _homework_submit,
+    "ocr_result": _ocr_result,
+    "stroke_order": _stroke_order,
+    "writing_quality": _writing_quality,
+    "exam_score": _exam_score,
+    "login_event": _login_event,
+}

@@ -1,0 +1,224 @@
+"""The `writech` command: replay files, generate data, create tables, set up recovery."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+from writech import counters
+from writech.settings import Settings, SettingsError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except (SettingsError, FileNotFoundError) as exc:
+        print(f"writech: {exc}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="writech",
+        description="Writech Analytics: learning events in, daily statistics and diagnosis out.",
+    )
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    replay = commands.add_parser(
+        "replay", help="run the dataflow over JSON-lines files into the configured stores"
+    )
+    replay.add_argument("paths", nargs="+", metavar="PATH", help=".jsonl/.jsonl.gz files or directories")
+    replay.add_argument("--data-dir", help="where the embedded stores live (default: $WRITECH_DATA_DIR or ./data)")
+    replay.add_argument("-w", "--workers", type=int, default=1, help="worker threads (default 1)")
+    replay.add_argument("-r", "--recovery", help="recovery directory to snapshot into and resume from")
+    replay.add_argument(
+        "-s", "--snapshot-interval", type=float, default=10.0, help="seconds between snapshots (default 10)"
+    )
+    replay.add_argument("-b", "--backup-interval", type=float, default=0.0, help="seconds snapshots are kept")
+    replay.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    replay.set_defaults(run=_replay)
+
+    generate = commands.add_parser("generate", help="write a synthetic event stream")
+    generate.add_argument("--events", type=int, default=10_000)
+    generate.add_argument("--students", type=int, default=200)
+    generate.add_argument("--days", type=int, default=5)
+    generate.add_argument("--start", type=date.fromisoformat, default=date(2026, 9, 1), help="first school day")
+    generate.add_argument("--class-size", type=int, default=40)
+    generate.add_argument("--malformed", type=float, default=0.01, help="fraction of broken messages")
+    generate.add_argument("--duplicates", type=float, default=0.01, help="fraction of exact re-sends")
+    generate.add_argument("--large", type=float, default=0.0, help="fraction of 64-200 KiB messages")
+    generate.add_argument("--seed", type=int, default=7)
+    generate.add_argument("-o", "--out", default="-", help="output file (.jsonl or .jsonl.gz), - for stdout")
+    generate.set_defaults(run=_generate)
+
+    init_db = commands.add_parser("init-db", help="create every table the configuration writes to")
+    init_db.add_argument("--data-dir")
+    init_db.set_defaults(run=_init_db)
+
+    recovery = commands.add_parser("recovery", help="recovery store commands")
+    recovery_commands = recovery.add_subparsers(required=True, metavar="COMMAND")
+    recovery_init = recovery_commands.add_parser("init", help="create a recovery store")
+    recovery_init.add_argument("--dir", default="recovery", help="recovery directory (default ./recovery)")
+    recovery_init.add_argument("--partitions", type=int, default=1, help="number of partition files")
+    recovery_init.set_defaults(run=_recovery_init)
+    return parser
+
+
+def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
+    if getattr(args, "data_dir", None):
+        overrides["data_dir"] = args.data_dir
+    return Settings.from_env(**overrides)
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from bytewax.recovery import RecoveryConfig
+    from bytewax.run import cli_main
+
+    from writech.flow import build_flow
+    from writech.sources.files import JsonLinesSource, total_bytes
+
+    settings = _settings(args, source="files", input_paths=tuple(args.paths))
+    source = JsonLinesSource(settings.inputs, settings.batch_size)
+    recovery = None
+    if args.recovery:
+        if not any(Path(args.recovery).glob("part-*.sqlite3")):
+            raise SettingsError(
+                f"--recovery: {args.recovery} holds no recovery store; "
+                f"create it with `writech recovery init --dir {args.recovery}`"
+            )
+        recovery = RecoveryConfig(args.recovery, timedelta(seconds=args.backup_interval))
+    flow = build_flow(settings, source)
+    progress = None
+    if not args.quiet and sys.stderr.isatty():
+        progress = _Progress(total_bytes(source.paths))
+        progress.start()
+    started = time.perf_counter()
+    try:
+        cli_main(
+            flow,
+            workers_per_process=args.workers,
+            epoch_interval=timedelta(seconds=args.snapshot_interval),
+            recovery_config=recovery,
+        )
+    finally:
+        if progress:
+            progress.stop()
+    _print_summary(time.perf_counter() - started)
+    return 0
+
+
+def _print_summary(seconds: float) -> None:
+    read = int(counters.value("writech_messages_read_total"))
+    processed = int(counters.value("writech_events_processed_total"))
+    duplicates = int(counters.value("writech_events_duplicate_total"))
+    dead = counters.dead_lettered_by_reason()
+    lines = [
+        f"read           {read:>12,}  ({read / seconds:,.0f} messages/s over {seconds:.1f} s)",
+        f"processed      {processed:>12,}",
+        f"duplicates     {duplicates:>12,}",
+        f"dead-lettered  {sum(dead.values()):>12,}",
+    ]
+    lines += [f"  {reason:<20}{count:>5,}" for reason, count in sorted(dead.items())]
+    lines.append("rows written")
+    for table in ("student_daily_stats", "analytics_metrics", "error_record", "dead_letter"):
+        written = int(counters.value("writech_rows_written_total", table=table))
+        lines.append(f"  {table:<20}{written:>10,}")
+    print("\n".join(lines))
+
+
+class _Progress:
+    """A progress bar on stderr: bytes read, messages/s, dead letters so far."""
+
+    def __init__(self, total: int) -> None:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self._progress = Progress(
+            TextColumn("replay"),
+            BarColumn(),
+            DownloadColumn(),
+            TextColumn("{task.fields[rate]:>10,.0f} msg/s"),
+            TextColumn("{task.fields[dead]:>8,} dead letters"),
+            TimeElapsedColumn(),
+            transient=True,
+        )
+        self._task = self._progress.add_task("replay", total=total, rate=0.0, dead=0)
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._progress.start()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+        self._progress.stop()
+
+    def _run(self) -> None:
+        started = time.perf_counter()
+        while not self._done.wait(0.25):
+            read = counters.value("writech_messages_read_total")
+            self._progress.update(
+                self._task,
+                completed=counters.value("writech_input_bytes_read_total"),
+                rate=read / max(time.perf_counter() - started, 1e-9),
+                dead=sum(counters.dead_lettered_by_reason().values()),
+            )
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from writech.generate import generate, write
+
+    messages = generate(
+        events=args.events,
+        students=args.students,
+        days=args.days,
+        start=args.start,
+        class_size=args.class_size,
+        malformed=args.malformed,
+        duplicates=args.duplicates,
+        large=args.large,
+        seed=args.seed,
+    )
+    count = write(messages, args.out)
+    if args.out != "-":
+        print(f"wrote {count:,} messages to {args.out}", file=sys.stderr)
+    return 0
+
+
+def _init_db(args: argparse.Namespace) -> int:
+    from writech.stores import init_db
+
+    settings = _settings(args)
+    init_db(settings)
+    print(f"tables ready ({'server' if settings.clickhouse_url else settings.clickhouse_dir})", file=sys.stderr)
+    return 0
+
+
+def _recovery_init(args: argparse.Namespace) -> int:
+    from bytewax.recovery import init_db_dir
+
+    Path(args.dir).mkdir(parents=True, exist_ok=True)
+    if any(Path(args.dir).glob("part-*.sqlite3")):
+        raise SettingsError(f"{args.dir} already holds a recovery store; remove it to start over")
+    init_db_dir(Path(args.dir), args.partitions)
+    print(f"recovery store with {args.partitions} partition(s) in {args.dir}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,389 @@
+"""The input contract (SPEC §1) as msgspec Structs, and the decoder.
+
+`EventDecoder.decode` turns the raw bytes of one message into an `Event`
+or raises `Invalid` with a machine-readable reason and a human message;
+`EventDecoder.decode_batch` does that for a `RawBatch` and turns every
+failure into a dead-letter row, so nothing read is ever dropped (SPEC §2).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import time
+from datetime import date, datetime, timedelta, timezone, tzinfo
+from typing import Annotated, Final, Literal, Union
+
+import msgspec
+from msgspec import Meta, Raw, Struct
+
+from writech.schema import DeadLetter
+
+Reason = Literal[
+    "bad_json",  # not JSON, not UTF-8, or empty
+    "not_an_object",  # valid JSON whose top level is not an object
+    "missing_field",  # a required field absent, null or empty
+    "bad_field",  # an envelope field of the wrong type or too long
+    "unknown_event_type",
+    "bad_timestamp",  # not ISO 8601, before 1970, or too far in the future
+    "bad_payload",  # payload not an object, or a field of wrong type or range
+    "too_large",
+    "too_late",  # its date was already evicted from state (SPEC §5)
+    "broker_error",  # the Kafka consumer reported an error instead of a message
+]
+
+EVENT_TYPES: Final = (
+    "stroke_raw",
+    "grade_result",
+    "homework_submit",
+    "ocr_result",
+    "stroke_order",
+    "writing_quality",
+    "exam_score",
+    "login_event",
+)
+
+MAX_STUDENT_ID_CHARS: Final = 64
+# Counts are bounded so that per-day sums always fit ClickHouse's Int64.
+MAX_COUNT: Final = 2**31 - 1
+# Averaged values are summed as exact integers of millionths (see
+# `writech.aggregate`); this bound keeps `value * 1e6` a finite float.
+MAX_SPEED: Final = 1e300
+MIN_DATE: Final = date(1970, 1, 1)  # ClickHouse's Date starts here
+
+Count = Annotated[int, Meta(ge=0, le=MAX_COUNT)]
+Percent = Annotated[float, Meta(ge=0, le=100)]
+Positive = Annotated[float, Meta(gt=0, le=1.7976931348623157e308)]
+NonNegative = Annotated[float, Meta(ge=0, le=1.7976931348623157e308)]
+
+
+class Invalid(Exception):
+    """A message breaks the contract; `reason` says how, machine-readably."""
+
+    def __init__(self, reason: Reason, message: str) -> None:
+        super().__init__(message)
+        self.reason: Reason = reason
+        self.message = message
+
+
+# -- payloads ---------------------------------------------------------------
+
+
+class ErrorItem(Struct, frozen=True, gc=False):
+    question_id: str = ""
+    knowledge_point: str = ""
+    error_type: str = ""
+
+
+class StrokeRaw(Struct, frozen=True, gc=False):
+    stroke_count: Count = 0
+    page_id: str = ""
+    subject: str = "unknown"
+
+
+class GradeResult(Struct, frozen=True, gc=False):
+    score: NonNegative = 0.0
+    total_score: Positive = 100.0
+    subject: str = "unknown"
+    homework_id: str = ""
+    errors: tuple[ErrorItem, ...] = ()
+
+
+class HomeworkSubmit(Struct, frozen=True, gc=False):
+    subject: str = "unknown"
+    time_cost_minutes: Annotated[int, Meta(ge=0, le=1440)] = 0
+
+
+class OcrResult(Struct, frozen=True, gc=False):
+    confidence: Annotated[float, Meta(ge=0, le=1)] = 0.0
+    char_count: Count = 0
+
+
+class StrokeOrder(Struct, frozen=True, gc=False):
+    score: Percent = 0.0
+    character: str = ""
+
+
+class WritingQuality(Struct, frozen=True, gc=False):
+    quality_score: Percent = 0.0
+    speed: Annotated[float, Meta(ge=0, le=MAX_SPEED)] = 0.0
+
+
+class ExamScore(Struct, frozen=True, gc=False):
+    score: NonNegative = 0.0
+    total_score: Positive = 100.0
+    subject: str = "unknown"
+    exam_id: str = ""
+
+
+class LoginEvent(Struct, frozen=True, gc=False):
+    pass
+
+
+Payload = Union[
+    StrokeRaw,
+    GradeResult,
+    HomeworkSubmit,
+    OcrResult,
+    StrokeOrder,
+    WritingQuality,
+    ExamScore,
+    LoginEvent,
+]
+
+PAYLOAD_TYPES: Final[dict[str, type[Payload]]] = {
+    "stroke_raw": StrokeRaw,
+    "grade_result": GradeResult,
+    "homework_submit": HomeworkSubmit,
+    "ocr_result": OcrResult,
+    "stroke_order": StrokeOrder,
+    "writing_quality": WritingQuality,
+    "exam_score": ExamScore,
+    "login_event": LoginEvent,
+}
+
+# -- envelope ---------------------------------------------------------------
+
+
+class Envelope(Struct, gc=False):
+    """The outer object as it arrives.
+
+    Required fields default to None so that their absence is reported as
+    `missing_field` by `decode`, not as a generic decoding error.
+    """
+
+    event_type: Union[str, None] = None
+    student_id: Union[str, None] = None
+    timestamp: Union[str, None] = None
+    class_id: str = ""
+    school_id: str = ""
+    source: str = ""
+    event_id: Union[str, None] = None
+    payload: Raw = Raw(b"{}")  # decoded per event type, once the type is known
+
+
+class Event(Struct, frozen=True, gc=False):
+    """A valid event, normalised: what the aggregation consumes."""
+
+    event_id: str
+    dedup_key: int  # 64-bit hash of (student_id, event_id): compact in state
+    event_type: str
+    student_id: str
+    class_id: str
+    school_id: str
+    time_us: int  # event time, microseconds since the Unix epoch (UTC)
+    day: int  # local date in the school time zone, as date.toordinal()
+    payload: Payload
+    origin: str  # where it was read: file path or Kafka topic
+    partition: int  # Kafka partition; 0 for files
+    offset: int  # Kafka offset or 1-based line number
+    raw: bytes  # kept for a possible `too_late` dead letter
+
+
+class RawBatch(Struct, frozen=True):
+    """Messages read together from one origin, with their positions."""
+
+    origin: str
+    partition: int
+    offsets: list[int]
+    messages: list[bytes]
+
+
+# Where a path in a msgspec error points to an envelope field, the reason
+# for a wrong value there.
+_FIELD_REASONS: Final[dict[str, Reason]] = {"timestamp": "bad_timestamp"}
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def event_id_of(raw: bytes) -> str:
+    """The id of an event that carries none: a strong hash of all its bytes."""
+    return hashlib.blake2b(raw, digest_size=16).hexdigest()
+
+
+def dedup_key_of(student_id: str, event_id: str) -> int:
+    """Scope ids to the student, so one reused id can't hide another's event."""
+    digest = hashlib.blake2b(
+        f"{student_id}\x1f{event_id}".encode(), digest_size=8
+    ).digest()
+    return int.from_bytes(digest, "little", signed=True)
+
+
+def dead_letter(
+    origin: str,
+    partition: int,
+    offset: int,
+    raw: bytes,
+    reason: Reason,
+    message: str,
+    event_id: str = "",
+) -> DeadLetter:
+    """A dead-letter row keeping the raw bytes (base64 when not UTF-8)."""
+    try:
+        text, encoding = raw.decode(), "utf8"
+    except UnicodeDecodeError:
+        text, encoding = base64.b64encode(raw).decode(), "base64"
+    return DeadLetter(
+        origin=origin,
+        partition=partition,
+        offset=offset,
+        reason=reason,
+        message=message,
+        raw=text,
+        raw_encoding=encoding,
+        event_id=event_id,
+    )
+
+
+class EventDecoder:
+    """Decodes and validates messages against SPEC §1.
+
+    `tz` reads naive timestamps and defines the local date; events more
+    than `max_future_skew` ahead of the wall clock and messages over
+    `max_message_bytes` are invalid.
+    """
+
+    def __init__(
+        self,
+        tz: tzinfo,
+        max_future_skew: timedelta = timedelta(days=1),
+        max_message_bytes: int = 1 << 20,
+    ) -> None:
+        self.tz = tz
+        self.max_future_skew = max_future_skew
+        self.max_message_bytes = max_message_bytes
+        self._envelope = msgspec.json.Decoder(Envelope)
+        self._payloads = {
+            name: msgspec.json.Decoder(cls) for name, cls in PAYLOAD_TYPES.items()
+        }
+
+    def decode(
+        self,
+        raw: bytes,
+        origin: str = "",
+        partition: int = 0,
+        offset: int = 0,
+        now: Union[float, None] = None,
+    ) -> Event:
+        """Decode one message; raises `Invalid` saying why it is not an event."""
+        if len(raw) > self.max_message_bytes:
+            raise Invalid(
+                "too_large",
+                f"message of {len(raw)} bytes exceeds the limit of "
+                f"{self.max_message_bytes} bytes",
+            )
+        envelope = self._decode_envelope(raw)
+        event_type = _required(envelope.event_type, "event_type")
+        decode_payload = self._payloads.get(event_type)
+        if decode_payload is None:
+            raise Invalid(
+                "unknown_event_type",
+                f"event_type {event_type!r} is not one of {', '.join(EVENT_TYPES)}",
+            )
+        student_id = _required(envelope.student_id, "student_id")
+        if len(student_id) > MAX_STUDENT_ID_CHARS:
+            raise Invalid(
+                "bad_field",
+                f"student_id has {len(student_id)} characters, "
+                f"more than {MAX_STUDENT_ID_CHARS}",
+            )
+        time_us, day = self._event_time(
+            _required(envelope.timestamp, "timestamp"),
+            time.time() if now is None else now,
+        )
+        try:
+            payload = decode_payload.decode(envelope.payload)
+        except msgspec.ValidationError as exc:
+            raise Invalid("bad_payload", f"payload: {exc}") from None
+        if isinstance(payload, (GradeResult, ExamScore)):
+            if payload.score > payload.total_score:
+                raise Invalid(
+                    "bad_payload",
+                    f"payload: score {payload.score} is above "
+                    f"total_score {payload.total_score}",
+                )
+        event_id = envelope.event_id or event_id_of(raw)
+        return Event(
+            event_id=event_id,
+            dedup_key=dedup_key_of(student_id, event_id),
+            event_type=event_type,
+            student_id=student_id,
+            class_id=envelope.class_id,
+            school_id=envelope.school_id,
+            time_us=time_us,
+            day=day,
+            payload=payload,
+            origin=origin,
+            partition=partition,
+            offset=offset,
+            raw=raw,
+        )
+
+    def decode_batch(
+        self, batch: RawBatch, now: Union[float, None] = None
+    ) -> tuple[list[Event], list[DeadLetter]]:
+        """Decode every message of a batch; failures become dead letters."""
+        now = time.time() if now is None else now
+        events: list[Event] = []
+        dead: list[DeadLetter] = []
+        origin, partition = batch.origin, batch.partition
+        for offset, raw in zip(batch.offsets, batch.messages):
+            try:
+                events.append(self.decode(raw, origin, partition, offset, now))
+            except Invalid as exc:
+                if exc.reason == "too_large":
+                    raw = raw[: self.max_message_bytes]
+                dead.append(
+                    dead_letter(origin, partition, offset, raw, exc.reason, exc.message)
+                )
+        return events, dead
+
+    def _decode_envelope(self, raw: bytes) -> Envelope:
+        try:
+            return self._envelope.decode(raw)
+        except msgspec.ValidationError as exc:
+            text = str(exc)
+            field = text.partition(" - at `$.")[2].partition("`")[0].split(".")[0]
+            if not field:  # no path: the top level itself is not an object
+                raise Invalid("not_an_object", text) from None
+            if field == "payload":
+                raise Invalid("bad_payload", text) from None
+            raise Invalid(_FIELD_REASONS.get(field, "bad_field"), text) from None
+        except msgspec.DecodeError as exc:
+            message = str(exc) if raw.strip() else "empty message"
+            raise Invalid("bad_json", message) from None
+
+    def _event_time(self, text: str, now: float) -> tuple[int, int]:
+        """Epoch microseconds and local date ordinal of an ISO 8601 timestamp."""
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            raise Invalid(
+                "bad_timestamp", f"timestamp {text!r} is not ISO 8601"
+            ) from None
+        try:
+            if parsed.tzinfo is None:
+                local = parsed.replace(tzinfo=self.tz)
+            else:
+                local = parsed.astimezone(self.tz)
+        except OverflowError:  # year 1 or 9999 shifted past the calendar's ends
+            raise Invalid(
+                "bad_timestamp", f"timestamp {text!r} is out of range"
+            ) from None
+        if local.date() < MIN_DATE:
+            raise Invalid("bad_timestamp", f"timestamp {text!r} is before 1970")
+        delta = local - _EPOCH
+        time_us = (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+        if time_us > (now + self.max_future_skew.total_seconds()) * 1_000_000:
+            raise Invalid(
+                "bad_timestamp",
+                f"timestamp {text!r} is more than {self.max_future_skew} "
+                "ahead of the wall clock",
+            )
+        return time_us, local.toordinal()
+
+
+def _required(value: Union[str, None], name: str) -> str:
+    if not value:
+        state = "empty" if value == "" else "missing or null"
+        raise Invalid("missing_field", f"required field {name!r} is {state}")
+    return value

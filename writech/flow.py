@@ -1,0 +1,151 @@
+"""The Bytewax dataflow: thin wiring of `writech`'s pure logic to sources and sinks.
+
+    read ─ spread ─ decode ─┬─ shard ─ aggregate ─┬─ stats_rows ── write_stats
+                            │                     ├─ metric_rows ─ write_metrics
+                            │                     ├─ error_rows ── write_errors
+                            └─ invalid ─┬─────────┴─ late
+                                        └ dead_letters ─ write_dead_letters (+ Kafka topic)
+
+Items are batches, never single events: per-item overhead in Bytewax is
+paid per batch. Students are hashed into `settings.shards` keys; each
+key's state is a `writech.aggregate.Shard`.
+
+Step ids are part of the recovery state: `read` keeps input positions and
+`aggregate` keeps the shards. Renaming either, or the flow id `writech`,
+makes a resume start those steps from nothing. Do not rename them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import pickle
+import zlib
+from collections.abc import Iterable
+from datetime import datetime, timedelta, timezone
+from typing import Any, Optional
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow
+from bytewax.inputs import Source
+from bytewax.operators import StatefulBatchLogic
+
+from writech import counters, stores
+from writech.aggregate import Shard, ShardOutput
+from writech.events import Event, EventDecoder, RawBatch
+from writech.schema import ANALYTICS_METRICS, DEAD_LETTER, STUDENT_DAILY_STATS, DeadLetter
+from writech.settings import Settings
+
+FLOW_ID = "writech"
+
+
+def shard_key(student_id: str, shards: int) -> str:
+    """The state key of a student: stable across processes, runs and Python versions."""
+    return f"{zlib.crc32(student_id.encode()) % shards:04d}"
+
+
+def split_by_shard(shards: int, events: list[Event]) -> list[tuple[str, list[Event]]]:
+    groups: dict[str, list[Event]] = {}
+    for event in events:
+        key = shard_key(event.student_id, shards)
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [event]
+        else:
+            group.append(event)
+    return list(groups.items())
+
+
+class ShardLogic(StatefulBatchLogic[list[Event], ShardOutput, bytes]):
+    """Bytewax glue around one `Shard`: flush timing and snapshots."""
+
+    def __init__(self, shard: Shard, flush_interval: timedelta) -> None:
+        self._shard = shard
+        self._flush_interval = flush_interval
+        self._next_flush = _now() + flush_interval
+        # what this shard last added to the process-wide state gauges
+        self._rows_reported = 0
+        self._ids_reported = 0
+
+    def on_batch(self, values: list[list[Event]]) -> tuple[Iterable[ShardOutput], bool]:
+        out = self._shard.apply(itertools.chain.from_iterable(values))
+        counters.PROCESSED.inc(out.processed)
+        counters.DUPLICATES.inc(out.duplicates)
+        if out.dead_letters:
+            counters.DEAD_LETTERED.labels("too_late").inc(len(out.dead_letters))
+        return [out], self.RETAIN
+
+    def notify_at(self) -> Optional[datetime]:
+        return self._next_flush if self._shard.dirty else None
+
+    def on_notify(self) -> tuple[Iterable[ShardOutput], bool]:
+        self._next_flush = _now() + self._flush_interval
+        return self._flush(), self.RETAIN
+
+    def on_eof(self) -> tuple[Iterable[ShardOutput], bool]:
+        return self._flush(), self.RETAIN
+
+    def snapshot(self) -> bytes:
+        # Pickled now: the shard keeps changing after this returns.
+        return pickle.dumps(self._shard, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def _flush(self) -> list[ShardOutput]:
+        rows_retained, ids_retained = self._shard.retained_rows, self._shard.retained_event_ids
+        counters.STATE_ROWS.inc(rows_retained - self._rows_reported)
+        counters.STATE_EVENT_IDS.inc(ids_retained - self._ids_reported)
+        self._rows_reported, self._ids_reported = rows_retained, ids_retained
+        rows = self._shard.flush()
+        return [ShardOutput(rows, [], [], [])] if rows else []
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def build_flow(settings: Settings, source: Optional[Source[RawBatch]] = None) -> Dataflow:
+    """The dataflow for `settings`; `source` overrides the configured input."""
+    flow = Dataflow(FLOW_ID)
+    raw = op.input("read", flow, source or stores.open_source(settings))
+    # Spread batches over all workers: decoding is the costliest step, and
+    # one file is one partition read by one worker.
+    spread = op.redistribute("spread", raw)
+    decoder = EventDecoder(settings.tz, settings.future_skew, settings.max_message_bytes)
+    decoded = op.map("decode", spread, _decode_with(decoder))
+    invalid = op.filter_map("invalid", decoded, _invalid)
+    keyed = op.flat_map(
+        "shard", decoded, lambda pair: split_by_shard(settings.shards, pair[0])
+    )
+
+    def build_logic(resume: Optional[bytes]) -> ShardLogic:
+        shard = pickle.loads(resume) if resume is not None else Shard(settings.retention_days)
+        shard.retention_days = settings.retention_days
+        return ShardLogic(shard, timedelta(seconds=settings.flush_interval))
+
+    aggregated = op.stateful_batch("aggregate", keyed, build_logic)
+    outputs = op.map("unkey", aggregated, lambda pair: pair[1])
+    stats = op.filter_map("stats_rows", outputs, lambda out: out.stats or None)
+    metrics = op.filter_map("metric_rows", outputs, lambda out: out.metrics or None)
+    errors = op.filter_map("error_rows", outputs, lambda out: out.errors or None)
+    late = op.filter_map("late", outputs, lambda out: out.dead_letters or None)
+    dead = op.merge("dead_letters", invalid, late)
+
+    op.output("write_stats", stats, stores.clickhouse_sink(settings, STUDENT_DAILY_STATS))
+    op.output("write_metrics", metrics, stores.clickhouse_sink(settings, ANALYTICS_METRICS))
+    op.output("write_errors", errors, stores.error_record_sink(settings))
+    op.output("write_dead_letters", dead, stores.clickhouse_sink(settings, DEAD_LETTER))
+    for step_id, sink in stores.extra_dead_letter_sinks(settings):
+        op.output(step_id, dead, sink)
+    return flow
+
+
+def _decode_with(decoder: EventDecoder) -> Any:
+    def decode(batch: RawBatch) -> tuple[list[Event], list[DeadLetter]]:
+        events, dead = decoder.decode_batch(batch)
+        for reason, group in itertools.groupby(sorted(row.reason for row in dead)):
+            counters.DEAD_LETTERED.labels(reason).inc(sum(1 for _ in group))
+        return events, dead
+
+    return decode
+
+
+def _invalid(pair: tuple[list[Event], list[DeadLetter]]) -> Optional[list[DeadLetter]]:
+    return pair[1] or None

@@ -1,0 +1,241 @@
+"""The outputs: row Structs and every table's DDL, in one place (SPEC §3, §4, §10).
+
+ClickHouse DDL serves both the embedded chDB store and a ClickHouse server.
+Every table is a ReplacingMergeTree keyed so that writing a row again is a
+no-op once read with `FINAL`: replays and resumes re-emit rows, and the
+tables must not change (SPEC §6). `error_record` lives in SQLite or MySQL
+with a unique key for the same reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Final
+
+from msgspec import Struct
+
+DATABASE: Final = "writech"
+
+
+class DailyStats(Struct, frozen=True, gc=False):
+    """One row of `student_daily_stats`: a student's totals for one local date and subject."""
+
+    student_id: str
+    date: date
+    subject: str
+    class_id: str
+    school_id: str
+    homework_count: int
+    homework_completed: int
+    homework_avg_score: float
+    study_duration_minutes: int
+    stroke_count_total: int
+    practice_total_chars: int
+    practice_count: int
+    stroke_order_accuracy: float
+    writing_quality_count: int
+    writing_quality_avg: float
+    writing_speed_avg: float
+    error_count: int
+    error_knowledge_points: list[str]
+    exam_count: int
+    exam_avg_score: float
+    login_count: int
+    # Number of distinct events counted into the row: it only grows, so the
+    # newest row wins under ReplacingMergeTree, and equal versions carry
+    # equal values, so a re-emitted row changes nothing.
+    version: int
+
+
+class Metric(Struct, frozen=True, gc=False):
+    """One row of `analytics_metrics` (the seed's AggregatedMetric)."""
+
+    metric_id: str
+    student_id: str
+    class_id: str
+    school_id: str
+    subject: str
+    metric_type: str
+    metric_value: float
+    dimension: str
+    period: str
+    period_start: date
+    period_end: date
+    created_at: datetime
+
+
+class ErrorRecord(Struct, frozen=True, gc=False):
+    """One row of `error_record`: a wrong answer with a knowledge point."""
+
+    record_key: str  # hash of (event_id, position): the unique key
+    event_id: str
+    position: int  # index in the event's `errors` list
+    student_id: str
+    class_id: str
+    school_id: str
+    homework_id: str
+    question_id: str
+    subject: str
+    knowledge_point: str
+    error_type: str
+    date: date  # local date, for reports by period
+    created_at: datetime  # event time, UTC
+
+
+class DeadLetter(Struct, frozen=True, gc=False):
+    """One row of `dead_letter`: a message that could not be counted, and why."""
+
+    origin: str  # file path or Kafka topic
+    partition: int  # Kafka partition; 0 for files
+    offset: int  # Kafka offset or 1-based line number
+    reason: str
+    message: str
+    raw: str  # the message itself, or its base64 when not UTF-8
+    raw_encoding: str  # "utf8" or "base64"
+    event_id: str  # known only for valid events dead-lettered later (too_late)
+
+
+@dataclass(frozen=True)
+class Table:
+    """A ClickHouse table: its row type, columns and engine."""
+
+    name: str
+    row: type[Struct]
+    columns: tuple[tuple[str, str], ...]
+    engine: str
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.columns)
+
+    def ddl(self, database: str = DATABASE) -> str:
+        columns = ",\n    ".join(f"`{name}` {type_}" for name, type_ in self.columns)
+        return (
+            f"CREATE TABLE IF NOT EXISTS `{database}`.`{self.name}` (\n"
+            f"    {columns}\n) {self.engine}"
+        )
+
+
+# Inserts carry a deduplication token derived from their content, so a
+# retried insert is dropped by the server; the window must be non-zero for
+# non-replicated tables to remember tokens.
+_DEDUP: Final = "SETTINGS non_replicated_deduplication_window = 1000"
+
+STUDENT_DAILY_STATS: Final = Table(
+    name="student_daily_stats",
+    row=DailyStats,
+    columns=(
+        ("student_id", "String"),
+        ("date", "Date"),
+        ("subject", "LowCardinality(String)"),
+        ("class_id", "LowCardinality(String)"),
+        ("school_id", "LowCardinality(String)"),
+        ("homework_count", "UInt32"),
+        ("homework_completed", "UInt32"),
+        ("homework_avg_score", "Float64"),
+        ("study_duration_minutes", "UInt64"),
+        ("stroke_count_total", "UInt64"),
+        ("practice_total_chars", "UInt64"),
+        ("practice_count", "UInt32"),
+        ("stroke_order_accuracy", "Float64"),
+        ("writing_quality_count", "UInt32"),
+        ("writing_quality_avg", "Float64"),
+        ("writing_speed_avg", "Float64"),
+        ("error_count", "UInt32"),
+        ("error_knowledge_points", "Array(String)"),
+        ("exam_count", "UInt32"),
+        ("exam_avg_score", "Float64"),
+        ("login_count", "UInt32"),
+        ("version", "UInt64"),
+    ),
+    engine=(
+        "ENGINE = ReplacingMergeTree(version) PARTITION BY toYYYYMM(date) "
+        f"ORDER BY (student_id, date, subject) {_DEDUP}"
+    ),
+)
+
+ANALYTICS_METRICS: Final = Table(
+    name="analytics_metrics",
+    row=Metric,
+    columns=(
+        ("metric_id", "String"),
+        ("student_id", "String"),
+        ("class_id", "LowCardinality(String)"),
+        ("school_id", "LowCardinality(String)"),
+        ("subject", "LowCardinality(String)"),
+        ("metric_type", "LowCardinality(String)"),
+        ("metric_value", "Float64"),
+        ("dimension", "String"),
+        ("period", "LowCardinality(String)"),
+        ("period_start", "Date"),
+        ("period_end", "Date"),
+        ("created_at", "DateTime64(6, 'UTC')"),
+    ),
+    engine=(
+        "ENGINE = ReplacingMergeTree PARTITION BY toYYYYMM(period_start) "
+        f"ORDER BY (student_id, period_start, metric_type, metric_id) {_DEDUP}"
+    ),
+)
+
+DEAD_LETTER: Final = Table(
+    name="dead_letter",
+    row=DeadLetter,
+    columns=(
+        ("origin", "String"),
+        ("partition", "Int32"),
+        ("offset", "Int64"),
+        ("reason", "LowCardinality(String)"),
+        ("message", "String"),
+        ("raw", "String"),
+        ("raw_encoding", "LowCardinality(String)"),
+        ("event_id", "String"),
+    ),
+    engine=f"ENGINE = ReplacingMergeTree ORDER BY (origin, partition, offset) {_DEDUP}",
+)
+
+CLICKHOUSE_TABLES: Final = (STUDENT_DAILY_STATS, ANALYTICS_METRICS, DEAD_LETTER)
+
+ERROR_RECORD_COLUMNS: Final = tuple(ErrorRecord.__struct_fields__)
+
+# Free-text columns are TEXT: any string an event carries must fit whole.
+ERROR_RECORD_SQLITE_DDL: Final = """\
+CREATE TABLE IF NOT EXISTS error_record (
+    record_key TEXT PRIMARY KEY,
+    event_id TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    student_id TEXT NOT NULL,
+    class_id TEXT NOT NULL,
+    school_id TEXT NOT NULL,
+    homework_id TEXT NOT NULL,
+    question_id TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    knowledge_point TEXT NOT NULL,
+    error_type TEXT NOT NULL,
+    date TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    UNIQUE (event_id, position)
+)"""
+
+ERROR_RECORD_MYSQL_DDL: Final = """\
+CREATE TABLE IF NOT EXISTS error_record (
+    record_key CHAR(32) CHARACTER SET ascii NOT NULL PRIMARY KEY,
+    event_id TEXT NOT NULL,
+    position INT NOT NULL,
+    student_id VARCHAR(64) NOT NULL,
+    class_id TEXT NOT NULL,
+    school_id TEXT NOT NULL,
+    homework_id TEXT NOT NULL,
+    question_id TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    knowledge_point TEXT NOT NULL,
+    error_type TEXT NOT NULL,
+    date DATE NOT NULL,
+    created_at DATETIME(6) NOT NULL,
+    KEY student_date (student_id, date)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin"""
+
+ERROR_RECORD_SQLITE_INDEXES: Final = (
+    "CREATE INDEX IF NOT EXISTS error_record_student_date "
+    "ON error_record (student_id, date)",
+)

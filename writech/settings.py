@@ -1,0 +1,194 @@
+"""Configuration: one typed settings object, read from the environment.
+
+Every field `name` is set by the variable `WRITECH_<NAME>` (or by the key
+`name` in the TOML file named by `WRITECH_CONFIG`; the environment wins).
+`WRITECH_<NAME>_FILE` reads the value from a file instead, as Kubernetes
+mounts secrets. Values are validated at start-up; a bad one raises
+`SettingsError` naming the variable. Secrets never appear in `repr`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal
+from urllib.parse import urlsplit, urlunsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import msgspec
+from msgspec import Meta
+
+PREFIX: Final = "WRITECH_"
+SAMPLE_DATA: Final = Path(__file__).parent / "sample" / "events.jsonl.gz"
+
+Positive = Annotated[int, Meta(ge=1)]
+Seconds = Annotated[float, Meta(gt=0)]
+
+# Fields whose values may hold credentials: masked in repr and logs.
+SECRET_FIELDS: Final = frozenset({"clickhouse_url", "mysql_url", "kafka_options"})
+_MASK: Final = "***"
+
+
+class SettingsError(ValueError):
+    """A setting is missing or invalid; the message names the variable."""
+
+
+class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    # -- input ------------------------------------------------------------
+    source: Literal["files", "kafka"] = "files"
+    # JSON-lines files or directories of them (files source); the bundled
+    # sample when empty.
+    input_paths: tuple[str, ...] = ()
+    kafka_brokers: tuple[str, ...] = ("localhost:9092",)
+    kafka_topics: tuple[str, ...] = ("writech-events",)
+    kafka_dlq_topic: str = "writech-dead-letters"
+    # Exit once every partition is drained (backfills and tests).
+    kafka_stop_at_end: bool = False
+    # Extra librdkafka options (SASL, TLS, ...), as "key=value,key=value".
+    kafka_options: dict[str, str] = {}
+    batch_size: Positive = 2000
+
+    # -- outputs ----------------------------------------------------------
+    data_dir: str = "data"
+    # http(s)://user:password@host:port/database; empty: embedded chDB
+    clickhouse_url: str = ""
+    # mysql://user:password@host:port/database; empty: embedded SQLite
+    mysql_url: str = ""
+
+    # -- semantics (changing these changes results) ------------------------
+    timezone: str = "Asia/Shanghai"
+    retention_days: Positive = 7
+    max_future_skew: Seconds = 86400.0
+    max_message_bytes: Positive = 1 << 20
+    # Number of state shards students are hashed into. Part of the recovery
+    # state's layout: it must not change between a snapshot and a resume.
+    shards: Annotated[int, Meta(ge=1, le=4096)] = 64
+
+    # -- timing -----------------------------------------------------------
+    # A changed daily row is written at most once per this many seconds.
+    flush_interval: Seconds = 2.0
+
+    def __post_init__(self) -> None:
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise SettingsError(
+                f"{PREFIX}TIMEZONE: unknown time zone {self.timezone!r}"
+            ) from None
+
+    def __repr__(self) -> str:
+        fields = ", ".join(
+            f"{name}={_MASK if name in SECRET_FIELDS and getattr(self, name) else repr(getattr(self, name))}"
+            for name in self.__struct_fields__
+        )
+        return f"Settings({fields})"
+
+    __str__ = __repr__
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def future_skew(self) -> timedelta:
+        return timedelta(seconds=self.max_future_skew)
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return self.input_paths or (str(SAMPLE_DATA),)
+
+    @property
+    def clickhouse_dir(self) -> Path:
+        return Path(self.data_dir) / "clickhouse"
+
+    @property
+    def sqlite_path(self) -> Path:
+        return Path(self.data_dir) / "writech.db"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from `WRITECH_CONFIG`'s TOML file, the environment, then `overrides`."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        config = environ.get(f"{PREFIX}CONFIG")
+        if config:
+            try:
+                values.update(tomllib.loads(Path(config).read_text()))
+            except (OSError, tomllib.TOMLDecodeError) as exc:
+                raise SettingsError(f"{PREFIX}CONFIG: cannot read {config}: {exc}") from None
+        for name in cls.__struct_fields__:
+            variable = PREFIX + name.upper()
+            if variable + "_FILE" in environ:
+                path = environ[variable + "_FILE"]
+                try:
+                    values[name] = _parse(name, Path(path).read_text().strip())
+                except OSError as exc:
+                    raise SettingsError(f"{variable}_FILE: cannot read {path}: {exc.strerror}") from None
+            elif variable in environ:
+                values[name] = _parse(name, environ[variable])
+        values.update(overrides)
+        unknown = sorted(set(values) - set(cls.__struct_fields__))
+        if unknown:
+            raise SettingsError(f"unknown setting(s): {', '.join(unknown)}")
+        try:
+            return msgspec.convert(values, cls, strict=False)
+        except msgspec.ValidationError as exc:
+            raise SettingsError(_name_the_setting(str(exc))) from None
+
+    def redact(self, text: str) -> str:
+        """`text` with every secret this configuration holds masked."""
+        for secret in self.secrets():
+            text = text.replace(secret, _MASK)
+        return text
+
+    def secrets(self) -> list[str]:
+        found = [
+            password
+            for url in (self.clickhouse_url, self.mysql_url)
+            if (password := urlsplit(url).password)
+        ]
+        found += [
+            value for key, value in self.kafka_options.items() if "password" in key or "secret" in key
+        ]
+        return [secret for secret in found if secret]
+
+
+def without_password(url: str) -> str:
+    """A URL fit for logs: the password replaced by the mask."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:{_MASK}@{parts.hostname}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+_LIST_FIELDS: Final = frozenset({"input_paths", "kafka_brokers", "kafka_topics"})
+
+
+def _parse(name: str, text: str) -> Any:
+    """An environment string in the shape its field wants."""
+    if name in _LIST_FIELDS:
+        return tuple(item.strip() for item in text.split(",") if item.strip())
+    if name == "kafka_options":
+        options = {}
+        for item in filter(None, (part.strip() for part in text.split(","))):
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise SettingsError(f"{PREFIX}KAFKA_OPTIONS: {key!r} is not key=value")
+            options[key.strip()] = value.strip()
+        return options
+    return text
+
+
+def _name_the_setting(message: str) -> str:
+    """Turn msgspec's `... - at `$.field`` into a message naming the variable."""
+    text, _, path = message.partition(" - at `$.")
+    field = path.partition("`")[0].split(".")[0].split("[")[0]
+    if field:
+        return f"{PREFIX}{field.upper()}: {text}"
+    return message
