@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Final
 
 from msgspec import Struct
@@ -65,9 +65,9 @@ class RowTotals:
         "day",
         "subject",
         "class_id",
-        "class_rank",
+        "class_seen",
         "school_id",
-        "school_rank",
+        "school_seen",
         "events",
         "homework_count",
         "homework_completed",
@@ -94,9 +94,9 @@ class RowTotals:
         # class and school of the latest event (by event time, then id)
         # that names one: independent of arrival order
         self.class_id = ""
-        self.class_rank: tuple[int, str] = (-1, "")
+        self.class_seen: tuple[int, str] = (-1, "")  # (time_us, event_id) it came from
         self.school_id = ""
-        self.school_rank: tuple[int, str] = (-1, "")
+        self.school_seen: tuple[int, str] = (-1, "")
         self.events = 0
         self.homework_count = 0
         self.homework_completed = 0
@@ -119,18 +119,21 @@ class RowTotals:
         return tuple(getattr(self, name) for name in self.__slots__)
 
     def __setstate__(self, state: tuple[object, ...]) -> None:
-        for name, value in zip(self.__slots__, state):
+        for name, value in zip(self.__slots__, state, strict=True):
             setattr(self, name, value)
 
     def note_membership(self, event: Event) -> None:
-        if event.class_id:
-            rank = (event.time_us, event.event_id)
-            if rank > self.class_rank:
-                self.class_id, self.class_rank = event.class_id, rank
-        if event.school_id:
-            rank = (event.time_us, event.event_id)
-            if rank > self.school_rank:
-                self.school_id, self.school_rank = event.school_id, rank
+        # Compare times first: building the (time, id) tie-breaker for
+        # every event would cost more than the whole comparison.
+        time_us = event.time_us
+        if event.class_id and time_us >= self.class_seen[0]:
+            seen = (time_us, event.event_id)
+            if seen > self.class_seen:
+                self.class_id, self.class_seen = event.class_id, seen
+        if event.school_id and time_us >= self.school_seen[0]:
+            seen = (time_us, event.event_id)
+            if seen > self.school_seen:
+                self.school_id, self.school_seen = event.school_id, seen
 
     def to_row(self) -> DailyStats:
         return DailyStats(
@@ -225,8 +228,9 @@ class Shard:
                 out.duplicates += 1
                 continue
             day.seen.add(event.dedup_key)
-            handler = _HANDLERS[event.event_type]
-            subject = _subject_of(event)
+            handler, subject = _HANDLERS[event.event_type]
+            if subject is None:
+                subject = event.payload.subject  # type: ignore[union-attr]
             row = day.rows.get((event.student_id, subject))
             if row is None:
                 row = day.rows[(event.student_id, subject)] = RowTotals(
@@ -263,15 +267,6 @@ class Shard:
         return flushed
 
 
-def _subject_of(event: Event) -> str:
-    payload = event.payload
-    if isinstance(payload, (StrokeRaw, GradeResult, HomeworkSubmit, ExamScore)):
-        return payload.subject
-    if event.event_type == "login_event":
-        return LOGIN_SUBJECT
-    return CHINESE
-
-
 def _too_late(event: Event, newest_day: int) -> DeadLetter:
     return dead_letter(
         event.origin,
@@ -286,7 +281,9 @@ def _too_late(event: Event, newest_day: int) -> DeadLetter:
     )
 
 
-def _metric(event: Event, subject: str, metric_type: str, value: float, dimension: str = "") -> Metric:
+def _metric(
+    event: Event, subject: str, metric_type: str, value: float, dimension: str = ""
+) -> Metric:
     day = date.fromordinal(event.day)
     return Metric(
         metric_id=event.event_id,
@@ -305,7 +302,7 @@ def _metric(event: Event, subject: str, metric_type: str, value: float, dimensio
 
 
 def _utc(time_us: int) -> datetime:
-    return datetime.fromtimestamp(time_us / MICRO, timezone.utc)
+    return datetime.fromtimestamp(time_us / MICRO, UTC)
 
 
 def _record_key(event_id: str, position: int) -> str:
@@ -324,7 +321,9 @@ def _stroke_raw(row: RowTotals, event: Event, out: ShardOutput) -> None:
     assert isinstance(payload, StrokeRaw)
     row.strokes += payload.stroke_count
     out.metrics.append(
-        _metric(event, payload.subject, "stroke_count", float(payload.stroke_count), payload.page_id)
+        _metric(
+            event, payload.subject, "stroke_count", float(payload.stroke_count), payload.page_id
+        )
     )
 
 
@@ -400,13 +399,14 @@ def _login_event(row: RowTotals, event: Event, out: ShardOutput) -> None:
     out.metrics.append(_metric(event, LOGIN_SUBJECT, "login", 1.0))
 
 
-_HANDLERS: Final[dict[str, Callable[[RowTotals, Event, ShardOutput], None]]] = {
-    "stroke_raw": _stroke_raw,
-    "grade_result": _grade_result,
-    "homework_submit": _homework_submit,
-    "ocr_result": _ocr_result,
-    "stroke_order": _stroke_order,
-    "writing_quality": _writing_quality,
-    "exam_score": _exam_score,
-    "login_event": _login_event,
+# Per event type: its handler, and its row's subject (None: the payload's).
+_HANDLERS: Final[dict[str, tuple[Callable[[RowTotals, Event, ShardOutput], None], str | None]]] = {
+    "stroke_raw": (_stroke_raw, None),
+    "grade_result": (_grade_result, None),
+    "homework_submit": (_homework_submit, None),
+    "ocr_result": (_ocr_result, CHINESE),
+    "stroke_order": (_stroke_order, CHINESE),
+    "writing_quality": (_writing_quality, CHINESE),
+    "exam_score": (_exam_score, None),
+    "login_event": (_login_event, LOGIN_SUBJECT),
 }

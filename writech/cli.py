@@ -35,14 +35,26 @@ def _parser() -> argparse.ArgumentParser:
     replay = commands.add_parser(
         "replay", help="run the dataflow over JSON-lines files into the configured stores"
     )
-    replay.add_argument("paths", nargs="+", metavar="PATH", help=".jsonl/.jsonl.gz files or directories")
-    replay.add_argument("--data-dir", help="where the embedded stores live (default: $WRITECH_DATA_DIR or ./data)")
-    replay.add_argument("-w", "--workers", type=int, default=1, help="worker threads (default 1)")
-    replay.add_argument("-r", "--recovery", help="recovery directory to snapshot into and resume from")
     replay.add_argument(
-        "-s", "--snapshot-interval", type=float, default=10.0, help="seconds between snapshots (default 10)"
+        "paths", nargs="+", metavar="PATH", help=".jsonl/.jsonl.gz files or directories"
     )
-    replay.add_argument("-b", "--backup-interval", type=float, default=0.0, help="seconds snapshots are kept")
+    replay.add_argument(
+        "--data-dir", help="where the embedded stores live (default: $WRITECH_DATA_DIR or ./data)"
+    )
+    replay.add_argument("-w", "--workers", type=int, default=1, help="worker threads (default 1)")
+    replay.add_argument(
+        "-r", "--recovery", help="recovery directory to snapshot into and resume from"
+    )
+    replay.add_argument(
+        "-s",
+        "--snapshot-interval",
+        type=float,
+        default=10.0,
+        help="seconds between snapshots (default 10)",
+    )
+    replay.add_argument(
+        "-b", "--backup-interval", type=float, default=0.0, help="seconds snapshots are kept"
+    )
     replay.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     replay.set_defaults(run=_replay)
 
@@ -50,13 +62,23 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--events", type=int, default=10_000)
     generate.add_argument("--students", type=int, default=200)
     generate.add_argument("--days", type=int, default=5)
-    generate.add_argument("--start", type=date.fromisoformat, default=date(2026, 9, 1), help="first school day")
+    generate.add_argument(
+        "--start", type=date.fromisoformat, default=date(2026, 9, 1), help="first school day"
+    )
     generate.add_argument("--class-size", type=int, default=40)
-    generate.add_argument("--malformed", type=float, default=0.01, help="fraction of broken messages")
-    generate.add_argument("--duplicates", type=float, default=0.01, help="fraction of exact re-sends")
-    generate.add_argument("--large", type=float, default=0.0, help="fraction of 64-200 KiB messages")
+    generate.add_argument(
+        "--malformed", type=float, default=0.01, help="fraction of broken messages"
+    )
+    generate.add_argument(
+        "--duplicates", type=float, default=0.01, help="fraction of exact re-sends"
+    )
+    generate.add_argument(
+        "--large", type=float, default=0.0, help="fraction of 64-200 KiB messages"
+    )
     generate.add_argument("--seed", type=int, default=7)
-    generate.add_argument("-o", "--out", default="-", help="output file (.jsonl or .jsonl.gz), - for stdout")
+    generate.add_argument(
+        "-o", "--out", default="-", help="output file (.jsonl or .jsonl.gz), - for stdout"
+    )
     generate.set_defaults(run=_generate)
 
     init_db = commands.add_parser("init-db", help="create every table the configuration writes to")
@@ -66,8 +88,12 @@ def _parser() -> argparse.ArgumentParser:
     recovery = commands.add_parser("recovery", help="recovery store commands")
     recovery_commands = recovery.add_subparsers(required=True, metavar="COMMAND")
     recovery_init = recovery_commands.add_parser("init", help="create a recovery store")
-    recovery_init.add_argument("--dir", default="recovery", help="recovery directory (default ./recovery)")
-    recovery_init.add_argument("--partitions", type=int, default=1, help="number of partition files")
+    recovery_init.add_argument(
+        "--dir", default="recovery", help="recovery directory (default ./recovery)"
+    )
+    recovery_init.add_argument(
+        "--partitions", type=int, default=1, help="number of partition files"
+    )
     recovery_init.set_defaults(run=_recovery_init)
     return parser
 
@@ -205,7 +231,10 @@ def _init_db(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     init_db(settings)
-    print(f"tables ready ({'server' if settings.clickhouse_url else settings.clickhouse_dir})", file=sys.stderr)
+    print(
+        f"tables ready ({'server' if settings.clickhouse_url else settings.clickhouse_dir})",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import time
-from datetime import date, datetime, timedelta, timezone, tzinfo
-from typing import Annotated, Final, Literal, Union
+from datetime import date, datetime, timedelta, tzinfo
+from typing import Annotated, Final, Literal
 
 import msgspec
+import xxhash
 from msgspec import Meta, Raw, Struct
 
 from writech.schema import DeadLetter
@@ -120,16 +121,16 @@ class LoginEvent(Struct, frozen=True, gc=False):
     pass
 
 
-Payload = Union[
-    StrokeRaw,
-    GradeResult,
-    HomeworkSubmit,
-    OcrResult,
-    StrokeOrder,
-    WritingQuality,
-    ExamScore,
-    LoginEvent,
-]
+Payload = (
+    StrokeRaw
+    | GradeResult
+    | HomeworkSubmit
+    | OcrResult
+    | StrokeOrder
+    | WritingQuality
+    | ExamScore
+    | LoginEvent
+)
 
 PAYLOAD_TYPES: Final[dict[str, type[Payload]]] = {
     "stroke_raw": StrokeRaw,
@@ -152,13 +153,13 @@ class Envelope(Struct, gc=False):
     `missing_field` by `decode`, not as a generic decoding error.
     """
 
-    event_type: Union[str, None] = None
-    student_id: Union[str, None] = None
-    timestamp: Union[str, None] = None
+    event_type: str | None = None
+    student_id: str | None = None
+    timestamp: str | None = None
     class_id: str = ""
     school_id: str = ""
     source: str = ""
-    event_id: Union[str, None] = None
+    event_id: str | None = None
     payload: Raw = Raw(b"{}")  # decoded per event type, once the type is known
 
 
@@ -181,18 +182,25 @@ class Event(Struct, frozen=True, gc=False):
 
 
 class RawBatch(Struct, frozen=True):
-    """Messages read together from one origin, with their positions."""
+    """Messages read together from one origin, with their positions.
+
+    `rejected` carries what the source itself could not read as a message
+    (a Kafka consumer error, say), already as dead letters.
+    """
 
     origin: str
     partition: int
     offsets: list[int]
     messages: list[bytes]
+    rejected: list[DeadLetter] = []
 
 
 # Where a path in a msgspec error points to an envelope field, the reason
 # for a wrong value there.
 _FIELD_REASONS: Final[dict[str, Reason]] = {"timestamp": "bad_timestamp"}
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH_DAY: Final = date(1970, 1, 1).toordinal()
+_MIN_DAY: Final = MIN_DATE.toordinal()
+_VARIES: Final = -(10**9)  # marks a quarter hour holding a zone transition
 
 
 def event_id_of(raw: bytes) -> str:
@@ -201,11 +209,11 @@ def event_id_of(raw: bytes) -> str:
 
 
 def dedup_key_of(student_id: str, event_id: str) -> int:
-    """Scope ids to the student, so one reused id can't hide another's event."""
-    digest = hashlib.blake2b(
-        f"{student_id}\x1f{event_id}".encode(), digest_size=8
-    ).digest()
-    return int.from_bytes(digest, "little", signed=True)
+    """The 64-bit key that dedups an event in state (compact, and stable across processes).
+
+    It is scoped to the student, so one reused id can't hide another's event.
+    """
+    return xxhash.xxh3_64_intdigest(f"{student_id}\x1f{event_id}".encode())
 
 
 def dead_letter(
@@ -252,9 +260,9 @@ class EventDecoder:
         self.max_future_skew = max_future_skew
         self.max_message_bytes = max_message_bytes
         self._envelope = msgspec.json.Decoder(Envelope)
-        self._payloads = {
-            name: msgspec.json.Decoder(cls) for name, cls in PAYLOAD_TYPES.items()
-        }
+        self._skew_seconds = max_future_skew.total_seconds()
+        self._offsets: dict[int, int] = {}  # quarter hour since the epoch -> UTC offset
+        self._payloads = {name: msgspec.json.Decoder(cls) for name, cls in PAYLOAD_TYPES.items()}
 
     def decode(
         self,
@@ -262,14 +270,13 @@ class EventDecoder:
         origin: str = "",
         partition: int = 0,
         offset: int = 0,
-        now: Union[float, None] = None,
+        now: float | None = None,
     ) -> Event:
         """Decode one message; raises `Invalid` saying why it is not an event."""
         if len(raw) > self.max_message_bytes:
             raise Invalid(
                 "too_large",
-                f"message of {len(raw)} bytes exceeds the limit of "
-                f"{self.max_message_bytes} bytes",
+                f"message of {len(raw)} bytes exceeds the limit of {self.max_message_bytes} bytes",
             )
         envelope = self._decode_envelope(raw)
         event_type = _required(envelope.event_type, "event_type")
@@ -283,8 +290,7 @@ class EventDecoder:
         if len(student_id) > MAX_STUDENT_ID_CHARS:
             raise Invalid(
                 "bad_field",
-                f"student_id has {len(student_id)} characters, "
-                f"more than {MAX_STUDENT_ID_CHARS}",
+                f"student_id has {len(student_id)} characters, more than {MAX_STUDENT_ID_CHARS}",
             )
         time_us, day = self._event_time(
             _required(envelope.timestamp, "timestamp"),
@@ -294,13 +300,11 @@ class EventDecoder:
             payload = decode_payload.decode(envelope.payload)
         except msgspec.ValidationError as exc:
             raise Invalid("bad_payload", f"payload: {exc}") from None
-        if isinstance(payload, (GradeResult, ExamScore)):
-            if payload.score > payload.total_score:
-                raise Invalid(
-                    "bad_payload",
-                    f"payload: score {payload.score} is above "
-                    f"total_score {payload.total_score}",
-                )
+        if isinstance(payload, GradeResult | ExamScore) and payload.score > payload.total_score:
+            raise Invalid(
+                "bad_payload",
+                f"payload: score {payload.score} is above total_score {payload.total_score}",
+            )
         event_id = envelope.event_id or event_id_of(raw)
         return Event(
             event_id=event_id,
@@ -319,22 +323,20 @@ class EventDecoder:
         )
 
     def decode_batch(
-        self, batch: RawBatch, now: Union[float, None] = None
+        self, batch: RawBatch, now: float | None = None
     ) -> tuple[list[Event], list[DeadLetter]]:
         """Decode every message of a batch; failures become dead letters."""
         now = time.time() if now is None else now
         events: list[Event] = []
-        dead: list[DeadLetter] = []
+        dead: list[DeadLetter] = list(batch.rejected)
         origin, partition = batch.origin, batch.partition
-        for offset, raw in zip(batch.offsets, batch.messages):
+        for offset, raw in zip(batch.offsets, batch.messages, strict=True):
             try:
                 events.append(self.decode(raw, origin, partition, offset, now))
             except Invalid as exc:
                 if exc.reason == "too_large":
                     raw = raw[: self.max_message_bytes]
-                dead.append(
-                    dead_letter(origin, partition, offset, raw, exc.reason, exc.message)
-                )
+                dead.append(dead_letter(origin, partition, offset, raw, exc.reason, exc.message))
         return events, dead
 
     def _decode_envelope(self, raw: bytes) -> Envelope:
@@ -356,33 +358,46 @@ class EventDecoder:
         """Epoch microseconds and local date ordinal of an ISO 8601 timestamp."""
         try:
             parsed = datetime.fromisoformat(text)
-        except ValueError:
-            raise Invalid(
-                "bad_timestamp", f"timestamp {text!r} is not ISO 8601"
-            ) from None
-        try:
-            if parsed.tzinfo is None:
-                local = parsed.replace(tzinfo=self.tz)
+            if parsed.tzinfo is None:  # local wall time: its date is the local date
+                day = parsed.toordinal()
+                seconds = parsed.replace(tzinfo=self.tz).timestamp()
             else:
-                local = parsed.astimezone(self.tz)
+                seconds = parsed.timestamp()
+                day = self._local_day(seconds)
+        except ValueError:
+            raise Invalid("bad_timestamp", f"timestamp {text!r} is not ISO 8601") from None
         except OverflowError:  # year 1 or 9999 shifted past the calendar's ends
-            raise Invalid(
-                "bad_timestamp", f"timestamp {text!r} is out of range"
-            ) from None
-        if local.date() < MIN_DATE:
+            raise Invalid("bad_timestamp", f"timestamp {text!r} is out of range") from None
+        if day < _MIN_DAY:
             raise Invalid("bad_timestamp", f"timestamp {text!r} is before 1970")
-        delta = local - _EPOCH
-        time_us = (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
-        if time_us > (now + self.max_future_skew.total_seconds()) * 1_000_000:
+        if seconds > now + self._skew_seconds:
             raise Invalid(
                 "bad_timestamp",
-                f"timestamp {text!r} is more than {self.max_future_skew} "
-                "ahead of the wall clock",
+                f"timestamp {text!r} is more than {self.max_future_skew} ahead of the wall clock",
             )
-        return time_us, local.toordinal()
+        return round(seconds * 1_000_000), day
+
+    def _local_day(self, seconds: float) -> int:
+        """The local date of an instant, via a cache of UTC offsets per quarter hour.
+
+        Zone transitions happen at most once in a quarter hour, so where the
+        offsets at both ends of one agree they hold throughout it; where they
+        differ, the exact conversion is done.
+        """
+        bucket = int(seconds // 900)
+        offset = self._offsets.get(bucket)
+        if offset is None:
+            start = datetime.fromtimestamp(bucket * 900, self.tz).utcoffset()
+            end = datetime.fromtimestamp(bucket * 900 + 899, self.tz).utcoffset()
+            offset = self._offsets[bucket] = (
+                int(start.total_seconds()) if start == end and start is not None else _VARIES
+            )
+        if offset == _VARIES:
+            return datetime.fromtimestamp(seconds, self.tz).toordinal()
+        return int((seconds + offset) // 86400) + _EPOCH_DAY
 
 
-def _required(value: Union[str, None], name: str) -> str:
+def _required(value: str | None, name: str) -> str:
     if not value:
         state = "empty" if value == "" else "missing or null"
         raise Invalid("missing_field", f"required field {name!r} is {state}")

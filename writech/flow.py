@@ -21,8 +21,8 @@ import itertools
 import pickle
 import zlib
 from collections.abc import Iterable
-from datetime import datetime, timedelta, timezone
-from typing import Any, Optional
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
@@ -74,7 +74,7 @@ class ShardLogic(StatefulBatchLogic[list[Event], ShardOutput, bytes]):
             counters.DEAD_LETTERED.labels("too_late").inc(len(out.dead_letters))
         return [out], self.RETAIN
 
-    def notify_at(self) -> Optional[datetime]:
+    def notify_at(self) -> datetime | None:
         return self._next_flush if self._shard.dirty else None
 
     def on_notify(self) -> tuple[Iterable[ShardOutput], bool]:
@@ -98,10 +98,10 @@ class ShardLogic(StatefulBatchLogic[list[Event], ShardOutput, bytes]):
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
-def build_flow(settings: Settings, source: Optional[Source[RawBatch]] = None) -> Dataflow:
+def build_flow(settings: Settings, source: Source[RawBatch] | None = None) -> Dataflow:
     """The dataflow for `settings`; `source` overrides the configured input."""
     flow = Dataflow(FLOW_ID)
     raw = op.input("read", flow, source or stores.open_source(settings))
@@ -111,11 +111,9 @@ def build_flow(settings: Settings, source: Optional[Source[RawBatch]] = None) ->
     decoder = EventDecoder(settings.tz, settings.future_skew, settings.max_message_bytes)
     decoded = op.map("decode", spread, _decode_with(decoder))
     invalid = op.filter_map("invalid", decoded, _invalid)
-    keyed = op.flat_map(
-        "shard", decoded, lambda pair: split_by_shard(settings.shards, pair[0])
-    )
+    keyed = op.flat_map("shard", decoded, lambda pair: split_by_shard(settings.shards, pair[0]))
 
-    def build_logic(resume: Optional[bytes]) -> ShardLogic:
+    def build_logic(resume: bytes | None) -> ShardLogic:
         shard = pickle.loads(resume) if resume is not None else Shard(settings.retention_days)
         shard.retention_days = settings.retention_days
         return ShardLogic(shard, timedelta(seconds=settings.flush_interval))
@@ -147,5 +145,5 @@ def _decode_with(decoder: EventDecoder) -> Any:
     return decode
 
 
-def _invalid(pair: tuple[list[Event], list[DeadLetter]]) -> Optional[list[DeadLetter]]:
+def _invalid(pair: tuple[list[Event], list[DeadLetter]]) -> list[DeadLetter] | None:
     return pair[1] or None

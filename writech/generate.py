@@ -18,7 +18,7 @@ import random
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import IO, Any, Final
 
 import msgspec
@@ -37,7 +37,16 @@ EVENT_MIX: Final = {
 SUBJECTS: Final = ("chinese", "math", "english")
 SUBJECT_WEIGHTS: Final = (0.55, 0.3, 0.15)
 KNOWLEDGE_POINTS: Final = {
-    "chinese": ("拼音", "笔顺", "偏旁部首", "形近字", "多音字", "标点符号", "古诗词默写", "阅读理解"),
+    "chinese": (
+        "拼音",
+        "笔顺",
+        "偏旁部首",
+        "形近字",
+        "多音字",
+        "标点符号",
+        "古诗词默写",
+        "阅读理解",
+    ),
     "math": ("加减法", "乘法口诀", "分数", "应用题", "几何图形", "单位换算"),
     "english": ("phonics", "spelling", "grammar", "vocabulary"),
 }
@@ -120,7 +129,7 @@ def _payload(event_type: str, student: Student, rng: random.Random) -> dict[str,
     if event_type == "grade_result":
         total = rng.choice((10, 20, 50, 100, 100, 100, 120))
         score = round(_clamp(rng.gauss(ability, 0.12), 0, 1) * total, 1)
-        wrong = int(round((1 - score / total) * rng.randint(2, 8)))
+        wrong = round((1 - score / total) * rng.randint(2, 8))
         points = KNOWLEDGE_POINTS[subject]
         return {
             "score": score,
@@ -151,7 +160,7 @@ def _timestamp(moment: datetime, rng: random.Random) -> str:
     """Producers disagree on formats: UTC with Z, an offset, or naive local time."""
     style = rng.random()
     if style < 0.5:
-        return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     if style < 0.85:
         return moment.isoformat(timespec="seconds")
     return moment.replace(tzinfo=None).isoformat(timespec="seconds")
@@ -217,11 +226,11 @@ def generate(
 def write(messages: Iterator[bytes], out: str) -> int:
     """Write messages as JSON lines to `out` (`-` for stdout, `.gz` compressed)."""
     count = 0
-    stream: IO[bytes]
+    stream: IO[bytes] | gzip.GzipFile
     if out == "-":
         stream = sys.stdout.buffer
     elif out.endswith(".gz"):
-        stream = gzip.open(out, "wb", compresslevel=6)
+        stream = gzip.open(out, "wb", compresslevel=6)  # noqa: SIM115 - closed below
     else:
         stream = open(out, "wb")  # noqa: SIM115 - closed below
     try:

@@ -236,6 +236,5 @@ CREATE TABLE IF NOT EXISTS error_record (
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin"""
 
 ERROR_RECORD_SQLITE_INDEXES: Final = (
-    "CREATE INDEX IF NOT EXISTS error_record_student_date "
-    "ON error_record (student_id, date)",
+    "CREATE INDEX IF NOT EXISTS error_record_student_date ON error_record (student_id, date)",
 )

@@ -75,9 +75,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         try:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):
-            raise SettingsError(
-                f"{PREFIX}TIMEZONE: unknown time zone {self.timezone!r}"
-            ) from None
+            raise SettingsError(f"{PREFIX}TIMEZONE: unknown time zone {self.timezone!r}") from None
 
     def __repr__(self) -> str:
         fields = ", ".join(
@@ -126,7 +124,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
                 try:
                     values[name] = _parse(name, Path(path).read_text().strip())
                 except OSError as exc:
-                    raise SettingsError(f"{variable}_FILE: cannot read {path}: {exc.strerror}") from None
+                    raise SettingsError(
+                        f"{variable}_FILE: cannot read {path}: {exc.strerror}"
+                    ) from None
             elif variable in environ:
                 values[name] = _parse(name, environ[variable])
         values.update(overrides)
@@ -151,7 +151,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
             if (password := urlsplit(url).password)
         ]
         found += [
-            value for key, value in self.kafka_options.items() if "password" in key or "secret" in key
+            value
+            for key, value in self.kafka_options.items()
+            if "password" in key or "secret" in key
         ]
         return [secret for secret in found if secret]
 

@@ -61,7 +61,9 @@ class ChdbStore:
         if not rows:
             return
         body = msgspec.json.encode(rows).decode()
-        sql = f"INSERT INTO `{DATABASE}`.`{table.name}` {_INSERT_SETTINGS} FORMAT JSONEachRow {body}"
+        sql = (
+            f"INSERT INTO `{DATABASE}`.`{table.name}` {_INSERT_SETTINGS} FORMAT JSONEachRow {body}"
+        )
         with self._lock:
             self._session.query(sql)
 
@@ -79,4 +81,3 @@ class ChdbStore:
             _stores.pop(self.path, None)
         with self._lock:
             self._session.close()
-

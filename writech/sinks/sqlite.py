@@ -47,8 +47,7 @@ class SqliteErrorWriter:
 
     def write(self, rows: Sequence[ErrorRecord]) -> None:
         values = [
-            tuple(v.isoformat() if isinstance(v, date) else v for v in astuple(row))
-            for row in rows
+            tuple(v.isoformat() if isinstance(v, date) else v for v in astuple(row)) for row in rows
         ]
         with self._connection:
             self._connection.execute("BEGIN")

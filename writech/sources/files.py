@@ -12,7 +12,7 @@ import gzip
 import itertools
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import BinaryIO, Optional
+from typing import IO
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
@@ -32,7 +32,9 @@ def expand(paths: Iterable[str]) -> list[str]:
         path = Path(given)
         if path.is_dir():
             found += sorted(
-                str(child) for child in path.rglob("*") if child.name.endswith(SUFFIXES) and child.is_file()
+                str(child)
+                for child in path.rglob("*")
+                if child.name.endswith(SUFFIXES) and child.is_file()
             )
         elif path.is_file():
             found.append(str(path))
@@ -46,11 +48,11 @@ def total_bytes(paths: Sequence[str]) -> int:
 
 
 class _FilePartition(StatefulSourcePartition[RawBatch, FilePosition]):
-    def __init__(self, path: str, batch_size: int, resume: Optional[FilePosition]) -> None:
+    def __init__(self, path: str, batch_size: int, resume: FilePosition | None) -> None:
         self._path = path
         self._batch_size = batch_size
-        self._raw: BinaryIO = open(path, "rb")  # noqa: SIM115 - closed in close()
-        self._lines: BinaryIO = (
+        self._raw: IO[bytes] = open(path, "rb")  # noqa: SIM115 - closed in close()
+        self._lines: IO[bytes] = (
             gzip.GzipFile(fileobj=self._raw, mode="rb") if path.endswith(".gz") else self._raw
         )
         self._offset, self._line = resume or (0, 0)
@@ -101,7 +103,6 @@ class JsonLinesSource(FixedPartitionedSource[RawBatch, FilePosition]):
         return self.paths
 
     def build_part(
-        self, step_id: str, for_part: str, resume_state: Optional[FilePosition]
+        self, step_id: str, for_part: str, resume_state: FilePosition | None
     ) -> _FilePartition:
         return _FilePartition(for_part, self.batch_size, resume_state)
-
