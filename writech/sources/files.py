@@ -52,7 +52,7 @@ class _FilePartition(StatefulSourcePartition[RawBatch, FilePosition]):
         self._path = path
         self._batch_size = batch_size
         self._raw: IO[bytes] = open(path, "rb")  # noqa: SIM115 - closed in close()
-        self._lines: IO[bytes] = (
+        self._lines: IO[bytes] | gzip.GzipFile = (
             gzip.GzipFile(fileobj=self._raw, mode="rb") if path.endswith(".gz") else self._raw
         )
         self._offset, self._line = resume or (0, 0)
