@@ -1,0 +1,176 @@
+"""The Kafka source and the dead-letter topic sink, against a real broker (Tansu)."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+import pytest
+from bytewax.connectors.kafka import KafkaError, KafkaSourceMessage
+from confluent_kafka import KafkaError as ConsumerError
+from confluent_kafka import KafkaException
+
+from tests.services.kafka import consume_all, headers_of, produce
+from tests.services.ports import free_port
+from writech import counters
+from writech.events import EventDecoder, RawBatch, dead_letter
+from writech.settings import Settings
+from writech.sinks.kafka import DeadLetterDeliveryError, dead_letter_sink
+from writech.sources.kafka import ConsumerItem, KafkaBatchSource, kafka_source, to_raw_batch
+
+
+def _settings(broker: str, topic: str, **overrides: object) -> Settings:
+    return Settings.from_env(
+        {},
+        source="kafka",
+        kafka_brokers=(broker,),
+        kafka_topics=(topic,),
+        kafka_dlq_topic=f"{topic}-dlq",
+        kafka_stop_at_end=True,
+        **overrides,
+    )
+
+
+def _drain(source: KafkaBatchSource, part: str, resume: int | None = None) -> list[RawBatch]:
+    """Every batch of one partition until it is drained (the source stops at the end)."""
+    partition = source.build_part("read", part, resume)
+    batches: list[RawBatch] = []
+    try:
+        while True:
+            try:
+                batches += partition.next_batch()
+            except StopIteration:
+                return batches
+    finally:
+        partition.close()
+
+
+def test_each_consumer_batch_is_one_raw_batch(kafka_broker: str, kafka_topic: str) -> None:
+    messages: list[bytes | None] = [b'{"n": %d}' % n for n in range(1000)]
+    messages[7] = None  # a record without a value
+    produce(kafka_broker, kafka_topic, messages)
+    source = kafka_source(_settings(kafka_broker, kafka_topic, batch_size=100))
+    read_before = counters.value("writech_messages_read_total")
+
+    parts = source.list_parts()
+    assert sorted(parts) == [f"{n}-{kafka_topic}" for n in range(3)]
+    seen: dict[tuple[int, int], bytes] = {}
+    for part in parts:
+        batches = _drain(source, part)
+        partition = int(part.split("-")[0])
+        assert len(batches) >= 3  # ~334 records in batches of at most 100
+        next_offset = 0
+        for batch in batches:
+            assert (batch.origin, batch.partition) == (kafka_topic, partition)
+            assert 0 < len(batch.messages) <= 100
+            assert batch.offsets == list(range(next_offset, next_offset + len(batch.messages)))
+            assert batch.rejected == []
+            next_offset += len(batch.messages)
+            seen.update(
+                ((partition, o), m) for o, m in zip(batch.offsets, batch.messages, strict=True)
+            )
+
+    # Round-robin production: message n is at partition n % 3, offset n // 3.
+    assert seen == {(n % 3, n // 3): raw or b"" for n, raw in enumerate(messages)}
+    assert counters.value("writech_messages_read_total") - read_before == 1000
+
+
+def test_a_record_without_value_dead_letters_as_empty(kafka_broker: str, kafka_topic: str) -> None:
+    produce(kafka_broker, kafka_topic, [None], partitions=1)
+    [batch] = _drain(kafka_source(_settings(kafka_broker, kafka_topic)), f"0-{kafka_topic}")
+    events, dead = EventDecoder(Settings().tz).decode_batch(batch)
+    assert events == []
+    assert [(d.reason, d.message, d.raw, d.origin, d.offset) for d in dead] == [
+        ("bad_json", "empty message", "", kafka_topic, 0)
+    ]
+
+
+def test_a_partition_resumes_after_its_snapshot(kafka_broker: str, kafka_topic: str) -> None:
+    produce(kafka_broker, kafka_topic, [b"m%d" % n for n in range(30)], partitions=1)
+    source = kafka_source(_settings(kafka_broker, kafka_topic, batch_size=10))
+    part = f"0-{kafka_topic}"
+    partition = source.build_part("read", part, None)
+    first: list[RawBatch] = []
+    while not first:  # the consumer may need a few polls to fetch
+        first = partition.next_batch()
+    snapshot = partition.snapshot()
+    partition.close()
+    assert snapshot == first[0].offsets[-1] + 1
+
+    rest = _drain(source, part, resume=snapshot)
+    offsets = [offset for batch in first + rest for offset in batch.offsets]
+    assert offsets == list(range(30))
+
+
+def test_consumer_errors_become_broker_error_dead_letters(kafka_topic: str) -> None:
+    """What the connector yields for a consumer error (`raise_on_errors=False`)."""
+    error = ConsumerError(ConsumerError._TRANSPORT, "broker connection lost")
+    items: list[ConsumerItem] = [
+        KafkaSourceMessage(key=None, value=b'{"a": 1}', topic=kafka_topic, offset=41, partition=2),
+        KafkaError(error, KafkaSourceMessage(key=None, value=None, topic=kafka_topic, partition=2)),
+        KafkaSourceMessage(key=None, value=b'{"a": 2}', topic=kafka_topic, offset=42, partition=2),
+    ]
+    batch = to_raw_batch(kafka_topic, 2, items)
+
+    assert batch.offsets == [41, 42]
+    assert batch.messages == [b'{"a": 1}', b'{"a": 2}']
+    [rejected] = batch.rejected
+    assert (rejected.origin, rejected.partition, rejected.offset) == (kafka_topic, 2, -1)
+    assert rejected.reason == "broker_error"
+    assert "broker connection lost" in rejected.message
+    # The decoder passes them on with the batch's own dead letters.
+    _, dead = EventDecoder(Settings().tz).decode_batch(batch)
+    assert rejected in dead
+    assert Counter(d.reason for d in dead) == {"broker_error": 1, "missing_field": 2}
+
+
+def test_kafka_options_reach_librdkafka(kafka_broker: str, kafka_topic: str) -> None:
+    settings = _settings(kafka_broker, kafka_topic, kafka_options={"no.such.option": "1"})
+    with pytest.raises(KafkaException, match=r"no\.such\.option"):
+        kafka_source(settings).build_part("read", f"0-{kafka_topic}", None)
+    with pytest.raises(KafkaException, match=r"no\.such\.option"):
+        dead_letter_sink(settings).build("write", 0, 1)
+
+
+def test_dead_letters_reach_the_topic_with_their_headers(
+    kafka_broker: str, kafka_topic: str
+) -> None:
+    settings = _settings(kafka_broker, kafka_topic)
+    letters = [
+        dead_letter(
+            kafka_topic, 1, 17, b'{"event_type": "x"}', "unknown_event_type", "no such type"
+        ),
+        dead_letter(kafka_topic, 2, 5, b"\xff\xfe not utf-8", "bad_json", "not UTF-8"),
+        dead_letter("in.jsonl", 0, 3, "汉字 ✍️".encode(), "too_late", "evicted", event_id="e-1"),
+    ]
+    assert letters[1].raw_encoding == "base64"
+    partition = dead_letter_sink(settings).build("write", 0, 1)
+    partition.write_batch([letters[:2], letters[2:]])
+    partition.close()
+
+    records = consume_all(kafka_broker, settings.kafka_dlq_topic)
+    got = {record.value(): headers_of(record) for record in records}
+    topic = kafka_topic
+    assert got == {
+        b'{"event_type": "x"}': _headers("unknown_event_type", "no such type", topic, 1, 17),
+        b"\xff\xfe not utf-8": _headers("bad_json", "not UTF-8", topic, 2, 5),
+        "汉字 ✍️".encode(): _headers("too_late", "evicted", "in.jsonl", 0, 3) | {"event_id": "e-1"},
+    }
+    assert len(records) == 3
+
+
+def _headers(reason: str, message: str, origin: str, partition: int, offset: int) -> dict[str, str]:
+    return {"reason": reason, "message": message, "origin": origin,
+            "partition": str(partition), "offset": str(offset)}  # fmt: skip
+
+
+def test_an_undelivered_dead_letter_is_an_error(kafka_topic: str) -> None:
+    """No broker answers: the write must fail once the delivery times out, not pass silently."""
+    settings = _settings(
+        f"127.0.0.1:{free_port()}", kafka_topic, kafka_options={"message.timeout.ms": "1500"}
+    )
+    partition = dead_letter_sink(settings).build("write", 0, 1)
+    started = time.monotonic()
+    with pytest.raises(DeadLetterDeliveryError, match="1 of 1 dead letters were not delivered"):
+        partition.write_batch([[dead_letter(kafka_topic, 0, 1, b"x", "bad_json", "x")]])
+    assert time.monotonic() - started < 10
