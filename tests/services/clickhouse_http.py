@@ -44,6 +44,9 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import parse_qsl, quote, urlsplit
 
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+
 from tests.services.ports import free_port, wait_until
 
 # URL parameters of ClickHouse's HTTP interface that are not settings.
@@ -133,13 +136,17 @@ class _Engine:
         """Run one request: (response body, rows written, whether to drop the connection)."""
         with self._lock:
             self._run(f"USE `{database}`")
+            if data is not None:
+                # chDB's streaming insert ignores session settings: they go inline.
+                inline = ", ".join(
+                    f"{name} = '{_quote(value)}'" for name, value in settings.items()
+                )
+                statement = sql.decode() + (f" SETTINGS {inline}" if inline else "")
+                return self._insert(statement, data, data_format)
             for name, value in settings.items():
                 self._run(f"SET {name} = '{_quote(value)}'")
             try:
-                if data is not None:
-                    return self._insert(sql.decode(), data, data_format)
-                result = self._run(sql.decode(), data_format, params)
-                return result, 0, False
+                return self._run(sql.decode(), data_format, params), 0, False
             finally:
                 for name in settings:
                     self._run(f"SET {name} = DEFAULT")
@@ -155,7 +162,10 @@ class _Engine:
                     "failure injected by the test fixture. (MEMORY_LIMIT_EXCEEDED)",
                 )
             drop_connection = True  # the insert commits, then the answer is lost
-        inserter = self._session.send_insert(statement, data_format)
+        try:
+            inserter = self._session.send_insert(statement, data_format)
+        except RuntimeError as exc:
+            raise _query_error(exc) from None
         try:
             inserter.append(data)
             written = inserter.finish().rows_written
@@ -240,37 +250,12 @@ class _Handler(BaseHTTPRequestHandler):
         arguments = dict(parse_qsl(url.query, keep_blank_values=True))
         query_id = arguments.get("query_id") or str(uuid.uuid4())
         try:
-            self._authenticate(arguments)
-            body = _decompress(body, self.headers.get("Content-Encoding", ""))
-            sql, data, data_format = self._statement(arguments.get("query", ""), body, arguments)
-            settings = {
-                name: value
-                for name, value in arguments.items()
-                if name not in _HTTP_PARAMETERS and not name.startswith("param_")
-            }
-            if not all(_SETTING_NAME.fullmatch(name) for name in settings):
-                raise QueryError(
-                    115, "Code: 115. DB::Exception: bad setting name. (UNKNOWN_SETTING)"
-                )
-            params = {
-                name.removeprefix("param_"): value
-                for name, value in arguments.items()
-                if name.startswith("param_")
-            }
-            result, written, drop = self.server.engine.execute(
-                sql, data, data_format, arguments.get("database") or "default", settings, params
-            )
+            result, written, drop, data_format = self._execute(arguments, body)
         except QueryError as exc:
-            message = f"{exc} (version {self.server.version})\n".encode()
-            self._answer(
-                _STATUS_OF_CODE.get(exc.code, 500),
-                message,
-                {
-                    "Content-Type": "text/plain; charset=UTF-8",
-                    "X-ClickHouse-Exception-Code": str(exc.code),
-                    "X-ClickHouse-Query-Id": query_id,
-                },
-            )
+            self._answer_error(exc, query_id)
+            return
+        except Exception as exc:  # a fixture bug must show as an error, not a dropped connection
+            self._answer_error(QueryError(1001, f"Code: 1001. DB::Exception: {exc!r}"), query_id)
             return
         if drop:
             self._drop_connection()
@@ -288,6 +273,38 @@ class _Handler(BaseHTTPRequestHandler):
                 "X-ClickHouse-Timezone": "UTC",
                 "X-ClickHouse-Server-Display-Name": "chdb-fixture",
                 "X-ClickHouse-Summary": json.dumps(summary),
+            },
+        )
+
+    def _execute(self, arguments: dict[str, str], body: bytes) -> tuple[bytes, int, bool, str]:
+        """(result, rows written, whether to drop the connection, format) of a request."""
+        self._authenticate(arguments)
+        body = _decompress(body, self.headers.get("Content-Encoding", ""))
+        sql, data, data_format = self._statement(arguments.get("query", ""), body, arguments)
+        settings = {
+            name: value
+            for name, value in arguments.items()
+            if name not in _HTTP_PARAMETERS and not name.startswith("param_")
+        }
+        if not all(_SETTING_NAME.fullmatch(name) for name in settings):
+            raise QueryError(115, "Code: 115. DB::Exception: bad setting name. (UNKNOWN_SETTING)")
+        params = {
+            name.removeprefix("param_"): value
+            for name, value in arguments.items()
+            if name.startswith("param_")
+        }
+        database = arguments.get("database") or "default"
+        result = self.server.engine.execute(sql, data, data_format, database, settings, params)
+        return (*result, data_format)
+
+    def _answer_error(self, error: QueryError, query_id: str) -> None:
+        self._answer(
+            _STATUS_OF_CODE.get(error.code, 500),
+            f"{error} (version {self.server.version})\n".encode(),
+            {
+                "Content-Type": "text/plain; charset=UTF-8",
+                "X-ClickHouse-Exception-Code": str(error.code),
+                "X-ClickHouse-Query-Id": query_id,
             },
         )
 
@@ -440,6 +457,13 @@ class ClickHouseServer:
         except subprocess.TimeoutExpired:
             os.kill(process.pid, signal.SIGKILL)
             process.wait()
+
+    def client(self) -> Client:
+        """A plain clickhouse-connect client, to look at the tables as any reader would."""
+        return clickhouse_connect.get_client(
+            host="127.0.0.1", port=self.port, username=self.user, password=self.password,
+            autogenerate_session_id=False,
+        )  # fmt: skip
 
     def fail_next_inserts(self, count: int, after_commit: bool = False) -> None:
         """Make the next `count` inserts fail: with a transient error (code 241) before

@@ -1,0 +1,202 @@
+"""A ClickHouse server over HTTP (clickhouse-connect): the production `ClickHouse` store (SPEC §7).
+
+The URL is `http(s)://user:password@host:port[/writech]`; the database is
+always `writech.schema.DATABASE`, created with the tables by
+`create_schema` (the same DDL the embedded chDB store uses).
+
+Inserts go in Native format with an `insert_deduplication_token` derived
+from the batch's content: when an insert reaches the server but its answer
+is lost, the retry is dropped server-side instead of duplicating rows (the
+tables keep a `non_replicated_deduplication_window`). Transient failures
+(connection refused or reset, timeouts, server errors) are retried a
+bounded number of times with exponential backoff; permanent ones (bad
+credentials, an unknown database or table, a malformed query) fail at once.
+No message ever carries the password.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Final, TypeVar
+from urllib.parse import unquote, urlsplit
+
+import clickhouse_connect
+import msgspec
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import (
+    DataError,
+    Error,
+    InterfaceError,
+    NotSupportedError,
+    ProgrammingError,
+)
+from msgspec.structs import astuple
+
+from writech.schema import DATABASE, Table
+from writech.settings import SettingsError, without_password
+from writech.sinks import create_schema
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Server error codes that no retry can fix: credentials, access, names, SQL.
+PERMANENT_CODES: Final = frozenset(
+    {
+        6,  # CANNOT_PARSE_TEXT
+        16,  # NO_SUCH_COLUMN_IN_TABLE
+        27,  # CANNOT_PARSE_INPUT_ASSERTION_FAILED
+        36,  # BAD_ARGUMENTS
+        43,  # ILLEGAL_TYPE_OF_ARGUMENT
+        47,  # UNKNOWN_IDENTIFIER
+        53,  # TYPE_MISMATCH
+        60,  # UNKNOWN_TABLE
+        62,  # SYNTAX_ERROR
+        81,  # UNKNOWN_DATABASE
+        115,  # UNKNOWN_SETTING
+        164,  # READONLY
+        192,  # UNKNOWN_USER
+        193,  # WRONG_PASSWORD
+        194,  # REQUIRED_PASSWORD
+        497,  # ACCESS_DENIED
+        516,  # AUTHENTICATION_FAILED
+    }
+)
+# Errors raised by the client itself (bad arguments, unconvertible data).
+_CLIENT_ERRORS: Final = (ProgrammingError, DataError, NotSupportedError, InterfaceError)
+_DEFAULT_PORTS: Final = {"http": 8123, "https": 8443}
+# 64-bit integers as JSON numbers, as the embedded store returns them.
+_JSON_SETTINGS: Final = {"output_format_json_quote_64bit_integers": 0}
+
+
+class ClickHouseError(RuntimeError):
+    """A request to the ClickHouse server failed for good (the message names the server, never the password)."""
+
+
+class _JsonResult(msgspec.Struct):
+    data: list[dict[str, Any]] = []
+
+
+_json_result = msgspec.json.Decoder(_JsonResult)
+
+
+def open_store(url: str, attempts: int = 6, first_backoff: float = 0.5) -> ClickHouseServerStore:
+    """A store on the server at `url`, connected, with the schema applied; `close()` it when done."""
+    store = ClickHouseServerStore(url, attempts, first_backoff)
+    try:
+        create_schema(store)
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
+def is_transient(error: Error) -> bool:
+    """Whether a failed request may succeed when tried again."""
+    return not isinstance(error, _CLIENT_ERRORS) and error.code not in PERMANENT_CODES
+
+
+class ClickHouseServerStore:
+    """A clickhouse-connect client with bounded retries; implements `writech.sinks.ClickHouse`.
+
+    A request is tried up to `attempts` times, waiting `first_backoff`
+    seconds after the first failure and twice as long after each next one
+    (at most 30 s).
+    """
+
+    def __init__(self, url: str, attempts: int = 6, first_backoff: float = 0.5) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
+            raise SettingsError(
+                "WRITECH_CLICKHOUSE_URL: expected http(s)://user:password@host:port[/database], "
+                f"got {without_password(url)!r}"
+            )
+        if parts.path.strip("/") not in ("", DATABASE):
+            raise SettingsError(
+                f"WRITECH_CLICKHOUSE_URL: the tables live in database {DATABASE!r}; "
+                f"the URL names {parts.path.strip('/')!r}"
+            )
+        self.target = without_password(url)
+        self._password = unquote(parts.password or "")
+        self._attempts = attempts
+        self._first_backoff = first_backoff
+        self._client: Client = self._retrying(
+            "connect",
+            lambda: clickhouse_connect.get_client(
+                interface=parts.scheme,
+                host=parts.hostname,
+                port=parts.port or _DEFAULT_PORTS[parts.scheme],
+                username=unquote(parts.username or "default"),
+                password=self._password,
+                # No server session: every request stands alone, so a retry
+                # may land on any replica behind a load balancer.
+                autogenerate_session_id=False,
+            ),
+        )
+
+    def command(self, sql: str) -> None:
+        self._retrying("command", lambda: self._client.command(sql))
+
+    def insert(self, table: Table, rows: Sequence[Any]) -> None:
+        if not rows:
+            return
+        token = insert_token(table, rows)
+        data = [astuple(row) for row in rows]
+        self._retrying(
+            f"insert into {table.name}",
+            lambda: self._client.insert(
+                table.name,
+                data,
+                column_names=table.column_names,
+                column_type_names=[type_ for _, type_ in table.columns],
+                database=DATABASE,
+                settings={"insert_deduplication_token": token},
+            ),
+        )
+
+    def query(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        raw = self._retrying(
+            "query",
+            lambda: self._client.raw_query(
+                sql, parameters=params, settings=_JSON_SETTINGS, fmt="JSON"
+            ),
+        )
+        return _json_result.decode(raw).data if raw else []
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _retrying(self, what: str, request: Callable[[], T]) -> T:
+        attempt, delay = 1, self._first_backoff
+        while True:
+            try:
+                return request()
+            except Error as error:
+                reason = self._redact(str(error))
+                if not is_transient(error):
+                    raise ClickHouseError(
+                        f"ClickHouse at {self.target}: {what} failed: {reason}"
+                    ) from None
+                if attempt == self._attempts:
+                    raise ClickHouseError(
+                        f"ClickHouse at {self.target}: {what} failed {attempt} times, "
+                        f"last with: {reason}"
+                    ) from None
+                log.warning(
+                    "ClickHouse at %s: %s failed (attempt %d of %d), retrying in %.1f s: %s",
+                    self.target, what, attempt, self._attempts, delay, reason,
+                )  # fmt: skip
+                time.sleep(delay)
+                attempt, delay = attempt + 1, min(delay * 2, 30.0)
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._password, "***") if self._password else text
+
+
+def insert_token(table: Table, rows: Sequence[Any]) -> str:
+    """The deduplication token of an insert: a hash of the table and the rows' content."""
+    digest = hashlib.blake2b(msgspec.msgpack.encode(rows), digest_size=16)
+    return f"{table.name}-{digest.hexdigest()}"
