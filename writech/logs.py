@@ -1,0 +1,159 @@
+"""Logging: JSON lines for machines, plain lines for people, never a secret.
+
+`configure_logging()` sends the root logger to stderr: one JSON object per
+line when stderr is not a terminal (containers, CI, log shippers), a short
+human-readable line when it is. Every message, argument, exception and
+extra field passes through a redaction first: the secrets the settings hold
+(`Settings.redact`) and the password of any URL are replaced by `***`.
+Uncaught exceptions, in the main thread or any other, are logged the same
+way instead of Python's plain traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Final, TextIO
+
+from writech.settings import Settings, SettingsError
+
+Redact = Callable[[str], str]
+
+# user:password@ in a URL; the password is masked, the user kept.
+_URL_PASSWORD: Final = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*):[^@\s]*@")
+# LogRecord's own attributes; anything else on a record came from `extra=`.
+_RECORD_FIELDS: Final = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+def configure_logging(
+    settings: Settings | None = None,
+    *,
+    stream: TextIO | None = None,
+    level: int = logging.INFO,
+) -> None:
+    """Log to `stream` (stderr), as JSON unless it is a terminal, redacting secrets.
+
+    `settings` names the secrets to mask; by default they are read from the
+    environment like everywhere else (invalid settings mask nothing more than
+    URL passwords here: the code that reads them reports the error).
+    """
+    stream = sys.stderr if stream is None else stream
+    redact = _redactor(settings)
+    handler = _Handler(stream)
+    handler.addFilter(RedactingFilter(redact))
+    if stream.isatty():
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+        )
+    else:
+        handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    for old in root.handlers[:]:
+        if isinstance(old, _Handler):  # configured before: replaced, others kept
+            root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    logging.captureWarnings(True)
+    sys.excepthook = _log_uncaught
+    threading.excepthook = _log_uncaught_in_thread
+
+
+def mask_url_passwords(text: str) -> str:
+    """`text` with the password of every `scheme://user:password@` masked."""
+    return _URL_PASSWORD.sub(r"\g<scheme>:***@", text)
+
+
+class RedactingFilter(logging.Filter):
+    """Renders each record's message and exception through `redact`, in place."""
+
+    def __init__(self, redact: Redact) -> None:
+        super().__init__()
+        self._redact = redact
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = self._redact(record.getMessage())
+        record.args = None
+        if record.exc_info:
+            record.exc_text = self._redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        if record.stack_info:
+            record.stack_info = self._redact(record.stack_info)
+        for key, value in vars(record).items():
+            if key not in _RECORD_FIELDS:
+                setattr(record, key, _redact_value(self._redact, value))
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: time, level, logger, message, then the extras."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["exception"] = record.exc_text
+        if record.stack_info:
+            entry["stack"] = record.stack_info
+        entry.update(
+            (key, value) for key, value in vars(record).items() if key not in _RECORD_FIELDS
+        )
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+class _Handler(logging.StreamHandler[TextIO]):
+    """The handler `configure_logging` installs, told apart from anyone else's."""
+
+
+def _redactor(settings: Settings | None) -> Redact:
+    if settings is None:
+        try:
+            settings = Settings.from_env()
+        except SettingsError:
+            return mask_url_passwords
+    configured = settings
+
+    def redact(text: str) -> str:
+        return mask_url_passwords(configured.redact(text))
+
+    return redact
+
+
+def _redact_value(redact: Redact, value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {key: _redact_value(redact, item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact_value(redact, item) for item in value]
+    return value
+
+
+def _log_uncaught(
+    kind: type[BaseException], error: BaseException, traceback: TracebackType | None
+) -> None:
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, error, traceback)
+        return
+    logging.getLogger("writech").critical("uncaught exception", exc_info=(kind, error, traceback))
+
+
+def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
+    if args.exc_value is None:
+        return
+    logging.getLogger("writech").critical(
+        "uncaught exception in thread %s",
+        args.thread.name if args.thread else "?",
+        exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
+    )
