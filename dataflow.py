@@ -5,6 +5,8 @@ it replays the bundled sample data into ./data.
 """
 
 from writech.flow import build_flow
+from writech.logs import configure_logging
 from writech.settings import Settings
 
+configure_logging()
 flow = build_flow(Settings.from_env())

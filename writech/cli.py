@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from writech import counters
+from writech.logs import configure_logging
 from writech.settings import Settings, SettingsError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    configure_logging()
     parser = _parser()
     args = parser.parse_args(argv)
     try:
@@ -95,6 +97,7 @@ def _parser() -> argparse.ArgumentParser:
         "--partitions", type=int, default=1, help="number of partition files"
     )
     recovery_init.set_defaults(run=_recovery_init)
+    __import__("writech.reports.cli").reports.cli.add_report_command(commands)
     return parser
 
 
