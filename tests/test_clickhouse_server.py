@@ -54,7 +54,7 @@ def _dead_letters(count: int) -> list[DeadLetter]:
 
 def _count(server: ClickHouseServer, table: str) -> int:
     """Rows as stored, without FINAL: a duplicate insert would show here."""
-    return int(server.client().command(f"SELECT count() FROM writech.{table}"))  # type: ignore[arg-type]
+    return int(server.client().query(f"SELECT count() FROM writech.{table}").result_rows[0][0])
 
 
 def test_reads_like_the_embedded_store(clickhouse_server: ClickHouseServer, tmp_path: Path) -> None:
