@@ -125,6 +125,13 @@ def _with_stores(args: argparse.Namespace, work: Callable[[Stores], int]) -> int
         return 1
 
 
+def _dates_in_order(args: argparse.Namespace) -> bool:
+    if args.start and args.end and args.start > args.end:
+        print(f"writech: --from {args.start} is after --to {args.end}", file=sys.stderr)
+        return False
+    return True
+
+
 def _single(args: argparse.Namespace) -> int:
     from writech.reports.render import render
     from writech.reports.service import make_report, resolve_period
@@ -142,7 +149,7 @@ def _single(args: argparse.Namespace) -> int:
             print(f"wrote {out}", file=sys.stderr)
         return 0
 
-    return _with_stores(args, work)
+    return _with_stores(args, work) if _dates_in_order(args) else 2
 
 
 def _class(args: argparse.Namespace) -> int:
@@ -156,6 +163,8 @@ def _class(args: argparse.Namespace) -> int:
             "writech: --all-classes takes --out-dir, and neither CLASS_ID nor --out",
             file=sys.stderr,
         )
+        return 2
+    if not _dates_in_order(args):
         return 2
     return _with_stores(args, lambda stores: _all_classes(stores, args))
 
