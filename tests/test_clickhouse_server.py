@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import logging
+import subprocess
 import threading
 import time
 import urllib.request
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.services.clickhouse_http import ClickHouseServer
+from tests.services.tls import self_signed_certificate
 from writech.aggregate import Shard
 from writech.events import EventDecoder, RawBatch, dead_letter
 from writech.generate import generate
@@ -198,3 +200,28 @@ def test_the_url_may_name_only_the_writech_database(clickhouse_server: ClickHous
     with pytest.raises(SettingsError, match="WRITECH_CLICKHOUSE_URL: expected") as failure:
         open_store("tcp://writech:s3cret@127.0.0.1:9000")
     assert "s3cret" not in str(failure.value)
+
+
+def test_https_with_a_private_certificate_authority(tmp_path: Path) -> None:
+    try:
+        certificate, key = self_signed_certificate(tmp_path)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        pytest.fail(f"cannot make a test certificate: {exc}", pytrace=False)
+    server = ClickHouseServer(tmp_path / "tls-server", tls=(certificate, key))
+    server.start()
+    try:
+        assert server.url.startswith("https://")
+        store = open_store(server.url)  # ?ca_cert=<the certificate>
+        store.insert(DEAD_LETTER, _dead_letters(3))
+        assert store.query("SELECT count() AS n FROM writech.dead_letter") == [{"n": 3}]
+        store.close()
+        untrusted = server.url.partition("?")[0]
+        with pytest.raises(ClickHouseError, match="CERTIFICATE_VERIFY_FAILED"):
+            open_store(untrusted, attempts=1)
+    finally:
+        server.stop()
+
+
+def test_the_url_takes_only_tls_parameters(clickhouse_server: ClickHouseServer) -> None:
+    with pytest.raises(SettingsError, match=r"unknown parameter.*compression"):
+        open_store(clickhouse_server.url + "?compression=lz4")

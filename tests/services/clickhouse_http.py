@@ -32,6 +32,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -388,10 +389,16 @@ def serve(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--user", default="default")
     parser.add_argument("--password", default="")
+    parser.add_argument("--tls-cert", type=Path, help="serve https with this certificate...")
+    parser.add_argument("--tls-key", type=Path, help="...and this key")
     args = parser.parse_args(argv)
     engine = _Engine(args.data_dir)
     version = engine._run("SELECT version()").decode().strip()
     server = _Server(args.port, engine, args.user, args.password, version)
+    if args.tls_cert:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     try:
         server.serve_forever(poll_interval=0.1)
@@ -404,12 +411,21 @@ class ClickHouseServer:
     """A `serve` subprocess on a fixed loopback port, its data kept across restarts.
 
     `url` is what `WRITECH_CLICKHOUSE_URL` takes (the password percent-encoded).
+    With `tls` (certificate and key files) it serves https; `url` then names
+    the certificate as the CA to trust.
     """
 
-    def __init__(self, data_dir: Path, user: str = "writech", password: str = "") -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        user: str = "writech",
+        password: str = "",
+        tls: tuple[Path, Path] | None = None,
+    ) -> None:
         self.data_dir = data_dir
         self.user = user
         self.password = password or f"pw/{uuid.uuid4().hex[:12]}@"
+        self.tls = tls
         self.port = free_port()
         self._process: subprocess.Popen[bytes] | None = None
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -420,7 +436,12 @@ class ClickHouseServer:
 
     def url_with(self, password: str, database: str = "writech") -> str:
         """The server's URL with another password or database (for failure tests)."""
-        return f"http://{self.user}:{quote(password, safe='')}@127.0.0.1:{self.port}/{database}"
+        url = f"{self.scheme}://{self.user}:{quote(password, safe='')}@127.0.0.1:{self.port}"
+        return f"{url}/{database}?ca_cert={self.tls[0]}" if self.tls else f"{url}/{database}"
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
 
     @property
     def running(self) -> bool:
@@ -432,7 +453,8 @@ class ClickHouseServer:
         log = open(self.data_dir / "server.log", "ab")  # noqa: SIM115 - the child keeps it
         self._process = subprocess.Popen(
             [sys.executable, "-m", "tests.services.clickhouse_http", "--port", str(self.port),
-             "--data-dir", str(self.data_dir), "--user", self.user, "--password", self.password],
+             "--data-dir", str(self.data_dir), "--user", self.user, "--password", self.password,
+             *(["--tls-cert", str(self.tls[0]), "--tls-key", str(self.tls[1])] if self.tls else [])],
             cwd=Path(__file__).resolve().parents[2],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -460,9 +482,10 @@ class ClickHouseServer:
 
     def client(self) -> Client:
         """A plain clickhouse-connect client, to look at the tables as any reader would."""
+        trust: dict[str, Any] = {"ca_cert": str(self.tls[0])} if self.tls else {}
         return clickhouse_connect.get_client(
-            host="127.0.0.1", port=self.port, username=self.user, password=self.password,
-            autogenerate_session_id=False,
+            interface=self.scheme, host="127.0.0.1", port=self.port, username=self.user,
+            password=self.password, autogenerate_session_id=False, **trust,
         )  # fmt: skip
 
     def fail_next_inserts(self, count: int, after_commit: bool = False) -> None:
@@ -487,7 +510,9 @@ class ClickHouseServer:
             return False
 
     def _request(self, path: str) -> bytes:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as answer:
+        context = ssl.create_default_context(cafile=self.tls[0]) if self.tls else None
+        url = f"{self.scheme}://127.0.0.1:{self.port}{path}"
+        with urllib.request.urlopen(url, timeout=5, context=context) as answer:
             body: bytes = answer.read()
             return body
 

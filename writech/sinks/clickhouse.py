@@ -2,7 +2,9 @@
 
 The URL is `http(s)://user:password@host:port[/writech]`; the database is
 always `writech.schema.DATABASE`, created with the tables by
-`create_schema` (the same DDL the embedded chDB store uses).
+`create_schema` (the same DDL the embedded chDB store uses). With https,
+URL parameters `ca_cert` (a private CA's certificate file), `client_cert`
+and `client_cert_key` (mutual TLS) and `verify=false` tune TLS.
 
 Inserts go in Native format with an `insert_deduplication_token` derived
 from the batch's content: when an insert reaches the server but its answer
@@ -21,7 +23,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Final, TypeVar
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import clickhouse_connect
 import msgspec
@@ -68,6 +70,7 @@ PERMANENT_CODES: Final = frozenset(
 # Errors raised by the client itself (bad arguments, unconvertible data).
 _CLIENT_ERRORS: Final = (ProgrammingError, DataError, NotSupportedError, InterfaceError)
 _DEFAULT_PORTS: Final = {"http": 8123, "https": 8443}
+_TLS_PARAMETERS: Final = frozenset({"ca_cert", "client_cert", "client_cert_key", "verify"})
 # 64-bit integers as JSON numbers, as the embedded store returns them.
 _JSON_SETTINGS: Final = {"output_format_json_quote_64bit_integers": 0}
 
@@ -119,6 +122,14 @@ class ClickHouseServerStore:
                 f"WRITECH_CLICKHOUSE_URL: the tables live in database {DATABASE!r}; "
                 f"the URL names {parts.path.strip('/')!r}"
             )
+        tls: dict[str, Any] = dict(parse_qsl(parts.query))
+        unknown = sorted(set(tls) - _TLS_PARAMETERS)
+        if unknown:
+            raise SettingsError(
+                f"WRITECH_CLICKHOUSE_URL: unknown parameter(s) {', '.join(unknown)}"
+            )
+        if "verify" in tls:
+            tls["verify"] = str(tls["verify"]).lower() not in ("0", "false", "no")
         self.target = without_password(url)
         self._password = unquote(parts.password or "")
         self._attempts = attempts
@@ -134,6 +145,7 @@ class ClickHouseServerStore:
                 # No server session: every request stands alone, so a retry
                 # may land on any replica behind a load balancer.
                 autogenerate_session_id=False,
+                **tls,
             ),
         )
 
