@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # Container entrypoint of the Writech image: one Bytewax process of the
 # dataflow, following the conventions of the Bytewax Helm chart's pods.
+# The image holds it as /app/entrypoint.sh, and as /app/entrypoint-recovery.sh
+# for the chart's recovery init container (which runs `sh ./NAME`: the
+# first command below hands the script to bash).
 #
 #   entrypoint.sh run        run dataflow.py (the default command)
 #   entrypoint.sh hostfile   write the cluster's hostfile (init container)
+#   entrypoint.sh recovery   create the recovery store unless it exists
+#                            (the default as entrypoint-recovery.sh)
 #   entrypoint.sh CMD ARG... run any other command, e.g. `writech init-db`
 #
 # `run` reads the variables the chart gives its pods:
@@ -15,20 +20,24 @@
 #                                writech-2 of StatefulSet writech is process 2
 #   BYTEWAX_HOSTFILE_PATH        one host:port line per process, in id order
 #   BYTEWAX_RECOVERY_DIRECTORY   recovery store (unset: no recovery)
-#   BYTEWAX_RECOVERY_PARTS       partitions to create in an empty store
+#   BYTEWAX_RECOVERY_PARTS       partitions of a new store; when set, an
+#                                existing store must have as many
 #   BYTEWAX_SNAPSHOT_INTERVAL, BYTEWAX_RECOVERY_BACKUP_INTERVAL  seconds
-#   BYTEWAX_RECOVERY_WAIT        seconds a process > 0 waits for process 0
-#                                to create the store (default 300)
+#   BYTEWAX_RECOVERY_WAIT        seconds a process waits for the store
+#                                (default 300)
 # Without BYTEWAX_POD_NAME it runs a single process. The recovery store is
 # one directory shared by every process (one volume mounted in every pod):
-# process 0 creates it, once, with all its partitions; the others wait for
-# it. An existing store is never touched.
+# process 0 creates it, once, with all its partitions, and the others wait
+# for it; `recovery` creates it from whichever pod comes first. Partitions
+# are created aside and moved in without replacing any: a store in use is
+# never touched.
 #
 # `hostfile` writes BYTEWAX_HOSTFILE_PATH with BYTEWAX_REPLICAS lines
 # STATEFULSET-i.SERVICE.NAMESPACE.svc.CLUSTER_DOMAIN:PORT, from
 # BYTEWAX_STATEFULSET_NAME, BYTEWAX_SERVICE_NAME (default: the StatefulSet's
 # name), BYTEWAX_NAMESPACE, BYTEWAX_CLUSTER_DOMAIN (default cluster.local)
 # and BYTEWAX_PROCESS_PORT (default 9999).
+if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
 set -euo pipefail
 
 log() { printf 'entrypoint: %s\n' "$*" >&2; }
@@ -87,35 +96,40 @@ partitions_in() {
     [ -e "${parts[0]}" ] && printf '%d' "${#parts[@]}" || printf '0'
 }
 
-# Create the recovery store once (process 0), or wait until it exists.
+# Make sure the recovery store exists: create it (`create`), or wait for
+# process 0 to (`wait`).
 ensure_recovery_store() {
-    local id=$1 dir=$BYTEWAX_RECOVERY_DIRECTORY
-    local wanted=${BYTEWAX_RECOVERY_PARTS:-1}
-    positive BYTEWAX_RECOVERY_PARTS "$wanted"
+    local mode=$1 dir=$BYTEWAX_RECOVERY_DIRECTORY wanted=${BYTEWAX_RECOVERY_PARTS:-}
+    if [ -n "$wanted" ]; then positive BYTEWAX_RECOVERY_PARTS "$wanted"; fi
     mkdir -p "$dir"
     local found
     found=$(partitions_in "$dir")
-    if [ "$found" = 0 ] && [ "$id" = 0 ]; then
-        # Created aside and moved in, so waiting processes never see half a store.
-        local staging="$dir/.creating"
+    if [ "$found" = 0 ] && [ "$mode" = create ]; then
+        local staging="$dir/.creating-${HOSTNAME:-$$}" part
         rm -rf "$staging"
-        writech recovery init --dir "$staging" --partitions "$wanted"
-        mv "$staging"/part-*.sqlite3 "$dir"/
-        rmdir "$staging"
-        found=$wanted
+        writech recovery init --dir "$staging" --partitions "${wanted:-1}"
+        for part in "$staging"/part-*.sqlite3; do
+            [ -e "$dir/${part##*/}" ] || mv -n "$part" "$dir/"
+        done
+        rm -rf "$staging"
+        found=$(partitions_in "$dir")
     fi
     local waited=0 patience=${BYTEWAX_RECOVERY_WAIT:-300}
-    while [ "$found" -lt "$wanted" ]; do
+    while [ "$found" = 0 ]; do
         [ "$waited" -lt "$patience" ] ||
-            die "no complete recovery store in $dir after ${patience}s (process 0 creates it)"
+            die "no recovery store in $dir after ${patience}s (process 0 creates it)"
         ((waited % 10 == 0)) && log "waiting for process 0 to create the recovery store in $dir"
         sleep 1
         waited=$((waited + 1))
         found=$(partitions_in "$dir")
     done
-    [ "$found" = "$wanted" ] ||
-        die "$dir holds $found recovery partitions but BYTEWAX_RECOVERY_PARTS is $wanted;" \
-            "the count is fixed when the store is created (docs/operations.md, Scaling)"
+    if [ -n "$wanted" ] && [ "$found" != "$wanted" ]; then
+        sleep 1 # process 0 may be moving the last partitions in right now
+        found=$(partitions_in "$dir")
+        [ "$found" = "$wanted" ] ||
+            die "$dir holds $found recovery partitions but BYTEWAX_RECOVERY_PARTS is $wanted;" \
+                "the count is fixed when the store is created (docs/operations.md, Scaling)"
+    fi
 }
 
 run() {
@@ -132,7 +146,9 @@ run() {
         args+=(-i "$id" -a "$(IFS=';' && printf '%s' "${HOSTS[*]}")")
     fi
     if [ -n "${BYTEWAX_RECOVERY_DIRECTORY:-}" ]; then
-        ensure_recovery_store "$id"
+        local role=wait
+        if [ "$id" = 0 ]; then role=create; fi
+        ensure_recovery_store "$role"
         args+=(-r "$BYTEWAX_RECOVERY_DIRECTORY"
             -s "${BYTEWAX_SNAPSHOT_INTERVAL:-30}" -b "${BYTEWAX_RECOVERY_BACKUP_INTERVAL:-0}")
     fi
@@ -141,8 +157,14 @@ run() {
     exec python "${args[@]}"
 }
 
-case "${1:-run}" in
+default=run
+if [ "${0##*/}" = entrypoint-recovery.sh ]; then default=recovery; fi
+case "${1:-$default}" in
 run) run ;;
 hostfile) write_hostfile ;;
+recovery)
+    need BYTEWAX_RECOVERY_DIRECTORY
+    ensure_recovery_store create
+    ;;
 *) exec "$@" ;;
 esac
