@@ -51,8 +51,7 @@ class Page(HTMLParser):
         super().__init__()
         self.charts: dict[str, dict[str, Any]] = {}
         self.external: list[str] = []
-        self._chart: str | None = None
-        self._depth = 0
+        self._chart: str | None = None  # the figure being read
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         attributes = dict(attrs)
@@ -61,13 +60,12 @@ class Page(HTMLParser):
                 self.external.append(f"{tag} {name}={attributes[name]}")
         if tag == "link":
             self.external.append(f"link {attributes}")
-        if tag == "figure" and attributes.get("data-chart"):
-            self._chart = attributes["data-chart"]
-            self.charts[self._chart] = {"svg": 0, "axes": 0, "legends": 0}
-            self._depth = 0
+        chart_name = attributes.get("data-chart")
+        if tag == "figure" and chart_name:
+            self._chart = chart_name
+            self.charts[chart_name] = {"svg": 0, "axes": 0, "legends": 0}
         if self._chart is None:
             return
-        self._depth += 1
         classes = (attributes.get("class") or "").split()
         chart = self.charts[self._chart]
         chart["svg"] += tag == "svg" and "pygal-chart" in classes
@@ -75,10 +73,8 @@ class Page(HTMLParser):
         chart["legends"] += tag == "g" and "legend" in classes
 
     def handle_endtag(self, tag: str) -> None:
-        if self._chart is not None:
-            self._depth -= 1
-            if tag == "figure":
-                self._chart = None
+        if tag == "figure":
+            self._chart = None
 
 
 def expected_charts(kind: str, report: dict[str, Any]) -> set[str]:
