@@ -195,6 +195,38 @@ def test_suggestions_for_weak_indicators_or_none_needed() -> None:
     assert student_report([], strong).suggestions == []
 
 
+def test_suggestions_are_a_short_list_furthest_below_first() -> None:
+    values: dict[str, Any] = {
+        "homework_completed": 2,
+        "exam_count": 2,
+        "practice_count": 2,
+        "writing_quality_count": 2,
+    }
+    weak = [
+        row("a", day(0), **values, homework_avg_score=60.0, exam_avg_score=40.0,
+            stroke_order_accuracy=70.0, writing_quality_avg=75.0, writing_speed_avg=11.0),
+    ]  # fmt: skip
+    strong = [
+        row("b", day(0), **values, homework_avg_score=90.0, exam_avg_score=90.0,
+            stroke_order_accuracy=90.0, writing_quality_avg=90.0, writing_speed_avg=30.0),
+    ]  # fmt: skip
+    points = [
+        KnowledgePointCount("a", "chinese", name, errors=2, homework_with_errors=count)
+        for name, count in (("拼音", 2), ("笔顺", 1))
+    ]
+    report = student_report(weak, weak + strong, own_points=points, knowledge_points=points)
+    kinds = [type(s).__name__ for s in report.suggestions]
+    # one slip (笔顺, in 1 homework) is not a pattern; 5 suggestions at most, so
+    # writing quality (7.5 points below the class: 1.5 notable gaps) is left out
+    assert kinds == ["PractiseKnowledgePoint"] + ["ImproveIndicator"] * 4
+    assert [s.indicator for s in report.suggestions[1:]] == [  # type: ignore[union-attr]
+        "exam_score",  # 25 points below the class: 5 notable gaps of 5 points
+        "writing_speed",  # 11 against 20.5: 4.6 gaps of 10%
+        "homework_score",  # 15 points: 3 gaps
+        "stroke_order_accuracy",  # 10 points: 2 gaps
+    ]
+
+
 def test_quartiles_fence_and_histogram() -> None:
     spread = build.distribution("homework_score", [10.0, 20.0, 30.0, 40.0, 100.0])
     assert (spread.q1, spread.median, spread.q3) == (20.0, 30.0, 40.0)

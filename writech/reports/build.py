@@ -76,6 +76,8 @@ MIN_STUDENTS_FOR_FENCE: Final = 5
 SUGGEST_SCORE_POINTS: Final = 5.0
 SUGGEST_SPEED_SHARE: Final = 0.10
 MAX_KNOWLEDGE_POINT_SUGGESTIONS: Final = 3
+MIN_HOMEWORK_FOR_SUGGESTION: Final = 2
+MAX_SUGGESTIONS: Final = 5
 STUDENT_KNOWLEDGE_POINTS: Final = 8
 HISTOGRAM_BINS: Final = 10
 DECIMALS: Final = 2
@@ -535,55 +537,62 @@ def _student_exams(student_id: str, exams: Sequence[ExamScore]) -> list[StudentE
 # -- suggestions --------------------------------------------------------------
 
 
-def _notable(key: IndicatorKey, reference: float) -> float:
-    return SUGGEST_SCORE_POINTS if key in SCORES else SUGGEST_SPEED_SHARE * abs(reference)
-
-
-def _falls_short(key: IndicatorKey, value: float, reference: float | None) -> bool:
-    return reference is not None and reference - value >= _notable(key, reference)
+def _shortfall(key: IndicatorKey, value: float, reference: float | None) -> float:
+    """How far `value` is below `reference`, in multiples of a notable gap (>= 1: notable)."""
+    if reference is None:
+        return 0.0
+    notable = SUGGEST_SCORE_POINTS if key in SCORES else SUGGEST_SPEED_SHARE * abs(reference)
+    return (reference - value) / notable if notable else 0.0
 
 
 def suggestions(
     knowledge_points: Sequence[StudentKnowledgePoint], indicators: Sequence[Indicator]
 ) -> list[Suggestion]:
-    """Concrete next steps, each resting on numbers the report shows."""
+    """A short list of next steps, each resting on numbers the report shows.
+
+    First the knowledge points the student errs on more often than the class
+    (in at least two graded homework, so one slip is not a pattern), then the
+    indicators notably below the class average or the previous period,
+    furthest below first.
+    """
     found: list[Suggestion] = []
-    for point in knowledge_points:
-        if len(found) == MAX_KNOWLEDGE_POINT_SUGGESTIONS:
-            break
-        if point.error_rate is not None and (
-            point.class_error_rate is None or point.error_rate > point.class_error_rate
-        ):
-            found.append(
-                PractiseKnowledgePoint(
-                    subject=point.subject,
-                    knowledge_point=point.knowledge_point,
-                    homework_with_errors=point.homework_with_errors,
-                    graded_homework=point.graded_homework,
-                    error_rate=point.error_rate,
-                    class_error_rate=point.class_error_rate,
-                    main_error_type=main_error_type(point),
-                )
-            )
+    found += [
+        PractiseKnowledgePoint(
+            subject=point.subject,
+            knowledge_point=point.knowledge_point,
+            homework_with_errors=point.homework_with_errors,
+            graded_homework=point.graded_homework,
+            error_rate=point.error_rate,
+            class_error_rate=point.class_error_rate,
+            main_error_type=main_error_type(point),
+        )
+        for point in knowledge_points
+        if point.error_rate is not None
+        and point.homework_with_errors >= MIN_HOMEWORK_FOR_SUGGESTION
+        and (point.class_error_rate is None or point.error_rate > point.class_error_rate)
+    ][:MAX_KNOWLEDGE_POINT_SUGGESTIONS]
+    weak = []
     for indicator in indicators:
         value = indicator.value
-        if (
-            indicator.key in _SUGGESTED
-            and value is not None
-            and (
-                _falls_short(indicator.key, value, indicator.class_average)
-                or _falls_short(indicator.key, value, indicator.previous)
-            )
-        ):
-            found.append(
-                ImproveIndicator(
-                    indicator=indicator.key,
-                    value=value,
-                    class_average=indicator.class_average,
-                    previous=indicator.previous,
-                )
-            )
-    return found or [KeepGoing()]
+        if indicator.key not in _SUGGESTED or value is None:
+            continue
+        shortfall = max(
+            _shortfall(indicator.key, value, indicator.class_average),
+            _shortfall(indicator.key, value, indicator.previous),
+        )
+        if shortfall >= 1:
+            weak.append((shortfall, indicator, value))
+    weak.sort(key=lambda item: -item[0])
+    found += [
+        ImproveIndicator(
+            indicator=indicator.key,
+            value=value,
+            class_average=indicator.class_average,
+            previous=indicator.previous,
+        )
+        for _, indicator, value in weak
+    ]
+    return found[:MAX_SUGGESTIONS] or [KeepGoing()]
 
 
 # -- reports ------------------------------------------------------------------
