@@ -6,7 +6,6 @@ import http.client
 import logging
 import subprocess
 import threading
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -172,10 +171,9 @@ def test_bad_credentials_fail_at_once_without_the_password(
     clickhouse_server: ClickHouseServer,
 ) -> None:
     wrong = "Wr0ng-secret"
-    started = time.monotonic()
-    with pytest.raises(ClickHouseError) as failure:
-        open_store(clickhouse_server.url_with(wrong))  # retries would wait 0.5 s and more
-    assert time.monotonic() - started < 0.5
+    # "connect failed: ", not "connect failed 6 times": no retry
+    with pytest.raises(ClickHouseError, match="connect failed: ") as failure:
+        open_store(clickhouse_server.url_with(wrong))
     message = str(failure.value)
     assert "516" in message
     assert "Authentication failed" in message
@@ -187,10 +185,10 @@ def test_bad_credentials_fail_at_once_without_the_password(
 def test_an_unknown_database_fails_at_once(clickhouse_server: ClickHouseServer) -> None:
     store = open_store(clickhouse_server.url)
     clickhouse_server.client().command("DROP DATABASE writech")
-    started = time.monotonic()
-    with pytest.raises(ClickHouseError, match="UNKNOWN_DATABASE"):
+    with pytest.raises(
+        ClickHouseError, match=r"insert into dead_letter failed: .*UNKNOWN_DATABASE"
+    ):
         store.insert(DEAD_LETTER, _dead_letters(1))
-    assert time.monotonic() - started < 0.5
     store.close()
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -89,10 +88,9 @@ def test_bad_credentials_fail_at_once_without_the_password(
 ) -> None:
     wrong = "Wr0ng-secret"
     url = mysql_user.url(urlsplit(mysql_database).path.strip("/"), password=wrong)
-    started = time.monotonic()
-    with pytest.raises(MysqlError, match="Access denied") as failure:
-        MysqlErrorWriter(url)  # retries would wait 0.5 s and more
-    assert time.monotonic() - started < 0.5
+    # "create table failed: ", not "create table failed 6 times": no retry
+    with pytest.raises(MysqlError, match=r"create table failed: .*Access denied") as failure:
+        MysqlErrorWriter(url)
     message = str(failure.value)
     assert f"mysql://{mysql_user.name}:***@{ADMIN_ADDRESS}/" in message
     assert wrong not in message
@@ -100,10 +98,8 @@ def test_bad_credentials_fail_at_once_without_the_password(
 
 
 def test_a_missing_database_fails_at_once() -> None:
-    started = time.monotonic()
-    with pytest.raises(MysqlError, match=r"Unknown database 'writech_no_such_db'"):
+    with pytest.raises(MysqlError, match=r"failed: .*Unknown database 'writech_no_such_db'"):
         MysqlErrorWriter(f"mysql://root@{ADMIN_ADDRESS}/writech_no_such_db")
-    assert time.monotonic() - started < 0.5
 
 
 @pytest.mark.parametrize(
