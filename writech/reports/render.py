@@ -302,6 +302,8 @@ def _chart(
         truncate_legend=-1,
         truncate_label=-1,
         margin=_MARGIN,
+        # room for the last x label, which pygal centres on the plot's right edge
+        margin_right=3 * _MARGIN,
         spacing=8,
         max_scale=6,
         **options,
