@@ -119,31 +119,32 @@ def pod_environment(
 ) -> dict[str, str]:
     """The environment the overlay's StatefulSet gives pod `pod_name`'s process.
 
-    Paths inside the container (hostfile, recovery volume, the flow, the
-    secret mount) are replaced by `paths`; `settings` replaces the ConfigMap's
-    WRITECH_* values. Everything else is exactly the manifest's.
+    The manifest's values and its ConfigMap's WRITECH_* settings, over this
+    machine's environment (less its WRITECH_* variables) with the virtualenv
+    first on PATH. Paths inside the container (hostfile, recovery volume, the
+    flow, the secret mount, /tmp) become the `paths` they map to, and
+    `settings` (taken as they are) replace WRITECH_* values; everything else
+    is the manifest's.
     """
     resources = render(overlay)
     _, process, _ = dataflow(resources)
-    environment = {
-        name: value for name, value in os.environ.items() if not name.startswith("WRITECH_")
-    }
+    manifest: dict[str, str] = {}
+    for source in process.get("envFrom", []):
+        manifest |= one(resources, "ConfigMap", source["configMapRef"]["name"])["data"]
     for name, value in env_of(process).items():
         if isinstance(value, str):
-            environment[name] = value
+            manifest[name] = value
         elif value == {"fieldRef": {"fieldPath": "metadata.name"}}:
-            environment[name] = pod_name
+            manifest[name] = pod_name
         else:
             pytest.fail(f"no stand-in for {name}: {value}")
-    for source in process.get("envFrom", []):
-        config = one(resources, "ConfigMap", source["configMapRef"]["name"])
-        environment |= config["data"]
-    environment |= settings
-    for name, value in list(environment.items()):
+    for name, value in manifest.items():
         for inside, outside in paths.items():
-            if value.startswith(inside):
-                environment[name] = str(outside) + value.removeprefix(inside)
-    return environment
+            if value == inside or value.startswith(inside + "/"):
+                manifest[name] = str(outside) + value.removeprefix(inside)
+                break
+    machine = {name: value for name, value in os.environ.items() if not name.startswith("WRITECH_")}
+    return machine | {"PATH": PATH} | manifest | settings
 
 
 # -- rendering and schemas --------------------------------------------------

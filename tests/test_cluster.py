@@ -1,0 +1,166 @@
+"""The StatefulSet's processes, run here: two pods' processes form one Bytewax cluster.
+
+Each process is `deploy/entrypoint.sh` with exactly the environment the
+local overlay's StatefulSet gives pod writech-N (container paths mapped to
+temporary directories, the hostfile listing two loopback addresses), reading
+JSON-lines files and writing to the ClickHouse and MySQL servers. Together
+they must leave the tables a single `writech replay` leaves, as one cluster
+of two workers sharing one recovery store; and a later execution with one
+process (a scale-down) must resume from that store.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import REPO, read_tables, run_writech
+from tests.services.clickhouse_http import ClickHouseServer
+from tests.services.mysql import MysqlUser
+from tests.services.ports import free_port
+from tests.test_end_to_end_kafka import _server_tables
+from tests.test_k8s import ENTRYPOINT, pod_environment
+from writech.generate import generate
+
+OVERLAY = "local"
+TABLES = ("student_daily_stats", "analytics_metrics", "error_record", "dead_letter")
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Two days' files, then a later file that re-sends some of the first's messages."""
+    folder = tmp_path_factory.mktemp("inputs")
+    messages = list(
+        generate(events=6000, students=80, days=4, malformed=0.03, duplicates=0.03, seed=31)
+    )
+    first, later = folder / "first.jsonl", folder / "later.jsonl"
+    first.write_bytes(b"\n".join(messages[:3600]) + b"\n")
+    later.write_bytes(b"\n".join(messages[3600:] + messages[:200]) + b"\n")
+    return first, later
+
+
+def replayed(files: list[Path], folder: Path) -> dict[str, Any]:
+    """The tables one `writech replay` process leaves for `files` (embedded stores)."""
+    run_writech("replay", "--quiet", *map(str, files), "--data-dir", str(folder))
+    return read_tables(folder)
+
+
+def run_pods(
+    pods: int, files: list[Path], folder: Path, clickhouse_url: str, mysql_url: str
+) -> list[str]:
+    """Run pods writech-0..N-1 until they finish; return their logs."""
+    run = folder / f"run-{time.monotonic_ns()}"
+    (run / "bytewax").mkdir(parents=True)
+    (run / "bytewax" / "hostfile.txt").write_text(
+        "".join(f"127.0.0.1:{free_port()}\n" for _ in range(pods))
+    )
+    secrets = folder / "secrets"
+    secrets.mkdir(exist_ok=True)
+    (secrets / "clickhouse-url").write_text(clickhouse_url + "\n")
+    (secrets / "mysql-url").write_text(mysql_url + "\n")
+    (secrets / "kafka-options").write_text("")
+    paths = {
+        "/etc/bytewax": run / "bytewax",
+        "/var/recovery": folder / "recovery",  # the one volume every execution shares
+        "/var/run/secrets/writech": secrets,
+        "/app": REPO,
+        "/tmp": run / "tmp",
+    }
+    settings = {
+        "WRITECH_SOURCE": "files",
+        "WRITECH_INPUT_PATHS": ",".join(map(str, files)),
+        "WRITECH_BATCH_SIZE": "500",
+    }
+    logs = [run / f"writech-{n}.log" for n in range(pods)]
+    started = []
+    for number, log in enumerate(logs):
+        environment = pod_environment(OVERLAY, f"writech-{number}", paths, settings)
+        # Bytewax serves /metrics on every interface: tests/test_metrics_endpoint.py
+        # runs it in a private network namespace; here it stays off.
+        del environment["BYTEWAX_DATAFLOW_API_ENABLED"]
+        with log.open("wb") as output:
+            started.append(
+                subprocess.Popen(
+                    [str(ENTRYPOINT), "run"], env=environment, stdout=output, stderr=output
+                )
+            )
+    deadline = time.monotonic() + 300  # a hang guard, not a measurement
+    while any(process.poll() is None for process in started):
+        failed = any(process.poll() not in (None, 0) for process in started)
+        if failed or time.monotonic() > deadline:
+            for process in started:
+                if process.poll() is None:  # its peer failed or time ran out: stop it by PID
+                    process.kill()
+                    process.wait()
+            break
+        time.sleep(0.1)
+    texts = [log.read_text(errors="replace") for log in logs]
+    outcome = "\n".join(
+        f"exit {p.returncode}:\n{t[-3000:]}" for p, t in zip(started, texts, strict=True)
+    )
+    assert all(process.returncode == 0 for process in started), outcome
+    assert not (run / "tmp" / "writech").exists()  # nothing went to the embedded stores
+    return texts
+
+
+def executions(recovery: Path) -> list[tuple[int, int, int, set[int]]]:
+    """Each execution the recovery store recorded: number, worker count, the epoch
+    it resumed from, and the workers that recorded progress.
+
+    Rows are spread over the partitions: an execution's record and its
+    workers' progress may sit in different files.
+    """
+    counts: dict[int, tuple[int, int]] = {}
+    workers: dict[int, set[int]] = {}
+    for part in sorted(recovery.glob("part-*.sqlite3")):
+        with sqlite3.connect(part) as db:
+            for number, count, resumed in db.execute(
+                "SELECT ex_num, worker_count, resume_epoch FROM exs"
+            ):
+                counts[number] = (count, resumed)
+            for number, worker in db.execute("SELECT ex_num, worker_index FROM fronts"):
+                workers.setdefault(number, set()).add(worker)
+    return [(n, *counts[n], workers.get(n, set())) for n in sorted(counts)]
+
+
+def test_two_pods_form_one_cluster_and_resume_scaled_down(
+    inputs: tuple[Path, Path],
+    clickhouse_server: ClickHouseServer,
+    mysql_user: MysqlUser,
+    mysql_database: str,
+    tmp_path: Path,
+) -> None:
+    first, later = inputs
+    recovery = tmp_path / "recovery"
+
+    logs = run_pods(2, [first], tmp_path, clickhouse_server.url, mysql_database)
+    assert "process 0 of 2: python -m bytewax.run" in logs[0]
+    assert "process 1 of 2: python -m bytewax.run" in logs[1]
+    # Process 0 created the store with the overlay's partition count, once.
+    assert len(list(recovery.glob("part-*.sqlite3"))) == 12
+    # One execution of one cluster: two workers, both recorded progress.
+    ((number, count, first_epoch, workers),) = executions(recovery)
+    assert (number, count, workers) == (0, 2, {0, 1})
+    tables = _server_tables(clickhouse_server, mysql_user, mysql_database)
+    expected = replayed([first], tmp_path / "replay-first")
+    for table in TABLES:
+        assert tables[table] == expected[table], table
+    assert len(tables["student_daily_stats"]) > 300  # a real workload, not an empty match
+
+    # Scaled down to one pod: it resumes the two workers' state from the same
+    # store, reads only the new file, and still counts each re-sent event once.
+    logs = run_pods(1, [first, later], tmp_path, clickhouse_server.url, mysql_database)
+    assert "process 0 of 1: python -m bytewax.run" in logs[0]
+    (_, _, epoch, _), (number, count, resumed_from, workers) = executions(recovery)
+    assert epoch == first_epoch
+    assert (number, count, workers) == (1, 1, {0})
+    assert resumed_from > first_epoch  # from the first execution's snapshot, not from scratch
+    tables = _server_tables(clickhouse_server, mysql_user, mysql_database)
+    expected = replayed([first, later], tmp_path / "replay-all")
+    for table in TABLES:
+        assert tables[table] == expected[table], table
