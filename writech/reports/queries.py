@@ -73,7 +73,9 @@ def class_ids(store: ClickHouse, period: Period) -> list[str]:
 def daily_rows(store: ClickHouse, scope: Scope, scope_id: str, period: Period) -> list[DailyStats]:
     rows = store.query(
         f"SELECT {_DAILY_COLUMNS} FROM {_DAILY} FINAL "
-        f"WHERE {_column(scope)} = {{id:String}} AND date BETWEEN {{start:Date}} AND {{end:Date}}",
+        f"WHERE {_column(scope)} = {{id:String}} AND date BETWEEN {{start:Date}} AND {{end:Date}} "
+        # a fixed order: sums add up the same, to the last bit, on every store
+        "ORDER BY student_id, date, subject",
         _range(scope_id, period),
     )
     return msgspec.convert(rows, list[DailyStats])
@@ -84,7 +86,7 @@ def exam_scores(store: ClickHouse, scope: Scope, scope_id: str, period: Period) 
         "SELECT student_id, dimension AS exam_id, subject, period_start AS date, "
         f"metric_value AS score FROM {_METRICS} FINAL "
         f"WHERE {_column(scope)} = {{id:String}} AND metric_type = {{type:String}} "
-        "AND period_start BETWEEN {start:Date} AND {end:Date}",
+        "AND period_start BETWEEN {start:Date} AND {end:Date} ORDER BY metric_id",
         {**_range(scope_id, period), "type": "exam_score"},
     )
     return msgspec.convert(rows, list[ExamScore])
