@@ -223,3 +223,14 @@ def test_https_with_a_private_certificate_authority(tmp_path: Path) -> None:
 def test_the_url_takes_only_tls_parameters(clickhouse_server: ClickHouseServer) -> None:
     with pytest.raises(SettingsError, match=r"unknown parameter.*compression"):
         open_store(clickhouse_server.url + "?compression=lz4")
+
+
+def test_the_schema_is_applied_only_where_missing(clickhouse_server: ClickHouseServer) -> None:
+    """Tables in place (`writech init-db`), the dataflow's user runs no DDL and needs no CREATE grant."""
+    store = open_store(clickhouse_server.url)
+    assert store.missing_tables() == []
+    clickhouse_server.client().command("DROP TABLE writech.dead_letter")
+    assert store.missing_tables() == ["dead_letter"]
+    store.close()
+    open_store(clickhouse_server.url).close()
+    assert _count(clickhouse_server, "dead_letter") == 0  # there again, empty

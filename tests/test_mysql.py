@@ -83,6 +83,23 @@ def test_a_killed_connection_is_reestablished(
     assert _stored(mysql_user, mysql_database) == first + second
 
 
+def test_a_user_without_create_grant_writes_once_the_table_exists(mysql_database: str) -> None:
+    """`writech init-db` as an administrator, then the dataflow with least privilege."""
+    MysqlErrorWriter(mysql_database).close()  # creates the table
+    database = urlsplit(mysql_database).path.strip("/")
+    writer_only = MysqlUser(privileges="SELECT, INSERT, UPDATE")
+    try:
+        writer_only.grant(database)
+        url = writer_only.url(database)
+        writer = MysqlErrorWriter(url)
+        records = [_record(n) for n in range(5)]
+        writer.write(records)
+        writer.close()
+        assert _stored(writer_only, url) == records
+    finally:
+        writer_only.drop()
+
+
 def test_bad_credentials_fail_at_once_without_the_password(
     mysql_user: MysqlUser, mysql_database: str
 ) -> None:

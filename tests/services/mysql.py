@@ -28,9 +28,10 @@ def admin_connection() -> Connection[Cursor]:
 
 
 class MysqlUser:
-    """A user with a password, allowed everything on the databases this object creates."""
+    """A user with a password, granted `privileges` on the databases it creates or is granted."""
 
-    def __init__(self) -> None:
+    def __init__(self, privileges: str = "ALL") -> None:
+        self.privileges = privileges
         self.name = f"writech_{secrets.token_hex(4)}"
         # Characters a URL must escape: the URL handling is part of what is tested.
         self.password = f"pw:{secrets.token_hex(8)}/@"
@@ -45,9 +46,12 @@ class MysqlUser:
     def create_database(self) -> str:
         database = f"writech_test_{secrets.token_hex(4)}"
         self._execute(f"CREATE DATABASE `{database}` CHARACTER SET utf8mb4")
-        for host in ("%", "localhost"):
-            self._execute(f"GRANT ALL ON `{database}`.* TO %s@%s", self.name, host)
+        self.grant(database)
         return database
+
+    def grant(self, database: str) -> None:
+        for host in ("%", "localhost"):
+            self._execute(f"GRANT {self.privileges} ON `{database}`.* TO %s@%s", self.name, host)
 
     def drop_database(self, database: str) -> None:
         self._execute(f"DROP DATABASE IF EXISTS `{database}`")

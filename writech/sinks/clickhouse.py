@@ -37,7 +37,7 @@ from clickhouse_connect.driver.exceptions import (
 )
 from msgspec.structs import astuple
 
-from writech.schema import DATABASE, Table
+from writech.schema import CLICKHOUSE_TABLES, DATABASE, Table
 from writech.settings import SettingsError, without_password
 from writech.sinks import create_schema
 
@@ -87,10 +87,15 @@ _json_result = msgspec.json.Decoder(_JsonResult)
 
 
 def open_store(url: str, attempts: int = 6, first_backoff: float = 0.5) -> ClickHouseServerStore:
-    """A store on the server at `url`, connected, with the schema applied; `close()` it when done."""
+    """A store on the server at `url`, connected, with the schema applied; `close()` it when done.
+
+    The DDL runs only when a table is missing, so that once `writech
+    init-db` has created them the dataflow's user needs no CREATE grant.
+    """
     store = ClickHouseServerStore(url, attempts, first_backoff)
     try:
-        create_schema(store)
+        if store.missing_tables():
+            create_schema(store)
     except BaseException:
         store.close()
         raise
@@ -177,6 +182,17 @@ class ClickHouseServerStore:
             ),
         )
         return _json_result.decode(raw).data if raw else []
+
+    def missing_tables(self) -> list[str]:
+        """Names of the schema's tables the server does not have (or this user cannot see)."""
+        present = {
+            row["name"]
+            for row in self.query(
+                "SELECT name FROM system.tables WHERE database = {database:String}",
+                {"database": DATABASE},
+            )
+        }
+        return [table.name for table in CLICKHOUSE_TABLES if table.name not in present]
 
     def close(self) -> None:
         self._client.close()

@@ -1,7 +1,8 @@
 """The production `error_record` store: MySQL or MariaDB over PyMySQL (SPEC §4, §7).
 
 The URL is `mysql://user:password@host:port/database`; the database must
-exist (the table is created if missing, from `ERROR_RECORD_MYSQL_DDL`).
+exist (the table is created if missing, from `ERROR_RECORD_MYSQL_DDL`; a
+user without the CREATE grant works once `writech init-db` has made it).
 Optional URL parameters `ssl_ca`, `ssl_cert`, `ssl_key` turn on TLS.
 
 Each `write` is one transaction of multi-row inserts (PyMySQL's
@@ -59,6 +60,17 @@ TRANSIENT_CODES: Final = frozenset(
 _TLS_PARAMETERS: Final = ("ssl_ca", "ssl_cert", "ssl_key")
 
 
+def _create_table_if_missing(cursor: Cursor) -> None:
+    """The DDL only when needed: once `writech init-db` has run, no CREATE grant is needed."""
+    cursor.execute(
+        "SELECT COUNT(*) FROM information_schema.tables "
+        "WHERE table_schema = DATABASE() AND table_name = 'error_record'"
+    )
+    found = cursor.fetchone()
+    if not found or not found[0]:
+        cursor.execute(ERROR_RECORD_MYSQL_DDL)
+
+
 class MysqlError(RuntimeError):
     """A MySQL request failed for good (the message names the server, never the password)."""
 
@@ -109,7 +121,7 @@ class MysqlErrorWriter:
         self._attempts = attempts
         self._first_backoff = first_backoff
         self._connection: Connection[Cursor] | None = None
-        self._retrying("create table", lambda cursor: cursor.execute(ERROR_RECORD_MYSQL_DDL))
+        self._retrying("create table", _create_table_if_missing)
 
     def write(self, rows: Sequence[ErrorRecord]) -> None:
         if not rows:
