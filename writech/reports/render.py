@@ -82,6 +82,7 @@ def _style(colors: tuple[str, ...]) -> Style:
         major_label_font_size=13,
         legend_font_size=14,
         value_font_size=12,
+        no_data_font_size=24,
         opacity=".75",
         opacity_hover=".9",
         guide_stroke_color="#e2e8f0",
@@ -287,30 +288,6 @@ class Texts:
         return self.t["no_activity"].format(previous_active_days=reason.previous_active_days)
 
 
-def _chart(
-    kind: Callable[..., Graph], size: tuple[int, int], style: Style = _STYLE, **options: Any
-) -> Graph:
-    width, height = size
-    chart: Graph = kind(
-        style=style,
-        width=width,
-        height=height,
-        # pygal's default adds a tooltip script from a CDN: the file must stand alone.
-        js=[],
-        disable_xml_declaration=True,
-        legend_at_bottom=True,
-        truncate_legend=-1,
-        truncate_label=-1,
-        margin=_MARGIN,
-        # room for the last x label, which pygal centres on the plot's right edge
-        margin_right=3 * _MARGIN,
-        spacing=8,
-        max_scale=6,
-        **options,
-    )
-    return chart
-
-
 def _wide_text_extra(labels: Sequence[str]) -> int:
     """Room pygal misses for labels in CJK: it sizes every character as 0.6 em, these take 1."""
     wide = max(
@@ -330,6 +307,34 @@ class Charts:
     def __init__(self, texts: Texts) -> None:
         self.texts = texts
         self.t = texts.t
+
+    def _chart(
+        self,
+        kind: Callable[..., Graph],
+        size: tuple[int, int],
+        style: Style = _STYLE,
+        **options: Any,
+    ) -> Graph:
+        width, height = size
+        chart: Graph = kind(
+            style=style,
+            width=width,
+            height=height,
+            no_data_text=self.t["no_data"],
+            # pygal's default adds a tooltip script from a CDN: the file must stand alone.
+            js=[],
+            disable_xml_declaration=True,
+            legend_at_bottom=True,
+            truncate_legend=-1,
+            truncate_label=-1,
+            margin=_MARGIN,
+            # room for the last x label, which pygal centres on the plot's right edge
+            margin_right=3 * _MARGIN,
+            spacing=8,
+            max_scale=6,
+            **options,
+        )
+        return chart
 
     def of(self, report: Report) -> dict[str, Markup]:
         if isinstance(report, StudentReport):
@@ -377,7 +382,7 @@ class Charts:
             f"trend_{key}": self._trend(key, summary.trend, [(name, summary.trend)])
             for key in summary.trend.values
         }
-        active = _chart(
+        active = self._chart(
             pygal.Bar,
             CHART_WIDE,
             title=self.t["active_students"],
@@ -405,7 +410,7 @@ class Charts:
         return charts
 
     def _classes(self, report: SchoolReport) -> Markup:
-        chart = _chart(
+        chart = self._chart(
             pygal.Bar,
             CHART_WIDE,
             title=self.t["class_scores"],
@@ -430,7 +435,7 @@ class Charts:
         self, key: IndicatorKey, trend: Trend, series: Sequence[tuple[str, Trend]]
     ) -> Markup:
         scores = key in build.SCORES
-        chart = _chart(
+        chart = self._chart(
             pygal.Line,
             CHART_SMALL,
             _VERSUS,
@@ -450,7 +455,7 @@ class Charts:
 
     def _histogram(self, spread: Distribution) -> Markup:
         key = spread.indicator
-        chart = _chart(
+        chart = self._chart(
             pygal.Histogram,
             CHART_SMALL,
             title=self.texts.indicator(key),
@@ -471,7 +476,7 @@ class Charts:
         axis: str,
         value_format: str = "{:.1f}%",
     ) -> Markup:
-        chart = _chart(
+        chart = self._chart(
             pygal.HorizontalBar,
             (CHART_WIDE[0], 90 + 30 * len(labels) * len(series)),
             _VERSUS,
