@@ -139,6 +139,7 @@ ACTIONS: Final[dict[Lang, dict[IndicatorKey, str]]] = {
 TEXT: Final[dict[Lang, dict[str, str]]] = {
     "zh": {
         "html_lang": "zh-CN",
+        "list_separator": "、",
         "title_student": "学情诊断报告 · 学生",
         "title_class": "学情诊断报告 · 班级",
         "title_school": "学情诊断报告 · 学校",
@@ -221,6 +222,7 @@ TEXT: Final[dict[Lang, dict[str, str]]] = {
     },
     "en": {
         "html_lang": "en",
+        "list_separator": ", ",
         "title_student": "Learning diagnosis · Student",
         "title_class": "Learning diagnosis · Class",
         "title_school": "Learning diagnosis · School",

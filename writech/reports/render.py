@@ -234,7 +234,7 @@ class Texts:
         return ERROR_TYPES[self.lang].get(name, name)
 
     def error_types(self, point: KnowledgePointErrors) -> str:
-        return "、".join(
+        return self.t["list_separator"].join(
             f"{self.error_type(name)} {count}" for name, count in point.error_types.items()
         )
 
