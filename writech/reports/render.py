@@ -8,6 +8,7 @@ be mailed, archived and printed on A4 as it is.
 
 from __future__ import annotations
 
+import functools
 import math
 import unicodedata
 from collections.abc import Callable, Sequence
@@ -143,23 +144,19 @@ def _kind(report: Report) -> str:
     return "class" if isinstance(report, ClassReport) else "school"
 
 
-_environments: dict[str, Environment] = {}
-
-
+@functools.cache
 def _environment() -> Environment:
     """One Jinja2 environment: HTML templates autoescaped, Markdown ones not."""
-    if "reports" not in _environments:
-        environment = Environment(
-            loader=PackageLoader("writech.reports", "templates"),
-            autoescape=lambda name: bool(name and name.endswith(".html.j2")),
-            undefined=StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-            keep_trailing_newline=True,
-        )
-        environment.filters["md"] = _markdown_cell
-        _environments["reports"] = environment
-    return _environments["reports"]
+    environment = Environment(
+        loader=PackageLoader("writech.reports", "templates"),
+        autoescape=lambda name: bool(name and name.endswith(".html.j2")),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    environment.filters["md"] = _markdown_cell
+    return environment
 
 
 def _markdown_cell(text: object) -> str:
