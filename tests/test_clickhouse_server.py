@@ -22,6 +22,8 @@ from writech.settings import Settings, SettingsError
 from writech.sinks import chdb
 from writech.sinks.clickhouse import ClickHouseError, insert_token, open_store
 
+pytestmark = pytest.mark.services
+
 HOSTILE = [
     "'; DROP TABLE x; --",
     'quote " backslash \\ \\n tab \t',

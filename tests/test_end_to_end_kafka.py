@@ -31,6 +31,8 @@ from writech.schema import DeadLetter
 from writech.sinks.clickhouse import open_store
 from writech.sinks.kafka import raw_bytes
 
+pytestmark = pytest.mark.services
+
 # Process arguments of `python -m bytewax.run dataflow`, one list per process.
 # Processes find each other through the hostfile named by BYTEWAX_HOSTFILE_PATH,
 # as in the Kubernetes deployment (`-a` would take the addresses themselves).

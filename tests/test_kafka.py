@@ -18,6 +18,8 @@ from writech.settings import Settings
 from writech.sinks.kafka import DeadLetterDeliveryError, dead_letter_sink
 from writech.sources.kafka import ConsumerItem, KafkaBatchSource, kafka_source, to_raw_batch
 
+pytestmark = pytest.mark.services
+
 
 def _settings(broker: str, topic: str, **overrides: object) -> Settings:
     return Settings.from_env(

@@ -14,6 +14,8 @@ from writech.schema import ERROR_RECORD_COLUMNS, ErrorRecord
 from writech.settings import SettingsError
 from writech.sinks.mysql import MysqlError, MysqlErrorWriter
 
+pytestmark = pytest.mark.services
+
 HOSTILE = [
     "'; DROP TABLE error_record; --",
     'quote " backslash \\ \\n tab \t',

@@ -83,7 +83,9 @@ class TansuBroker:
         if self._process is None or self._process.poll() is not None:
             raise RuntimeError(f"the Tansu broker exited; its log:\n{self.log_tail()}")
         try:
-            AdminClient({"bootstrap.servers": self.bootstrap}).list_topics(timeout=1)
+            # log_level 0: no "connection refused" lines while the broker starts
+            probe = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
+            probe.list_topics(timeout=1)
         except KafkaException:
             return False
         return True
