@@ -86,7 +86,7 @@ class _DeadLetterPartition(StatelessSinkPartition[list[DeadLetter]]):
         # bounds the wait by failing what it could not deliver.
         undelivered = self._producer.flush()
         if failures or undelivered:
-            shown = "; ".join(failures[:3])
+            shown = "; ".join(sorted(set(failures))[:3])
             raise DeadLetterDeliveryError(
                 f"{len(failures) + undelivered} of {sent} dead letters were not delivered "
                 f"to Kafka topic {self._topic!r}: {shown}"
