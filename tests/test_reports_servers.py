@@ -14,6 +14,8 @@ import pytest
 from tests.services.clickhouse_http import ClickHouseServer
 from tests.test_reports import FROM, TO, Dataset, build_dataset, clean_environment
 
+pytestmark = pytest.mark.services
+
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
