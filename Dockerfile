@@ -44,7 +44,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     HOME=/tmp \
     WRITECH_DATA_DIR=/tmp/writech \
     BYTEWAX_PYTHON_FILE_PATH=/app/dataflow.py \
-    BYTEWAX_WORKDIR=/app
+    BYTEWAX_WORKDIR=/app \
+    BYTEWAX_DATAFLOW_API_CACHE_PATH=/tmp
 USER 10001:10001
 # 9999: Bytewax processes talk to each other; 3030: /metrics and /dataflow
 EXPOSE 9999 3030

@@ -56,6 +56,7 @@ def run_pods(
     """Run pods writech-0..N-1 until they finish; return their logs."""
     run = folder / f"run-{time.monotonic_ns()}"
     (run / "bytewax").mkdir(parents=True)
+    (run / "tmp").mkdir()  # the pod's emptyDir on /tmp
     (run / "bytewax" / "hostfile.txt").write_text(
         "".join(f"127.0.0.1:{free_port()}\n" for _ in range(pods))
     )

@@ -273,6 +273,31 @@ def test_every_python_container_has_a_writable_tmp_and_nothing_else_on_the_root(
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_path_the_dataflow_writes_is_on_a_writable_volume(overlay: str) -> None:
+    """The root file system is read-only: a path Bytewax or writech writes must be mounted."""
+    resources = render(overlay)
+    _, process, hostfile = dataflow(resources)
+    writes = {
+        process["name"]: [
+            "BYTEWAX_DATAFLOW_API_CACHE_PATH",  # dataflow.json, written when the API starts
+            "BYTEWAX_RECOVERY_DIRECTORY",
+            "HOME",
+            "WRITECH_DATA_DIR",
+        ],
+        hostfile["name"]: ["BYTEWAX_HOSTFILE_PATH"],
+    }
+    settings = one(resources, "ConfigMap", process["envFrom"][0]["configMapRef"]["name"])["data"]
+    for container in (process, hostfile):
+        env = env_of(container) | (settings if container is process else {})
+        writable = [m["mountPath"] for m in container["volumeMounts"] if not m.get("readOnly")]
+        for variable in writes[container["name"]]:
+            path = env[variable]
+            assert any(path == mount or path.startswith(mount + "/") for mount in writable), (
+                f"{overlay}: {container['name']} writes {variable}={path} on the read-only root"
+            )
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
 def test_no_literal_secrets_credentials_only_as_files_from_the_secret(overlay: str) -> None:
     resources = render(overlay)
     assert not [r for r in resources if r["kind"] == "Secret"], "a Secret is rendered from the repo"

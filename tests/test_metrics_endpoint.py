@@ -173,6 +173,7 @@ def test_metrics_endpoint_serves_the_product_counters_with_the_runs_numbers(
     (tmp_path / "bytewax").mkdir()
     (tmp_path / "bytewax" / "hostfile.txt").write_text("127.0.0.1:9999\n")
     (tmp_path / "secrets").mkdir()
+    (tmp_path / "tmp").mkdir()  # the pod's emptyDir on /tmp
     for name in ("clickhouse-url", "mysql-url", "kafka-options"):
         (tmp_path / "secrets" / name).write_text("")  # no servers: the embedded stores
     environment = pod_environment(
@@ -242,4 +243,6 @@ def test_metrics_endpoint_serves_the_product_counters_with_the_runs_numbers(
             process.kill()  # by the PID it was started with
             process.wait()
     assert process.returncode == 0, log.read_text()[-3000:]
+    # Bytewax wrote its dataflow.json where the manifest says (/tmp), not in /app.
+    assert (tmp_path / "tmp" / "dataflow.json").exists()
     assert read_tables(tmp_path / "data") == read_tables(tmp_path / "replay")
