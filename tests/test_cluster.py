@@ -27,6 +27,8 @@ from tests.test_end_to_end_kafka import _server_tables
 from tests.test_k8s import ENTRYPOINT, pod_environment
 from writech.generate import generate
 
+pytestmark = pytest.mark.services  # the ClickHouse and MariaDB test services
+
 OVERLAY = "local"
 TABLES = ("student_daily_stats", "analytics_metrics", "error_record", "dead_letter")
 
