@@ -300,6 +300,8 @@ class EventDecoder:
             payload = decode_payload.decode(envelope.payload)
         except msgspec.ValidationError as exc:
             raise Invalid("bad_payload", f"payload: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise Invalid("bad_json", f"payload is not UTF-8: {exc}") from None
         if isinstance(payload, GradeResult | ExamScore) and payload.score > payload.total_score:
             raise Invalid(
                 "bad_payload",
@@ -353,6 +355,8 @@ class EventDecoder:
         except msgspec.DecodeError as exc:
             message = str(exc) if raw.strip() else "empty message"
             raise Invalid("bad_json", message) from None
+        except UnicodeDecodeError as exc:
+            raise Invalid("bad_json", f"not UTF-8: {exc}") from None
 
     def _event_time(self, text: str, now: float) -> tuple[int, int]:
         """Epoch microseconds and local date ordinal of an ISO 8601 timestamp."""
