@@ -1,0 +1,390 @@
+"""The aggregation as pure logic (SPEC §3, §5, §9): unit and property tests, no Bytewax."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+from datetime import date
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests import reference
+from tests.cases import message
+from writech.aggregate import Shard, ShardOutput
+from writech.events import Event, EventDecoder
+from writech.schema import DailyStats
+
+decoder = EventDecoder(ZoneInfo("Asia/Shanghai"))
+
+
+def decode(raws: list[bytes]) -> list[Event]:
+    return [decoder.decode(raw, "test", 0, offset) for offset, raw in enumerate(raws, 1)]
+
+
+def final_table(
+    outputs: list[ShardOutput], leftovers: list[DailyStats]
+) -> dict[tuple[str, date, str], DailyStats]:
+    """What a ReplacingMergeTree(version) read with FINAL holds after these writes."""
+    table: dict[tuple[str, date, str], DailyStats] = {}
+    for row in [row for out in outputs for row in out.stats] + leftovers:
+        key = (row.student_id, row.date, row.subject)
+        if key not in table or row.version >= table[key].version:
+            table[key] = row
+    return table
+
+
+def run(
+    events: list[Event],
+    chunks: list[int] | None = None,
+    flush_after: set[int] | None = None,
+    retention_days: int = 7,
+) -> tuple[dict[tuple[str, date, str], DailyStats], list[ShardOutput]]:
+    """Apply `events` in chunks of the given sizes, flushing after the chunk numbers given."""
+    shard = Shard(retention_days)
+    outputs: list[ShardOutput] = []
+    sizes = chunks or [len(events)]
+    start = 0
+    for number, size in enumerate(sizes):
+        outputs.append(shard.apply(events[start : start + size]))
+        start += size
+        if flush_after and number in flush_after:
+            outputs.append(ShardOutput(shard.flush(), [], [], []))
+    if start < len(events):
+        outputs.append(shard.apply(events[start:]))
+    return final_table(outputs, shard.flush()), outputs
+
+
+# -- random event streams, all within a few days (inside retention) ----------
+
+students = st.sampled_from(["stu-a", "stu-b", "stu-c"])
+classes = st.sampled_from(["", "class-1", "class-2"])
+scores = st.floats(0, 100, allow_nan=False).map(lambda x: round(x, 3))
+
+
+@st.composite
+def raw_events(draw: st.DrawFn) -> bytes:
+    event_type = draw(st.sampled_from(sorted(reference.TYPES)))
+    subject = draw(st.sampled_from(["chinese", "math"]))
+    payloads: dict[str, Any] = {
+        "stroke_raw": {
+            "stroke_count": draw(st.integers(0, 500)),
+            "subject": subject,
+            "page_id": "p1",
+        },
+        "grade_result": {
+            "score": draw(scores),
+            "total_score": 100,
+            "subject": subject,
+            "homework_id": "hw",
+            "errors": [
+                {"question_id": "q", "knowledge_point": kp}
+                for kp in draw(st.lists(st.sampled_from(["", "拼音", "笔顺"]), max_size=3))
+            ],
+        },
+        "homework_submit": {"subject": subject, "time_cost_minutes": draw(st.integers(0, 1440))},
+        "ocr_result": {
+            "confidence": draw(st.floats(0, 1)),
+            "char_count": draw(st.integers(0, 100)),
+        },
+        "stroke_order": {"score": draw(scores)},
+        "writing_quality": {
+            "quality_score": draw(scores),
+            "speed": draw(st.floats(0, 60).map(lambda x: round(x, 2))),
+        },
+        "exam_score": {
+            "score": draw(st.floats(0, 120).map(lambda x: round(x, 1))),
+            "total_score": 120,
+            "subject": subject,
+        },
+        "login_event": {},
+    }
+    fields: dict[str, Any] = {
+        "student_id": draw(students),
+        "class_id": draw(classes),
+        "timestamp": f"2026-09-0{draw(st.integers(1, 4))}T{draw(st.integers(0, 23)):02d}:{draw(st.integers(0, 59)):02d}:00+08:00",
+    }
+    raw = message(event_type, payloads[event_type], **fields)
+    if draw(st.booleans()):
+        # a producer's id: the same id always means the same event
+        return message(event_type, payloads[event_type], **fields, event_id=f"e-{hash_of(raw)}")
+    return raw
+
+
+def hash_of(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+streams = st.lists(raw_events(), min_size=1, max_size=40)
+
+
+def as_reference(
+    table: dict[tuple[str, date, str], DailyStats],
+) -> dict[tuple[str, str, str], dict[str, Any]]:
+    return {
+        (student, day.isoformat(), subject): {
+            name: getattr(row, name)
+            for name in DailyStats.__struct_fields__
+            if name not in ("student_id", "date", "subject")
+        }
+        for (student, day, subject), row in table.items()
+    }
+
+
+def assert_matches_reference(
+    table: dict[tuple[str, date, str], DailyStats], raws: list[bytes]
+) -> None:
+    expected = reference.expected(raws)
+    actual = as_reference(table)
+    assert actual.keys() == expected.stats.keys()
+    for key, values in expected.stats.items():
+        for name, value in values.items():
+            assert actual[key][name] == pytest.approx(value, abs=1e-6), (key, name)
+
+
+@settings(max_examples=150, deadline=None)
+@given(streams)
+def test_matches_an_independent_computation(raws: list[bytes]) -> None:
+    table, _ = run(decode(raws))
+    assert_matches_reference(table, raws)
+
+
+@settings(max_examples=150, deadline=None)
+@given(streams, st.data())
+def test_result_does_not_depend_on_batching_or_flushes(
+    raws: list[bytes], data: st.DataObject
+) -> None:
+    events = decode(raws)
+    chunks = data.draw(st.lists(st.integers(1, 5), max_size=len(events)))
+    flushes = data.draw(st.sets(st.integers(0, max(len(chunks) - 1, 0))))
+    assert run(events, chunks, flushes)[0] == run(events)[0]
+
+
+@settings(max_examples=150, deadline=None)
+@given(streams, st.data())
+def test_result_does_not_depend_on_redelivery(raws: list[bytes], data: st.DataObject) -> None:
+    again = data.draw(st.lists(st.sampled_from(raws), max_size=len(raws)))
+    mixed = data.draw(st.permutations(raws + again))
+    table, outputs = run(decode(mixed))
+    assert table == run(decode(raws))[0]
+    distinct = reference.expected(raws).processed
+    assert sum(out.processed for out in outputs) == distinct
+    assert sum(out.duplicates for out in outputs) == len(mixed) - distinct
+
+
+@settings(max_examples=150, deadline=None)
+@given(streams, st.data())
+def test_result_does_not_depend_on_order_within_retention(
+    raws: list[bytes], data: st.DataObject
+) -> None:
+    shuffled = data.draw(st.permutations(raws))
+    assert run(decode(shuffled))[0] == run(decode(raws))[0]
+
+
+@settings(max_examples=60, deadline=None)
+@given(streams, st.data())
+def test_snapshot_and_resume_continue_exactly(raws: list[bytes], data: st.DataObject) -> None:
+    """A shard pickled mid-stream (a recovery snapshot) resumes to the same result."""
+    events = decode(raws)
+    cut = data.draw(st.integers(0, len(events)))
+    shard = Shard()
+    first = shard.apply(events[:cut])
+    resumed: Shard = pickle.loads(pickle.dumps(shard))
+    second = resumed.apply(events[cut:])
+    assert final_table([first, second], resumed.flush()) == run(events)[0]
+
+
+# -- retention and late events (SPEC §5) -----------------------------------
+
+
+def day_event(day: int, event_type: str = "login_event", **fields: Any) -> bytes:
+    return message(event_type, {}, timestamp=f"2026-09-{day:02d}T10:00:00+08:00", **fields)
+
+
+def test_dates_past_retention_are_flushed_then_evicted() -> None:
+    shard = Shard(retention_days=7)
+    shard.apply(decode([day_event(1, event_id="a"), day_event(1, event_id="b")]))
+    assert shard.retained_rows == 1
+    assert shard.retained_event_ids == 2
+    out = shard.apply(decode([day_event(9, event_id="c")]))  # 8 days on: day 1 goes
+    assert [(row.date, row.login_count) for row in out.stats] == [(date(2026, 9, 1), 2)]
+    assert shard.retained_rows == 1
+    assert shard.retained_event_ids == 1
+    assert [row.date for row in shard.flush()] == [date(2026, 9, 9)]
+
+
+def test_event_for_an_evicted_date_is_dead_lettered_too_late() -> None:
+    shard = Shard(retention_days=7)
+    shard.apply(decode([day_event(1, event_id="a"), day_event(9, event_id="b")]))
+    shard.flush()
+    late = decode([day_event(1, event_id="late")])
+    out = shard.apply(late)
+    assert out.processed == 0
+    (letter,) = out.dead_letters
+    assert (letter.reason, letter.event_id, letter.raw) == (
+        "too_late",
+        "late",
+        late[0].raw.decode(),
+    )
+    assert out.stats == []  # the complete row of day 1 is not overwritten
+    assert shard.flush() == []
+
+
+def test_event_exactly_retention_days_behind_is_still_counted() -> None:
+    shard = Shard(retention_days=7)
+    shard.apply(decode([day_event(8, event_id="new")]))
+    out = shard.apply(decode([day_event(1, event_id="old")]))
+    assert out.processed == 1
+    assert out.dead_letters == []
+
+
+def test_state_stays_bounded_over_many_weeks() -> None:
+    shard = Shard(retention_days=3)
+    for day in range(1, 29):
+        events = [
+            message(
+                "login_event", {}, student_id=f"s{n}", timestamp=f"2026-09-{day:02d}T10:00:00+08:00"
+            )
+            for n in range(20)
+        ]
+        shard.apply(decode(events))
+        shard.flush()
+        assert shard.retained_rows <= 4 * 20
+        assert shard.retained_event_ids <= 4 * 20
+
+
+# -- the seed's defects (SPEC §9) -------------------------------------------
+
+
+def stats_of(raws: list[bytes]) -> dict[tuple[str, date, str], DailyStats]:
+    return run(decode(raws))[0]
+
+
+def test_each_average_has_its_own_count() -> None:
+    """§9.3: the seed averaged writing quality over the stroke-order count."""
+    (row,) = stats_of(
+        [
+            message("stroke_order", {"score": 90}),
+            message("stroke_order", {"score": 70}),
+            message("stroke_order", {"score": 50}),
+            message("writing_quality", {"quality_score": 80, "speed": 10}),
+        ]
+    ).values()
+    assert row.practice_count == 3
+    assert row.stroke_order_accuracy == pytest.approx(70)
+    assert row.writing_quality_count == 1
+    assert row.writing_quality_avg == pytest.approx(80)
+    assert row.writing_speed_avg == pytest.approx(10)
+
+
+def test_daily_totals_survive_flushes() -> None:
+    """§9.4: the seed cleared its buffer on flush and rebuilt totals from zero."""
+    events = decode(
+        [message("stroke_raw", {"stroke_count": n, "subject": "math"}) for n in (10, 20, 30)]
+    )
+    table, outputs = run(events, chunks=[1, 1, 1], flush_after={0, 1, 2})
+    (row,) = table.values()
+    assert row.stroke_count_total == 60
+    assert [r.stroke_count_total for out in outputs for r in out.stats] == [10, 30, 60]
+
+
+def test_scores_are_normalised_by_total_score() -> None:
+    """§9.5: the seed read total_score and ignored it."""
+    (row,) = stats_of(
+        [
+            message("grade_result", {"score": 45, "total_score": 50, "subject": "math"}),
+            message("grade_result", {"score": 60, "total_score": 120, "subject": "math"}),
+        ]
+    ).values()
+    assert row.homework_avg_score == pytest.approx((90 + 50) / 2)
+    out = Shard().apply(
+        decode([message("exam_score", {"score": 135, "total_score": 150, "subject": "math"})])
+    )
+    assert out.metrics[0].metric_value == pytest.approx(90)
+
+
+def test_logins_and_ocr_characters_are_counted() -> None:
+    """§9.6: the seed dropped login events and ignored ocr_result.char_count."""
+    table = stats_of(
+        [
+            message("login_event"),
+            message("ocr_result", {"confidence": 0.9, "char_count": 120}),
+        ]
+    )
+    assert table[("stu-x", date(2026, 9, 2), "")].login_count == 1
+    assert table[("stu-x", date(2026, 9, 2), "chinese")].practice_total_chars == 120
+
+
+def test_homework_submissions_and_grades_are_counted_apart() -> None:
+    (row,) = stats_of(
+        [
+            message("homework_submit", {"subject": "math", "time_cost_minutes": 30}),
+            message("homework_submit", {"subject": "math", "time_cost_minutes": 15}),
+            message("grade_result", {"score": 80, "subject": "math"}),
+        ]
+    ).values()
+    assert (row.homework_count, row.homework_completed, row.study_duration_minutes) == (2, 1, 45)
+
+
+def test_error_records_and_knowledge_points() -> None:
+    raw = message(
+        "grade_result",
+        {
+            "subject": "chinese",
+            "homework_id": "hw-1",
+            "errors": [
+                {"question_id": "q1", "knowledge_point": "笔顺", "error_type": "stroke"},
+                {"question_id": "q2", "knowledge_point": ""},
+                {"question_id": "q3", "knowledge_point": "拼音"},
+                {"question_id": "q4", "knowledge_point": "笔顺"},
+            ],
+        },
+        event_id="g-1",
+    )
+    shard = Shard()
+    out = shard.apply(decode([raw]))
+    assert [(e.position, e.knowledge_point, e.question_id) for e in out.errors] == [
+        (0, "笔顺", "q1"),
+        (2, "拼音", "q3"),
+        (3, "笔顺", "q4"),
+    ]
+    assert len({e.record_key for e in out.errors}) == 3
+    (row,) = shard.flush()
+    assert (row.error_count, row.error_knowledge_points) == (3, ["拼音", "笔顺"])
+
+
+def test_class_is_that_of_the_latest_event_whatever_the_arrival_order() -> None:
+    early = message(
+        "login_event", class_id="class-old", timestamp="2026-09-02T08:00:00+08:00", event_id="1"
+    )
+    late = message(
+        "login_event", class_id="class-new", timestamp="2026-09-02T18:00:00+08:00", event_id="2"
+    )
+    unnamed = message(
+        "login_event", class_id="", timestamp="2026-09-02T20:00:00+08:00", event_id="3"
+    )
+    for order in ([early, late, unnamed], [unnamed, late, early], [late, early, unnamed]):
+        (row,) = stats_of(order).values()
+        assert row.class_id == "class-new"
+
+
+def test_metric_rows_carry_the_event_id_and_local_date() -> None:
+    raw = message(
+        "stroke_raw",
+        {"stroke_count": 12, "page_id": "p-9", "subject": "math"},
+        timestamp="2026-09-02T17:00:00Z",
+        event_id="m-1",
+    )
+    (metric,) = Shard().apply(decode([raw])).metrics
+    assert (metric.metric_id, metric.metric_type, metric.metric_value, metric.dimension) == (
+        "m-1",
+        "stroke_count",
+        12.0,
+        "p-9",
+    )
+    assert metric.period_start == metric.period_end == date(2026, 9, 3)  # 01:00 in Shanghai
+    assert json.loads(raw)["timestamp"].startswith(metric.created_at.strftime("%Y-%m-%dT%H:%M"))
