@@ -1,18 +1,21 @@
 """The Bytewax dataflow: thin wiring of `writech`'s pure logic to sources and sinks.
 
-    read ─ spread ─ decode ─┬─ shard ─ aggregate ─┬─ stats_rows ── write_stats
-                            │                     ├─ metric_rows ─ write_metrics
-                            │                     ├─ error_rows ── write_errors
-                            └─ invalid ─┬─────────┴─ late
-                                        └ dead_letters ─ write_dead_letters (+ Kafka topic)
+    read ─ spread ─ decode ─┬─ shard ─ aggregate ─ by_table ─┐
+                            └─ invalid ─ invalid_rows ───────┴─ all_rows ─ batch_rows ─┬─ write_stats
+                                                                                       ├─ write_metrics
+                                                                                       ├─ write_errors
+                                                                                       └─ write_dead_letters
+                                                                                          (+ Kafka topic)
 
 Items are batches, never single events: per-item overhead in Bytewax is
 paid per batch. Students are hashed into `settings.shards` keys; each
-key's state is a `writech.aggregate.Shard`.
+key's state is a `writech.aggregate.Shard`. Rows are then gathered per
+table (`batch_rows`, keyed by table name) into few, large inserts.
 
-Step ids are part of the recovery state: `read` keeps input positions and
-`aggregate` keeps the shards. Renaming either, or the flow id `writech`,
-makes a resume start those steps from nothing. Do not rename them.
+Step ids are part of the recovery state: `read` keeps input positions,
+`aggregate` the shards and `batch_rows` the rows not yet written.
+Renaming any of them, or the flow id `writech`, makes a resume start
+those steps from nothing. Do not rename them.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import bytewax.operators as op
-from bytewax.dataflow import Dataflow
+from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 from bytewax.operators import StatefulBatchLogic
 
@@ -36,6 +39,7 @@ from writech.schema import ANALYTICS_METRICS, DEAD_LETTER, STUDENT_DAILY_STATS, 
 from writech.settings import Settings
 
 FLOW_ID = "writech"
+ERROR_RECORD = "error_record"
 
 
 def shard_key(student_id: str, shards: int) -> str:
@@ -97,8 +101,59 @@ class ShardLogic(StatefulBatchLogic[list[Event], ShardOutput, bytes]):
         return [ShardOutput(rows, [], [], [])] if rows else []
 
 
+class RowBatcher(StatefulBatchLogic[list[Any], list[Any], bytes]):
+    """Gathers one table's rows into few, large inserts.
+
+    Every insert has a fixed cost (and makes a part for ClickHouse to merge),
+    so rows are written at most once per `interval`, or as soon as
+    `max_rows` are pending. Pending rows are part of the snapshot: they
+    are not lost when the process dies before writing them.
+    """
+
+    def __init__(self, pending: list[Any], interval: timedelta, max_rows: int) -> None:
+        self._pending = pending
+        self._interval = interval
+        self._max_rows = max_rows
+        self._due: datetime | None = _now() + interval if pending else None
+
+    def on_batch(self, values: list[list[Any]]) -> tuple[Iterable[list[Any]], bool]:
+        for rows in values:
+            self._pending += rows
+        if len(self._pending) >= self._max_rows:
+            return self._emit(), self.RETAIN
+        if self._due is None and self._pending:
+            self._due = _now() + self._interval
+        return [], self.RETAIN
+
+    def notify_at(self) -> datetime | None:
+        return self._due
+
+    def on_notify(self) -> tuple[Iterable[list[Any]], bool]:
+        return self._emit(), self.RETAIN
+
+    def on_eof(self) -> tuple[Iterable[list[Any]], bool]:
+        return self._emit(), self.RETAIN
+
+    def snapshot(self) -> bytes:
+        return pickle.dumps(self._pending, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def _emit(self) -> list[list[Any]]:
+        rows, self._pending, self._due = self._pending, [], None
+        return [rows] if rows else []
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _by_table(out: ShardOutput) -> list[tuple[str, list[Any]]]:
+    tables = (
+        (STUDENT_DAILY_STATS.name, out.stats),
+        (ANALYTICS_METRICS.name, out.metrics),
+        (ERROR_RECORD, out.errors),
+        (DEAD_LETTER.name, out.dead_letters),
+    )
+    return [(table, rows) for table, rows in tables if rows]
 
 
 def build_flow(settings: Settings, source: Source[RawBatch] | None = None) -> Dataflow:
@@ -112,23 +167,41 @@ def build_flow(settings: Settings, source: Source[RawBatch] | None = None) -> Da
     decoded = op.map("decode", spread, _decode_with(decoder))
     invalid = op.filter_map("invalid", decoded, _invalid)
     keyed = op.flat_map("shard", decoded, lambda pair: split_by_shard(settings.shards, pair[0]))
+    flush_interval = timedelta(seconds=settings.flush_interval)
 
-    def build_logic(resume: bytes | None) -> ShardLogic:
+    def build_shard(resume: bytes | None) -> ShardLogic:
         shard = pickle.loads(resume) if resume is not None else Shard(settings.retention_days)
         shard.retention_days = settings.retention_days
-        return ShardLogic(shard, timedelta(seconds=settings.flush_interval))
+        return ShardLogic(shard, flush_interval)
 
-    aggregated = op.stateful_batch("aggregate", keyed, build_logic)
-    outputs = op.map("unkey", aggregated, lambda pair: pair[1])
-    stats = op.filter_map("stats_rows", outputs, lambda out: out.stats or None)
-    metrics = op.filter_map("metric_rows", outputs, lambda out: out.metrics or None)
-    errors = op.filter_map("error_rows", outputs, lambda out: out.errors or None)
-    late = op.filter_map("late", outputs, lambda out: out.dead_letters or None)
-    dead = op.merge("dead_letters", invalid, late)
+    aggregated = op.stateful_batch("aggregate", keyed, build_shard)
+    by_table = op.flat_map("by_table", aggregated, lambda pair: _by_table(pair[1]))
+    invalid_rows = op.map("invalid_rows", invalid, lambda rows: (DEAD_LETTER.name, rows))
+    all_rows = op.merge("all_rows", by_table, invalid_rows)
 
-    op.output("write_stats", stats, stores.clickhouse_sink(settings, STUDENT_DAILY_STATS))
-    op.output("write_metrics", metrics, stores.clickhouse_sink(settings, ANALYTICS_METRICS))
-    op.output("write_errors", errors, stores.error_record_sink(settings))
+    def build_batcher(resume: bytes | None) -> RowBatcher:
+        pending = pickle.loads(resume) if resume is not None else []
+        return RowBatcher(pending, flush_interval, settings.sink_batch_rows)
+
+    batched = op.stateful_batch("batch_rows", all_rows, build_batcher)
+
+    def rows_of(table: str) -> Stream[list[Any]]:
+        return op.filter_map(
+            f"{table}_rows", batched, lambda pair: pair[1] if pair[0] == table else None
+        )
+
+    op.output(
+        "write_stats",
+        rows_of(STUDENT_DAILY_STATS.name),
+        stores.clickhouse_sink(settings, STUDENT_DAILY_STATS),
+    )
+    op.output(
+        "write_metrics",
+        rows_of(ANALYTICS_METRICS.name),
+        stores.clickhouse_sink(settings, ANALYTICS_METRICS),
+    )
+    op.output("write_errors", rows_of(ERROR_RECORD), stores.error_record_sink(settings))
+    dead = rows_of(DEAD_LETTER.name)
     op.output("write_dead_letters", dead, stores.clickhouse_sink(settings, DEAD_LETTER))
     for step_id, sink in stores.extra_dead_letter_sinks(settings):
         op.output(step_id, dead, sink)

@@ -70,6 +70,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     # -- timing -----------------------------------------------------------
     # A changed daily row is written at most once per this many seconds.
     flush_interval: Seconds = 2.0
+    # Rows of one table are inserted together, once per flush interval or
+    # as soon as this many are pending: few large inserts are cheap.
+    sink_batch_rows: Positive = 50_000
 
     def __post_init__(self) -> None:
         try:
