@@ -7,6 +7,7 @@ process shares one session per path, behind a lock. Rows go in as
 
 from __future__ import annotations
 
+import atexit
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -74,10 +75,29 @@ class ChdbStore:
         return _result_decoder.decode(raw).data if raw else []
 
     def close(self) -> None:
+        """Release this user's hold; the last one closes the session.
+
+        Closing a chDB session from a Bytewax worker thread while another
+        worker is still live has been seen to deadlock, so a worker thread
+        leaves the session open for the process to close at exit.
+        """
         with _stores_lock:
             self._users -= 1
             if self._users > 0:
                 return
+            if threading.current_thread() is not threading.main_thread():
+                atexit.register(_close_idle)
+                return
             _stores.pop(self.path, None)
         with self._lock:
             self._session.close()
+
+
+def _close_idle() -> None:
+    """Close every session no one holds (at exit, from the main thread)."""
+    with _stores_lock:
+        idle = [path for path, store in _stores.items() if store._users == 0]
+        stores = [_stores.pop(path) for path in idle]
+    for store in stores:
+        with store._lock:
+            store._session.close()

@@ -8,6 +8,7 @@ the unique key makes a re-inserted record a no-op.
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
@@ -27,15 +28,21 @@ _INSERT = (
 )
 
 
+# Switching to WAL ignores the busy timeout, so workers opening their
+# connections at the same moment take turns.
+_setup_lock = threading.Lock()
+
+
 def connect(path: str | Path) -> sqlite3.Connection:
     """A connection to the store at `path`, with the schema applied."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     connection = sqlite3.connect(path, timeout=60, isolation_level=None)
-    connection.execute("PRAGMA journal_mode = WAL")
-    connection.execute("PRAGMA synchronous = NORMAL")
-    connection.execute(ERROR_RECORD_SQLITE_DDL)
-    for ddl in ERROR_RECORD_SQLITE_INDEXES:
-        connection.execute(ddl)
+    with _setup_lock:
+        connection.execute("PRAGMA journal_mode = WAL")
+        connection.execute("PRAGMA synchronous = NORMAL")
+        connection.execute(ERROR_RECORD_SQLITE_DDL)
+        for ddl in ERROR_RECORD_SQLITE_INDEXES:
+            connection.execute(ddl)
     return connection
 
 
