@@ -97,7 +97,7 @@ def test_a_retried_insert_is_not_duplicated(
     store = open_store(clickhouse_server.url, first_backoff=0.05)
     letters = _dead_letters(500)
     clickhouse_server.fail_next_inserts(3, after_commit=after_commit)
-    with caplog.at_level(logging.WARNING, logger="writech.sinks.clickhouse"):
+    with caplog.at_level(logging.WARNING, logger="writech.sinks.retry"):
         store.insert(DEAD_LETTER, letters)
     store.close()
     assert _count(clickhouse_server, "dead_letter") == 500

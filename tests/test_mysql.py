@@ -78,10 +78,10 @@ def test_a_killed_connection_is_reestablished(
     mysql_user.execute(f"KILL {int(sessions[0]['id'])}")
 
     second = [_record(n) for n in range(100, 250)]
-    with caplog.at_level(logging.WARNING, logger="writech.sinks.mysql"):
+    with caplog.at_level(logging.WARNING, logger="writech.sinks.retry"):
         writer.write(second)
     writer.close()
-    assert "reconnecting" in caplog.text
+    assert "retrying in" in caplog.text
     assert _stored(mysql_user, mysql_database) == first + second
 
 

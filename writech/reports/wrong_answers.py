@@ -10,11 +10,10 @@ them as text, MySQL converts them to DATE).
 from __future__ import annotations
 
 from typing import Any, Final, Protocol, get_args
-from urllib.parse import parse_qsl, unquote, urlsplit
 
 from writech.reports.model import Period
 from writech.reports.rows import ErrorTypeCount, KnowledgePointCount, Scope
-from writech.settings import Settings, SettingsError, without_password
+from writech.settings import Settings
 
 _KNOWLEDGE_POINTS: Final = """\
 SELECT student_id, subject, knowledge_point, COUNT(*), COUNT(DISTINCT event_id)
@@ -83,29 +82,10 @@ def open_wrong_answers(settings: Settings) -> WrongAnswers:
 
 
 def _mysql_connection(url: str) -> _Connection:
-    """A PyMySQL connection from the URL the MySQL sink takes (`writech.sinks.mysql`):
-    mysql://user:password@host:port/database, TLS by `ssl_ca`, `ssl_cert`, `ssl_key`."""
+    """A PyMySQL connection from the URL the MySQL sink takes."""
     import pymysql
 
-    parts = urlsplit(url)
-    options = dict(parse_qsl(parts.query))
-    unknown = sorted(set(options) - {"ssl_ca", "ssl_cert", "ssl_key"})
-    if parts.scheme != "mysql" or not parts.hostname or unknown:
-        raise SettingsError(
-            "WRITECH_MYSQL_URL: expected mysql://user:password@host:port/database"
-            "[?ssl_ca=...&ssl_cert=...&ssl_key=...], "
-            f"got {without_password(url)!r}"
-        )
-    connection: _Connection = pymysql.connect(
-        host=parts.hostname,
-        port=parts.port or 3306,
-        user=unquote(parts.username or ""),
-        password=unquote(parts.password or ""),
-        database=unquote(parts.path.strip("/")) or None,
-        charset="utf8mb4",
-        connect_timeout=10,
-        ssl_ca=options.get("ssl_ca"),
-        ssl_cert=options.get("ssl_cert"),
-        ssl_key=options.get("ssl_key"),
-    )
+    from writech.sinks.mysql import connect_arguments
+
+    connection: _Connection = pymysql.connect(**connect_arguments(url))
     return connection

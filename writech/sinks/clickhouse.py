@@ -19,8 +19,6 @@ No message ever carries the password.
 from __future__ import annotations
 
 import hashlib
-import logging
-import time
 from collections.abc import Callable, Sequence
 from typing import Any, Final, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -40,8 +38,7 @@ from msgspec.structs import astuple
 from writech.schema import CLICKHOUSE_TABLES, DATABASE, Table
 from writech.settings import SettingsError, without_password
 from writech.sinks import create_schema
-
-log = logging.getLogger(__name__)
+from writech.sinks.retry import Retrying
 
 T = TypeVar("T")
 
@@ -135,10 +132,14 @@ class ClickHouseServerStore:
             )
         if "verify" in tls:
             tls["verify"] = str(tls["verify"]).lower() not in ("0", "false", "no")
-        self.target = without_password(url)
-        self._password = unquote(parts.password or "")
-        self._attempts = attempts
-        self._first_backoff = first_backoff
+        password = unquote(parts.password or "")
+        self._retry = Retrying(
+            target=f"ClickHouse at {without_password(url)}",
+            error=ClickHouseError,
+            redact=lambda text: text.replace(password, "***") if password else text,
+            attempts=attempts,
+            first_backoff=first_backoff,
+        )
         self._client: Client = self._retrying(
             "connect",
             lambda: clickhouse_connect.get_client(
@@ -146,7 +147,7 @@ class ClickHouseServerStore:
                 host=parts.hostname,
                 port=parts.port or _DEFAULT_PORTS[parts.scheme],
                 username=unquote(parts.username or "default"),
-                password=self._password,
+                password=password,
                 # No server session: every request stands alone, so a retry
                 # may land on any replica behind a load balancer.
                 autogenerate_session_id=False,
@@ -198,30 +199,11 @@ class ClickHouseServerStore:
         self._client.close()
 
     def _retrying(self, what: str, request: Callable[[], T]) -> T:
-        attempt, delay = 1, self._first_backoff
-        while True:
-            try:
-                return request()
-            except Error as error:
-                reason = self._redact(str(error))
-                if not is_transient(error):
-                    raise ClickHouseError(
-                        f"ClickHouse at {self.target}: {what} failed: {reason}"
-                    ) from None
-                if attempt == self._attempts:
-                    raise ClickHouseError(
-                        f"ClickHouse at {self.target}: {what} failed {attempt} times, "
-                        f"last with: {reason}"
-                    ) from None
-                log.warning(
-                    "ClickHouse at %s: %s failed (attempt %d of %d), retrying in %.1f s: %s",
-                    self.target, what, attempt, self._attempts, delay, reason,
-                )  # fmt: skip
-                time.sleep(delay)
-                attempt, delay = attempt + 1, min(delay * 2, 30.0)
+        return self._retry.run(what, request, Error, _is_transient_error)
 
-    def _redact(self, text: str) -> str:
-        return text.replace(self._password, "***") if self._password else text
+
+def _is_transient_error(error: Exception) -> bool:
+    return isinstance(error, Error) and is_transient(error)
 
 
 def insert_token(table: Table, rows: Sequence[Any]) -> str:

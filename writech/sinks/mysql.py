@@ -20,8 +20,6 @@ fails at once. No message ever carries the password.
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Callable, Sequence
 from typing import Any, Final, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -33,8 +31,7 @@ from pymysql.cursors import Cursor
 
 from writech.schema import ERROR_RECORD_COLUMNS, ERROR_RECORD_MYSQL_DDL, ErrorRecord
 from writech.settings import SettingsError, without_password
-
-log = logging.getLogger(__name__)
+from writech.sinks.retry import Retrying
 
 T = TypeVar("T")
 
@@ -71,6 +68,39 @@ def _create_table_if_missing(cursor: Cursor) -> None:
         cursor.execute(ERROR_RECORD_MYSQL_DDL)
 
 
+def connect_arguments(url: str) -> dict[str, Any]:
+    """PyMySQL's connection arguments for `mysql://user:password@host:port/database`
+    (TLS by the optional parameters `ssl_ca`, `ssl_cert`, `ssl_key`)."""
+    parts = urlsplit(url)
+    database = unquote(parts.path.strip("/"))
+    if parts.scheme != "mysql" or not parts.hostname or not database:
+        raise SettingsError(
+            "WRITECH_MYSQL_URL: expected mysql://user:password@host:port/database, "
+            f"got {without_password(url)!r}"
+        )
+    options = dict(parse_qsl(parts.query))
+    unknown = sorted(set(options) - set(_TLS_PARAMETERS))
+    if unknown:
+        raise SettingsError(f"WRITECH_MYSQL_URL: unknown parameter(s) {', '.join(unknown)}")
+    return {
+        "host": parts.hostname,
+        "port": parts.port or 3306,
+        "user": unquote(parts.username or ""),
+        "password": unquote(parts.password or ""),
+        "database": database,
+        "charset": "utf8mb4",
+        "autocommit": False,
+        "connect_timeout": 10,
+        "read_timeout": 300,
+        "write_timeout": 300,
+        **options,
+    }
+
+
+def _is_transient_error(error: Exception) -> bool:
+    return isinstance(error, pymysql.MySQLError) and is_transient(error)
+
+
 class MysqlError(RuntimeError):
     """A MySQL request failed for good (the message names the server, never the password)."""
 
@@ -92,34 +122,15 @@ class MysqlErrorWriter:
     """
 
     def __init__(self, url: str, attempts: int = 6, first_backoff: float = 0.5) -> None:
-        parts = urlsplit(url)
-        database = unquote(parts.path.strip("/"))
-        if parts.scheme != "mysql" or not parts.hostname or not database:
-            raise SettingsError(
-                "WRITECH_MYSQL_URL: expected mysql://user:password@host:port/database, "
-                f"got {without_password(url)!r}"
-            )
-        options = dict(parse_qsl(parts.query))
-        unknown = sorted(set(options) - set(_TLS_PARAMETERS))
-        if unknown:
-            raise SettingsError(f"WRITECH_MYSQL_URL: unknown parameter(s) {', '.join(unknown)}")
-        self.target = without_password(url)
-        self._password = unquote(parts.password or "")
-        self._connect_arguments: dict[str, Any] = {
-            "host": parts.hostname,
-            "port": parts.port or 3306,
-            "user": unquote(parts.username or ""),
-            "password": self._password,
-            "database": database,
-            "charset": "utf8mb4",
-            "autocommit": False,
-            "connect_timeout": 10,
-            "read_timeout": 300,
-            "write_timeout": 300,
-            **options,
-        }
-        self._attempts = attempts
-        self._first_backoff = first_backoff
+        self._connect_arguments = connect_arguments(url)
+        password = self._connect_arguments["password"]
+        self._retry = Retrying(
+            target=f"MySQL at {without_password(url)}",
+            error=MysqlError,
+            redact=lambda text: text.replace(password, "***") if password else text,
+            attempts=attempts,
+            first_backoff=first_backoff,
+        )
         self._connection: Connection[Cursor] | None = None
         self._retrying("create table", _create_table_if_missing)
 
@@ -137,36 +148,21 @@ class MysqlErrorWriter:
 
     def _retrying(self, what: str, request: Callable[[Cursor], T]) -> T:
         """Run `request` in one transaction, on a new connection after a transient failure."""
-        attempt, delay = 1, self._first_backoff
-        while True:
-            try:
-                if self._connection is None:
-                    self._connection = pymysql.connect(**self._connect_arguments)
-                with self._connection.cursor() as cursor:
-                    result = request(cursor)
-                self._connection.commit()
-                return result
-            except pymysql.MySQLError as error:
-                reason = self._redact(str(error))
-                self._abandon_connection()
-                if not is_transient(error):
-                    raise MysqlError(f"MySQL at {self.target}: {what} failed: {reason}") from None
-                if attempt == self._attempts:
-                    raise MysqlError(
-                        f"MySQL at {self.target}: {what} failed {attempt} times, last with: {reason}"
-                    ) from None
-                log.warning(
-                    "MySQL at %s: %s failed (attempt %d of %d), reconnecting in %.1f s: %s",
-                    self.target, what, attempt, self._attempts, delay, reason,
-                )  # fmt: skip
-                time.sleep(delay)
-                attempt, delay = attempt + 1, min(delay * 2, 30.0)
+
+        def transaction() -> T:
+            if self._connection is None:
+                self._connection = pymysql.connect(**self._connect_arguments)
+            with self._connection.cursor() as cursor:
+                result = request(cursor)
+            self._connection.commit()
+            return result
+
+        return self._retry.run(
+            what, transaction, pymysql.MySQLError, _is_transient_error, self._abandon_connection
+        )
 
     def _abandon_connection(self) -> None:
         """Drop the connection (the server rolls back what it had not committed)."""
         if self._connection is not None and self._connection.open:
             self._connection.close()  # swallows a failing goodbye on a dead socket
         self._connection = None
-
-    def _redact(self, text: str) -> str:
-        return text.replace(self._password, "***") if self._password else text
