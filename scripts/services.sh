@@ -30,9 +30,21 @@ if ! mariadb-admin --protocol=tcp -h 127.0.0.1 -P 3306 -uroot ping >/dev/null 2>
 fi
 mariadb-admin --protocol=tcp -h 127.0.0.1 -P 3306 -uroot ping >/dev/null
 
-# Chromium renders the HTML reports in the report tests.
+# Chromium renders the HTML reports in the report tests (CJK fonts so Chinese
+# labels show in its screenshots); openssl makes the test CA for TLS tests;
+# unshare/nsenter (util-linux) and ip (iproute2) isolate the metrics test.
 if ! command -v chromium >/dev/null 2>&1; then
     echo "services: installing chromium"
     apt_install chromium
 fi
+if [ ! -f /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ]; then
+    echo "services: installing fonts-noto-cjk"
+    apt_install fonts-noto-cjk
+fi
+for tool in openssl:openssl unshare:util-linux nsenter:util-linux ip:iproute2; do
+    if ! command -v "${tool%%:*}" >/dev/null 2>&1; then
+        echo "services: installing ${tool#*:}"
+        apt_install "${tool#*:}"
+    fi
+done
 echo "services: MariaDB up on 127.0.0.1:3306; chromium at $(command -v chromium)"

@@ -13,6 +13,7 @@ from typing import Any
 
 from writech import counters
 from writech.logs import configure_logging
+from writech.reports.cli import add_report_command
 from writech.settings import Settings, SettingsError
 
 
@@ -97,7 +98,7 @@ def _parser() -> argparse.ArgumentParser:
         "--partitions", type=int, default=1, help="number of partition files"
     )
     recovery_init.set_defaults(run=_recovery_init)
-    __import__("writech.reports.cli").reports.cli.add_report_command(commands)
+    add_report_command(commands)
     return parser
 
 
