@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import gzip
 import os
+import pty
 import shutil
 import subprocess
 import sys
@@ -225,3 +226,44 @@ def test_batching_flushes_and_workers_do_not_change_the_tables(
     assert Counter(r["reason"] for r in tables["dead_letter"]) == Counter(
         r["reason"] for r in replayed["tables"]["dead_letter"]
     )
+
+
+def test_progress_bar_on_a_terminal(replayed: dict[str, Any], tmp_path: Path) -> None:
+    """On a terminal, replay shows bytes read, messages/s and dead letters so far."""
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "writech",
+            "replay",
+            str(replayed["folder"]),
+            "--data-dir",
+            str(tmp_path),
+        ],
+        cwd=REPO,
+        env={
+            **os.environ,
+            "WRITECH_BATCH_SIZE": "50",
+            "COLUMNS": "160",
+        },  # small batches: a longer run
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+    )
+    os.close(terminal)
+    output = bytearray()
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        output.extend(chunk)
+    os.close(controller)
+    text = output.decode(errors="replace")
+    assert process.wait(timeout=600) == 0, text
+    assert "msg/s" in text
+    assert "dead letters" in text
+    assert "read " in text  # the closing summary follows the bar
