@@ -1,0 +1,1 @@
+"""Benchmarks of the Writech pipeline; `python -m benchmarks.run` is the main one (docs/benchmarks.md)."""

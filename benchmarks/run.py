@@ -1,0 +1,529 @@
+"""Throughput and memory of every configuration, on the same data, in one run.
+
+    .venv/bin/python -m benchmarks.run [--events N] [--only NAME,...] [--publish]
+
+Generates the workloads with `writech generate` (kept under the results
+folder and reused, since generation is deterministic), then runs each
+configuration in a process of its own (`benchmarks.child`), reading its
+peak RSS from the kernel (wait4) and its run time from the child (modules
+imported before the clock starts). Prints a table, the ratios and the
+targets, and writes `benchmarks/results/benchmarks.json` and an SVG chart;
+`--publish` also writes them to docs/. docs/benchmarks.md explains every row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from benchmarks.child import SEED
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+DOCS = REPO / "docs"
+MIB = 1024 * 1024
+
+# What each product configuration imports anyway, loaded before its clock starts.
+_EMBEDDED = "writech.flow,writech.sinks.chdb,writech.sinks.sqlite"
+_SERVERS = "writech.flow,writech.sinks.clickhouse,writech.sinks.mysql"
+_KAFKA = "writech.sources.kafka,writech.sinks.kafka,bytewax.connectors.kafka"
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    events: int
+    students: int
+    days: int
+    start: date
+    malformed: float
+    duplicates: float
+    large: float
+    path: Path
+
+    def generate(self) -> None:
+        """Write the file with `writech generate`, unless an earlier run already did."""
+        if self.path.exists():
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_suffix(".partial")
+        subprocess.run(
+            [sys.executable, "-m", "writech", "generate", "--events", str(self.events),
+             "--students", str(self.students), "--days", str(self.days),
+             "--start", self.start.isoformat(), "--malformed", str(self.malformed),
+             "--duplicates", str(self.duplicates), "--large", str(self.large),
+             "--out", str(partial)],
+            check=True,
+            cwd=REPO,
+        )  # fmt: skip
+        partial.rename(self.path)
+
+
+@dataclass
+class Result:
+    name: str
+    workload: str
+    events: int
+    processes: int
+    seconds: float  # the run, as the child(ren) timed it
+    peak_rss_mib: float  # the largest process
+    total_rss_mib: float  # all processes together
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def events_per_second(self) -> float:
+        return self.events / self.seconds
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": CONFIGURATIONS[self.name],
+            "workload": self.workload,
+            "processes": self.processes,
+            "events": self.events,
+            "seconds": round(self.seconds, 3),
+            "events_per_second": round(self.events_per_second),
+            "peak_rss_mib": round(self.peak_rss_mib, 1),
+            "total_rss_mib": round(self.total_rss_mib, 1),
+            "detail": self.detail,
+        }
+
+
+class Bench:
+    """Runs configurations as child processes and collects their results."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.results: list[Result] = []
+        self.notes: list[str] = []
+        self._environment = {
+            name: value for name, value in os.environ.items() if not name.startswith("WRITECH_")
+        }
+
+    def run(
+        self,
+        name: str,
+        workload: Workload,
+        commands: Sequence[Sequence[str]],
+        env: dict[str, str] | None = None,
+    ) -> Result:
+        """Run `commands` (child arguments after RESULT) side by side; one row of the table."""
+        print(f"-- {name} ({workload.name}) ...", file=sys.stderr, flush=True)
+        environment = {**self._environment, **(env or {})}
+        outputs = [self.folder / f"{name}-{number}.json" for number in range(len(commands))]
+        logs = [self.folder / f"{name}-{number}.log" for number in range(len(commands))]
+        processes = []
+        for command, output, log in zip(commands, outputs, logs, strict=True):
+            with log.open("wb") as stream:
+                processes.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "benchmarks.child", str(output), *command],
+                        cwd=REPO,
+                        env=environment,
+                        stdout=stream,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
+        rss = []
+        failed = []
+        for process, log in zip(processes, logs, strict=True):
+            _, status, usage = os.wait4(process.pid, 0)
+            process.returncode = os.waitstatus_to_exitcode(status)
+            rss.append(usage.ru_maxrss * 1024 / MIB)  # ru_maxrss is in KiB on Linux
+            if process.returncode:
+                failed.append(f"exit {process.returncode}, log {log}:\n{_tail(log)}")
+        if failed:
+            raise RuntimeError(f"{name} failed: " + "\n".join(failed))
+        reports = [msgspec.json.decode(output.read_bytes()) for output in outputs]
+        started = min(report["started"] for report in reports)
+        finished = max(report["finished"] for report in reports)
+        seconds = reports[0]["seconds"] if len(reports) == 1 else finished - started
+        detail = {
+            key: value
+            for key, value in reports[0].items()
+            if key not in ("started", "finished", "seconds")
+        }
+        detail["load_average"] = os.getloadavg()[0]
+        result = Result(name, workload.name, workload.events, len(commands), seconds, max(rss),
+                        sum(rss), detail)  # fmt: skip
+        self.results.append(result)
+        print(f"   {result.events_per_second:,.0f} events/s, peak RSS {result.peak_rss_mib:,.0f} MiB",
+              file=sys.stderr, flush=True)  # fmt: skip
+        return result
+
+    def count_rows(self, result: Result, env: dict[str, str]) -> None:
+        """Note the rows each ClickHouse table holds after a product configuration."""
+        output = self.folder / f"{result.name}-rows.json"
+        subprocess.run(
+            [sys.executable, "-m", "benchmarks.child", str(output), "count"],
+            cwd=REPO,
+            env={**self._environment, **env},
+            check=True,
+        )
+        result.detail["rows"] = msgspec.json.decode(output.read_bytes())["rows"]
+
+    def find(self, name: str) -> Result | None:
+        return next((result for result in self.results if result.name == name), None)
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def module(name: str, preload: str, *args: str) -> list[str]:
+    """Child arguments running `python -m name args...` after importing `preload`."""
+    return ["module", "--preload", preload, name, "--", *args]
+
+
+# -- the configurations --------------------------------------------------------
+
+
+def seed(bench: Bench, workload: Workload, suffix: str = "") -> None:
+    if SEED.exists():
+        bench.run(f"seed{suffix}", workload, [["seed", str(workload.path)]])
+    else:
+        bench.notes.append(
+            f"seed{suffix}: left out, ../shared/seed/flink_processor.py "
+            "(relative to the repo root) is absent"
+        )
+
+
+def floor(bench: Bench, workload: Workload, suffix: str = "") -> None:
+    bench.run(f"floor{suffix}", workload, [["floor", str(workload.path)]])
+
+
+def replay(bench: Bench, workload: Workload, suffix: str = "") -> None:
+    data = bench.folder / f"replay{suffix}-data"
+    shutil.rmtree(data, ignore_errors=True)
+    result = bench.run(
+        f"replay{suffix}",
+        workload,
+        [module("writech", _EMBEDDED, "replay", str(workload.path), "--data-dir", str(data), "-q")],
+    )
+    bench.count_rows(result, {"WRITECH_DATA_DIR": str(data)})
+
+
+def recovery(bench: Bench, workload: Workload) -> None:
+    """Replay with a recovery store, snapshotting every 10 s."""
+    data, store = bench.folder / "recovery-data", bench.folder / "recovery-store"
+    for folder in (data, store):
+        shutil.rmtree(folder, ignore_errors=True)
+    subprocess.run(
+        [sys.executable, "-m", "writech", "recovery", "init", "--dir", str(store)],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+    )
+    result = bench.run(
+        "recovery",
+        workload,
+        [module("writech", _EMBEDDED, "replay", str(workload.path), "--data-dir", str(data),
+                "-q", "-r", str(store), "-s", "10")],
+    )  # fmt: skip
+    bench.count_rows(result, {"WRITECH_DATA_DIR": str(data)})
+
+
+KAFKA = {"kafka-embedded", "kafka-1p", "kafka-2p"}
+
+
+def kafka(bench: Bench, workload: Workload, wanted: set[str]) -> None:
+    """From a 3-partition Tansu topic: one process into the embedded stores, and one and
+    two processes into the same kind of server stores (fresh ones each)."""
+    from tests.services.kafka import TansuBroker, create_topic, produce
+
+    broker = TansuBroker(bench.folder / "tansu.log")
+    broker.start()
+    try:
+        topic = create_topic(broker.bootstrap, f"writech-bench-{uuid.uuid4().hex[:8]}", 3)
+        print(f"-- producing {workload.events:,} messages to {topic} ...", file=sys.stderr)
+        with workload.path.open("rb") as lines:
+            produce(broker.bootstrap, topic, [line.rstrip(b"\n") for line in lines])
+        base = {
+            "WRITECH_SOURCE": "kafka",
+            "WRITECH_KAFKA_BROKERS": broker.bootstrap,
+            "WRITECH_KAFKA_TOPICS": topic,
+            "WRITECH_KAFKA_STOP_AT_END": "true",
+        }
+        if "kafka-embedded" in wanted:
+            data = bench.folder / "kafka-embedded-data"
+            shutil.rmtree(data, ignore_errors=True)
+            env = {
+                **base,
+                "WRITECH_DATA_DIR": str(data),
+                "WRITECH_KAFKA_DLQ_TOPIC": f"{topic}-dlq-0",
+            }
+            preload = f"{_EMBEDDED},{_KAFKA}"
+            result = bench.run(
+                "kafka-embedded", workload, [module("bytewax.run", preload, "dataflow")], env
+            )
+            bench.count_rows(result, env)
+        for processes in (1, 2):
+            if f"kafka-{processes}p" not in wanted:
+                continue
+            with servers(bench.folder / f"kafka-{processes}p") as stores:
+                env = {**base, **stores, "WRITECH_KAFKA_DLQ_TOPIC": f"{topic}-dlq-{processes}"}
+                hostfile = bench.folder / f"kafka-{processes}p" / "hosts.txt"
+                hostfile.write_text("".join(f"127.0.0.1:{_free_port()}\n" for _ in range(2)))
+                env["BYTEWAX_HOSTFILE_PATH"] = str(hostfile)
+                arguments = [["-i", str(number)] for number in range(processes)]
+                commands = [
+                    module("bytewax.run", f"{_SERVERS},{_KAFKA}", "dataflow", *extra)
+                    for extra in (arguments if processes > 1 else [[]])
+                ]
+                result = bench.run(f"kafka-{processes}p", workload, commands, env)
+                bench.count_rows(result, env)
+    finally:
+        broker.stop()
+
+
+@contextlib.contextmanager
+def servers(folder: Path) -> Iterator[dict[str, str]]:
+    """A fresh ClickHouse HTTP fixture (chDB behind HTTP) and MariaDB database, as settings."""
+    from tests.services.clickhouse_http import ClickHouseServer
+    from tests.services.mysql import MysqlUser
+
+    shutil.rmtree(folder, ignore_errors=True)
+    server = ClickHouseServer(folder / "clickhouse")
+    server.start()
+    user = MysqlUser()
+    database = user.create_database()
+    try:
+        yield {
+            "WRITECH_CLICKHOUSE_URL": server.url,
+            "WRITECH_MYSQL_URL": user.url(database),
+            "WRITECH_DATA_DIR": str(folder / "unused-embedded-data"),
+        }
+    finally:
+        user.drop_database(database)
+        user.drop()
+        server.stop()
+
+
+def _free_port() -> int:
+    from tests.services.ports import free_port
+
+    return free_port()
+
+
+def state(bench: Bench, workload: Workload) -> dict[str, Any]:
+    """Memory of the aggregation state after the whole workload (not a throughput row)."""
+    output = bench.folder / "state.json"
+    print("-- state memory ...", file=sys.stderr, flush=True)
+    subprocess.run(
+        [sys.executable, "-m", "benchmarks.child", str(output), "state", str(workload.path)],
+        cwd=REPO,
+        check=True,
+    )
+    report: dict[str, Any] = msgspec.json.decode(output.read_bytes())
+    for key in ("started", "finished", "seconds"):
+        report.pop(key)
+    return report
+
+
+# -- the report ---------------------------------------------------------------
+
+CONFIGURATIONS: dict[str, str] = {
+    "seed": "the seed's processor: parse, validate, process_event, flush every batch; no I/O",
+    "floor": "the product's decode + validate + aggregate in a plain loop; no framework, no I/O",
+    "replay": "writech replay, one worker, into chDB + SQLite",
+    "recovery": "writech replay with a recovery store, snapshots every 10 s",
+    "kafka-embedded": "Kafka (3 partitions) to chDB + SQLite, one process",
+    "kafka-1p": "Kafka to the ClickHouse HTTP fixture + MariaDB, one process",
+    "kafka-2p": "Kafka to the ClickHouse HTTP fixture + MariaDB, two processes",
+    "seed-large": "seed, on the workload with 1% messages of 64-200 KiB",
+    "floor-large": "floor, on the workload with 1% messages of 64-200 KiB",
+    "replay-large": "replay, on the workload with 1% messages of 64-200 KiB",
+}
+
+
+def ratios(bench: Bench) -> dict[str, float]:
+    pairs = {
+        "replay/seed": ("replay", "seed"),
+        "replay/floor": ("replay", "floor"),
+        "kafka 2 processes/1 process": ("kafka-2p", "kafka-1p"),
+        "replay-large/seed-large": ("replay-large", "seed-large"),
+        "replay-large/floor-large": ("replay-large", "floor-large"),
+    }
+    found = {}
+    for label, (top, bottom) in pairs.items():
+        a, b = bench.find(top), bench.find(bottom)
+        if a and b:
+            found[label] = a.events_per_second / b.events_per_second
+    return found
+
+
+def targets(bench: Bench, found: dict[str, float]) -> list[dict[str, Any]]:
+    checks: list[tuple[str, float | None, Callable[[float], bool]]] = [
+        ("replay >= 10 x seed events/s", found.get("replay/seed"), lambda v: v >= 10),
+        ("replay >= 0.4 x floor events/s", found.get("replay/floor"), lambda v: v >= 0.4),
+        ("two processes >= 1.6 x one process", found.get("kafka 2 processes/1 process"),
+         lambda v: v >= 1.6),
+    ]  # fmt: skip
+    replayed = bench.find("replay")
+    checks.append(
+        ("replay peak RSS < 1 GiB (MiB)", replayed.peak_rss_mib if replayed else None,
+         lambda v: v < 1024)
+    )  # fmt: skip
+    return [
+        {"target": label, "value": value, "met": check(value)}
+        for label, value, check in checks
+        if value is not None
+    ]
+
+
+def machine() -> dict[str, Any]:
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    meminfo = Path("/proc/meminfo").read_text() if Path("/proc/meminfo").exists() else ""
+    model = next(
+        (line.partition(":")[2].strip() for line in cpuinfo.splitlines() if "model name" in line),
+        platform.processor(),
+    )
+    memory = next((line.split()[1] for line in meminfo.splitlines() if "MemTotal" in line), "0")
+    return {
+        "cores": os.cpu_count(),
+        "cpu": model,
+        "memory_gib": round(int(memory) / MIB, 1),
+        "python": platform.python_version(),
+        "system": platform.platform(),
+    }
+
+
+def table(results: Sequence[Result]) -> str:
+    lines = [
+        f"{'configuration':<16} {'workload':<8} {'proc':>4} {'events':>10} {'seconds':>8} "
+        f"{'events/s':>10} {'peak RSS MiB':>12}"
+    ]
+    for result in results:
+        lines.append(
+            f"{result.name:<16} {result.workload:<8} {result.processes:>4} {result.events:>10,} "
+            f"{result.seconds:>8.1f} {result.events_per_second:>10,.0f} {result.peak_rss_mib:>12,.0f}"
+        )
+    return "\n".join(lines)
+
+
+def chart(results: Sequence[Result], path: Path) -> None:
+    """Events/s per configuration as a horizontal bar chart (SVG)."""
+    import pygal  # type: ignore[import-untyped]
+
+    bars = pygal.HorizontalBar(
+        title="Events per second (higher is better)",
+        show_legend=False,
+        value_formatter=lambda value: f"{value:,.0f}",
+        width=900,
+        height=80 + 40 * len(results),
+    )
+    bars.x_labels = [f"{result.name} ({result.processes} proc)" for result in results]
+    bars.add("events/s", [result.events_per_second for result in results])
+    path.write_bytes(bars.render())
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--students", type=int, default=5000)
+    parser.add_argument("--days", type=int, default=5)
+    parser.add_argument("--large-events", type=int, default=1_000_000)
+    parser.add_argument(
+        "--only", default="", help=f"comma-separated subset of: {', '.join(CONFIGURATIONS)}, state"
+    )
+    parser.add_argument("--results", type=Path, default=RESULTS, help="output folder")
+    parser.add_argument("--publish", action="store_true", help="also write docs/benchmarks.*")
+    args = parser.parse_args(argv)
+    wanted = set(filter(None, args.only.split(","))) or {*CONFIGURATIONS, "state"}
+    unknown = wanted - {*CONFIGURATIONS, "state"}
+    if unknown:
+        parser.error(f"unknown configuration(s): {', '.join(sorted(unknown))}")
+
+    # The seed drops events older than 7 days by wall clock, so the data
+    # must be recent for it to do its full work: the last five days, ending
+    # yesterday (UTC), so no event is in the future either.
+    start = datetime.now(UTC).date() - timedelta(days=args.days)
+    folder = args.results
+    data = folder / "data"
+    base = Workload("base", args.events, args.students, args.days, start, 0.01, 0.01, 0.0,
+                    data / f"base-{args.events}-{args.students}-{start}.jsonl")  # fmt: skip
+    large = Workload("large", args.large_events, args.students, args.days, start, 0.01, 0.01,
+                     0.01, data / f"large-{args.large_events}-{args.students}-{start}.jsonl")  # fmt: skip
+    runs = folder / "runs"
+    shutil.rmtree(runs, ignore_errors=True)
+    runs.mkdir(parents=True)
+    bench = Bench(runs)
+    load_before = os.getloadavg()
+    steps: list[tuple[str, Workload, Callable[[Bench, Workload], None]]] = [
+        ("seed", base, seed),
+        ("floor", base, floor),
+        ("replay", base, replay),
+        ("recovery", base, recovery),
+        ("kafka", base, lambda bench, workload: kafka(bench, workload, wanted)),
+        ("seed-large", large, lambda bench, workload: seed(bench, workload, "-large")),
+        ("floor-large", large, lambda bench, workload: floor(bench, workload, "-large")),
+        ("replay-large", large, lambda bench, workload: replay(bench, workload, "-large")),
+    ]
+    for name, workload, work in steps:
+        if name in wanted or (name == "kafka" and wanted & KAFKA):
+            workload.generate()
+            work(bench, workload)
+    memory = state(bench, base) if "state" in wanted else {}
+
+    found = ratios(bench)
+    checks = targets(bench, found)
+    report = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "load_average": {"before": load_before, "after": os.getloadavg()},
+        "workloads": {
+            workload.name: {
+                "events": workload.events,
+                "students": workload.students,
+                "days": workload.days,
+                "start": workload.start.isoformat(),
+                "malformed": workload.malformed,
+                "duplicates": workload.duplicates,
+                "large": workload.large,
+                "bytes": workload.path.stat().st_size if workload.path.exists() else None,
+            }
+            for workload in (base, large)
+        },
+        "results": [result.as_json() for result in bench.results],
+        "ratios": found,
+        "targets": checks,
+        "state": memory,
+        "notes": bench.notes,
+    }
+    print(table(bench.results))
+    for label, value in found.items():
+        print(f"{label:<32} {value:6.2f}")
+    for check in checks:
+        print(f"{'met   ' if check['met'] else 'MISSED'} {check['target']}: {check['value']:.2f}")
+    if memory:
+        print(
+            f"state: {memory['retained_rows']:,} rows, {memory['retained_event_ids']:,} event ids; "
+            f"{memory['memory_per_row']:.0f} B/row + {memory['memory_per_event_id']:.0f} B/id "
+            f"in memory, {memory['pickled_per_row']:.0f} B/row + "
+            f"{memory['pickled_per_event_id']:.1f} B/id pickled"
+        )
+    for note in bench.notes:
+        print(f"note: {note}")
+    encoded = msgspec.json.format(msgspec.json.encode(report), indent=2) + b"\n"
+    (folder / "benchmarks.json").write_bytes(encoded)
+    chart(bench.results, folder / "benchmarks.svg")
+    if args.publish:
+        (DOCS / "benchmarks.json").write_bytes(encoded)
+        chart(bench.results, DOCS / "benchmarks.svg")
+
+
+if __name__ == "__main__":
+    main()
