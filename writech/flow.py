@@ -15,7 +15,9 @@ table (`batch_rows`, keyed by table name) into few, large inserts.
 Step ids are part of the recovery state: `read` keeps input positions,
 `aggregate` the shards and `batch_rows` the rows not yet written.
 Renaming any of them, or the flow id `writech`, makes a resume start
-those steps from nothing. Do not rename them.
+those steps from nothing. Do not rename them. A shard's snapshot records
+the shard count it was made with: a resume under another `WRITECH_SHARDS`
+would split students' state, so it is refused.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from writech import counters, stores
 from writech.aggregate import Shard, ShardOutput
 from writech.events import Event, EventDecoder, RawBatch
 from writech.schema import ANALYTICS_METRICS, DEAD_LETTER, STUDENT_DAILY_STATS, DeadLetter
-from writech.settings import Settings
+from writech.settings import Settings, SettingsError
 
 FLOW_ID = "writech"
 ERROR_RECORD = "error_record"
@@ -62,8 +64,9 @@ def split_by_shard(shards: int, events: list[Event]) -> list[tuple[str, list[Eve
 class ShardLogic(StatefulBatchLogic[list[Event], ShardOutput, bytes]):
     """Bytewax glue around one `Shard`: flush timing and snapshots."""
 
-    def __init__(self, shard: Shard, flush_interval: timedelta) -> None:
+    def __init__(self, shard: Shard, flush_interval: timedelta, shards: int) -> None:
         self._shard = shard
+        self._shards = shards
         self._flush_interval = flush_interval
         self._next_flush = _now() + flush_interval
         # what this shard last added to the process-wide state gauges
@@ -90,7 +93,7 @@ class ShardLogic(StatefulBatchLogic[list[Event], ShardOutput, bytes]):
 
     def snapshot(self) -> bytes:
         # Pickled now: the shard keeps changing after this returns.
-        return pickle.dumps(self._shard, protocol=pickle.HIGHEST_PROTOCOL)
+        return pickle.dumps((self._shards, self._shard), protocol=pickle.HIGHEST_PROTOCOL)
 
     def _flush(self) -> list[ShardOutput]:
         rows_retained, ids_retained = self._shard.retained_rows, self._shard.retained_event_ids
@@ -142,6 +145,21 @@ class RowBatcher(StatefulBatchLogic[list[Any], list[Any], bytes]):
         return [rows] if rows else []
 
 
+def restore_shard(snapshot: bytes, shards: int) -> Shard:
+    """The `Shard` of an `aggregate` snapshot, refused if made under another shard count."""
+    state = pickle.loads(snapshot)
+    if isinstance(state, Shard):  # written before snapshots recorded the shard count
+        return state
+    made_with: int = state[0]
+    shard: Shard = state[1]
+    if made_with != shards:
+        raise SettingsError(
+            f"WRITECH_SHARDS is {shards}, but the recovery store holds state for {made_with} "
+            f"shards: resume with WRITECH_SHARDS={made_with}, or start a new recovery store"
+        )
+    return shard
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -170,9 +188,13 @@ def build_flow(settings: Settings, source: Source[RawBatch] | None = None) -> Da
     flush_interval = timedelta(seconds=settings.flush_interval)
 
     def build_shard(resume: bytes | None) -> ShardLogic:
-        shard = pickle.loads(resume) if resume is not None else Shard(settings.retention_days)
+        shard = (
+            restore_shard(resume, settings.shards)
+            if resume is not None
+            else Shard(settings.retention_days)
+        )
         shard.retention_days = settings.retention_days
-        return ShardLogic(shard, flush_interval)
+        return ShardLogic(shard, flush_interval, settings.shards)
 
     aggregated = op.stateful_batch("aggregate", keyed, build_shard)
     by_table = op.flat_map("by_table", aggregated, lambda pair: _by_table(pair[1]))
