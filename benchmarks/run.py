@@ -20,6 +20,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -126,6 +127,7 @@ class Bench:
         outputs = [self.folder / f"{name}-{number}.json" for number in range(len(commands))]
         logs = [self.folder / f"{name}-{number}.log" for number in range(len(commands))]
         processes = []
+        busy, wall = machine_busy_seconds(), time.monotonic()
         for command, output, log in zip(commands, outputs, logs, strict=True):
             with log.open("wb") as stream:
                 processes.append(
@@ -137,14 +139,16 @@ class Bench:
                         stderr=subprocess.STDOUT,
                     )
                 )
-        rss = []
+        rss, cpu = [], 0.0
         failed = []
         for process, log in zip(processes, logs, strict=True):
             _, status, usage = os.wait4(process.pid, 0)
             process.returncode = os.waitstatus_to_exitcode(status)
             rss.append(usage.ru_maxrss * 1024 / MIB)  # ru_maxrss is in KiB on Linux
+            cpu += usage.ru_utime + usage.ru_stime
             if process.returncode:
                 failed.append(f"exit {process.returncode}, log {log}:\n{_tail(log)}")
+        wall, busy = time.monotonic() - wall, machine_busy_seconds() - busy
         if failed:
             raise RuntimeError(f"{name} failed: " + "\n".join(failed))
         reports = [msgspec.json.decode(output.read_bytes()) for output in outputs]
@@ -156,7 +160,14 @@ class Bench:
             for key, value in reports[0].items()
             if key not in ("started", "finished", "seconds")
         }
-        detail["load_average"] = os.getloadavg()[0]
+        # CPU of the measured processes and of the whole machine over their
+        # lifetimes: the difference is the services' (and other users') share.
+        detail |= {
+            "wall_seconds": round(wall, 2),
+            "cpu_seconds": round(cpu, 2),
+            "machine_busy_seconds": round(busy, 2),
+            "load_average": os.getloadavg()[0],
+        }
         result = Result(name, workload.name, workload.events, len(commands), seconds, max(rss),
                         sum(rss), detail)  # fmt: skip
         self.results.append(result)
@@ -177,6 +188,16 @@ class Bench:
 
     def find(self, name: str) -> Result | None:
         return next((result for result in self.results if result.name == name), None)
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores have spent not idle since boot (Linux /proc/stat)."""
+    stat = Path("/proc/stat")
+    if not stat.exists():
+        return 0.0
+    ticks = [int(value) for value in stat.read_text().split("\n", 1)[0].split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def _tail(path: Path, lines: int = 20) -> str:
