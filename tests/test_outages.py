@@ -1,0 +1,179 @@
+"""A store or the broker goes away mid-run and comes back: nothing is lost or doubled.
+
+Each test runs the session's workload with a snapshot every second, takes
+a service down right after the first snapshot, and brings it back:
+
+- ClickHouse stays down longer than the store's retries (about 15 s): the
+  run stops with an error naming the server, having committed nothing it
+  did not write; restarted with the same recovery store once ClickHouse is
+  back, it catches up.
+- MariaDB (a private server: the shared one is never stopped) is down for a
+  few seconds: the writer reconnects and retries, and the run rides it out.
+- The Kafka broker (Tansu keeping its topics in S3, so that they survive
+  the restart) is down for a few seconds: the consumers reconnect by
+  themselves and the run rides it out.
+
+Afterwards every table equals that of one clean run, and no password (of
+either URL, or in the Kafka options) appears in any output, table or the
+recovery store.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import (
+    CHURN,
+    Workload,
+    assert_no_secrets,
+    assert_same_tables,
+    dataflow_command,
+    init_recovery_store,
+    read_positions,
+    read_tables,
+    replay_command,
+    run_dataflow,
+    start_dataflow,
+    wait_for_commit,
+    wait_for_exit,
+)
+from tests.services.clickhouse_http import ClickHouseServer
+from tests.services.kafka import TansuBroker, create_topic, produce
+from tests.services.mysql import MariadbServer, MysqlUser
+from tests.test_end_to_end_kafka import _server_tables
+
+pytestmark = pytest.mark.services
+
+OUTAGE_SECONDS = 4.0
+
+
+@pytest.fixture
+def private_mysql(mariadb_server: MariadbServer) -> Iterator[tuple[MysqlUser, str]]:
+    """A user with a password and a database on the private MariaDB server."""
+    user = MysqlUser(address=mariadb_server.address)
+    yield user, user.url(user.create_database())
+    if mariadb_server.running:
+        user.drop()
+
+
+def secrets_nowhere(secrets: list[str], log: Path, tables: dict[str, Any], recovery: Path) -> None:
+    assert_no_secrets(
+        secrets,
+        log=log.read_text(errors="replace"),
+        dead_letter=json.dumps(tables["dead_letter"], ensure_ascii=False, default=str),
+        tables=json.dumps(tables, ensure_ascii=False, default=str),
+        recovery_store="".join(
+            part.read_bytes().decode("latin-1") for part in recovery.glob("part-*")
+        ),
+    )
+
+
+def test_clickhouse_down_longer_than_the_retries_stops_the_run_and_a_restart_catches_up(
+    workload: Workload,
+    clickhouse_server: ClickHouseServer,
+    mysql_user: MysqlUser,
+    mysql_database: str,
+    tmp_path: Path,
+) -> None:
+    recovery = init_recovery_store(tmp_path / "recovery")
+    settings = CHURN | {
+        "WRITECH_CLICKHOUSE_URL": clickhouse_server.url,
+        "WRITECH_MYSQL_URL": mysql_database,
+    }
+    command = replay_command(workload, recovery)
+    log = tmp_path / "runs.log"
+
+    process = start_dataflow(command, settings, log)
+    wait_for_commit(recovery, process, log, beyond=0)
+    clickhouse_server.stop()
+    code = wait_for_exit(process, log)  # after the retries, about 15 s
+    output = log.read_text(errors="replace")
+    assert code != 0
+    target = re.escape(
+        f"http://{clickhouse_server.user}:***@127.0.0.1:{clickhouse_server.port}/writech"
+    )
+    assert re.search(rf"ClickHouse at {target}: insert into \w+ failed \(attempt 1 of 6\)", output)
+    assert re.search(rf"ClickHouse at {target}: insert into \w+ failed 6 times", output)
+
+    clickhouse_server.start()
+    run_dataflow(command, settings, log)
+
+    tables = _server_tables(clickhouse_server, mysql_user, mysql_database)
+    assert_same_tables(tables, workload.tables)
+    secrets_nowhere([clickhouse_server.password, mysql_user.password], log, tables, recovery)
+
+
+def test_mysql_down_for_seconds_is_ridden_out(
+    workload: Workload,
+    clickhouse_server: ClickHouseServer,
+    mariadb_server: MariadbServer,
+    private_mysql: tuple[MysqlUser, str],
+    tmp_path: Path,
+) -> None:
+    user, url = private_mysql
+    recovery = init_recovery_store(tmp_path / "recovery")
+    settings = CHURN | {"WRITECH_CLICKHOUSE_URL": clickhouse_server.url, "WRITECH_MYSQL_URL": url}
+    log = tmp_path / "runs.log"
+
+    process = start_dataflow(replay_command(workload, recovery), settings, log)
+    wait_for_commit(recovery, process, log, beyond=0)
+    mariadb_server.stop()
+    time.sleep(OUTAGE_SECONDS)
+    mariadb_server.start()
+    assert process.poll() is None  # still there, waiting for MariaDB
+    assert wait_for_exit(process, log) == 0
+
+    target = re.escape(f"mysql://{user.name}:***@{mariadb_server.address}/") + r"\w+"
+    retried = rf"MySQL at {target}: insert of \d+ error records failed \(attempt \d of 6\)"
+    assert re.search(retried, log.read_text(errors="replace"))
+    tables = _server_tables(clickhouse_server, user, url)
+    assert_same_tables(tables, workload.tables)
+    secrets_nowhere([clickhouse_server.password, user.password], log, tables, recovery)
+
+
+def test_kafka_broker_down_for_seconds_is_ridden_out(
+    workload: Workload, durable_kafka_broker: TansuBroker, tmp_path: Path
+) -> None:
+    broker = durable_kafka_broker
+    topic = create_topic(broker.bootstrap, f"writech-events-{uuid.uuid4().hex[:8]}", partitions=3)
+    produce(broker.bootstrap, topic, workload.messages)
+    recovery = init_recovery_store(tmp_path / "recovery")
+    kafka_secret = f"sasl-{uuid.uuid4().hex}"
+    settings = CHURN | {
+        "WRITECH_SOURCE": "kafka",
+        "WRITECH_KAFKA_BROKERS": broker.bootstrap,
+        "WRITECH_KAFKA_TOPICS": topic,
+        "WRITECH_KAFKA_DLQ_TOPIC": f"{topic}-dead-letters",
+        "WRITECH_KAFKA_STOP_AT_END": "true",
+        # Consumers prefetch at most 64 KiB, so most of the topic is still on the
+        # broker when it goes away; SASL settings are ignored on a plaintext
+        # connection, but must not leak.
+        "WRITECH_KAFKA_OPTIONS": "queued.max.messages.kbytes=64,fetch.message.max.bytes=16384,"
+        f"sasl.username=writech,sasl.password={kafka_secret}",
+        "WRITECH_DATA_DIR": str(tmp_path / "data"),
+    }
+    log = tmp_path / "runs.log"
+
+    process = start_dataflow(dataflow_command(recovery), settings, log)
+    wait_for_commit(recovery, process, log, beyond=0)
+    broker.stop()
+    time.sleep(OUTAGE_SECONDS)
+    broker.start()
+    assert process.poll() is None  # still there, waiting for the broker
+    assert wait_for_exit(process, log) == 0
+
+    assert "Connection refused" in log.read_text(errors="replace")  # it did notice
+    assert read_positions(recovery) == {
+        f"{partition}-{topic}": len(workload.messages[partition::3]) for partition in range(3)
+    }
+    tables = read_tables(tmp_path / "data")
+    assert_same_tables(tables, workload.as_read_from_kafka(topic))
+    secrets_nowhere([kafka_secret], log, tables, recovery)
