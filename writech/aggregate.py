@@ -17,6 +17,8 @@ emissions.
 from __future__ import annotations
 
 import hashlib
+import operator
+import pickle
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime
 from typing import Final
@@ -116,7 +118,8 @@ class RowTotals:
         self.login_count = 0
 
     def __getstate__(self) -> tuple[object, ...]:
-        return tuple(getattr(self, name) for name in self.__slots__)
+        state: tuple[object, ...] = _row_state(self)
+        return state
 
     def __setstate__(self, state: tuple[object, ...]) -> None:
         for name, value in zip(self.__slots__, state, strict=True):
@@ -162,6 +165,10 @@ class RowTotals:
         )
 
 
+# Every slot of a row in one C call: snapshots pickle every row.
+_row_state = operator.attrgetter(*RowTotals.__slots__)
+
+
 class ShardOutput(Struct, gc=False):
     """What one step of a shard produces, for the sinks and the counters."""
 
@@ -174,19 +181,36 @@ class ShardOutput(Struct, gc=False):
 
 
 class _Day:
-    """One local date of a shard: its rows and the events counted into them."""
+    """One local date of a shard: its rows and the events counted into them.
 
-    __slots__ = ("rows", "seen")
+    A day pickles once until an event changes it (`frozen` keeps that
+    pickle): every snapshot pickles the whole shard, but with events
+    in time order only the newest days still change.
+    """
+
+    __slots__ = ("frozen", "rows", "seen")
 
     def __init__(self) -> None:
         self.rows: dict[tuple[str, str], RowTotals] = {}
         self.seen: set[int] = set()
+        self.frozen: bytes | None = None
 
-    def __getstate__(self) -> tuple[object, ...]:
-        return (self.rows, self.seen)
+    def __reduce__(self) -> tuple[Callable[[bytes], _Day], tuple[bytes]]:
+        if self.frozen is None:
+            self.frozen = pickle.dumps((self.rows, self.seen), pickle.HIGHEST_PROTOCOL)
+        return _thaw_day, (self.frozen,)
 
     def __setstate__(self, state: tuple[dict[tuple[str, str], RowTotals], set[int]]) -> None:
+        # snapshots written before days were pickled on their own
         self.rows, self.seen = state
+        self.frozen = None
+
+
+def _thaw_day(frozen: bytes) -> _Day:
+    day = _Day.__new__(_Day)
+    day.rows, day.seen = pickle.loads(frozen)
+    day.frozen = frozen
+    return day
 
 
 class Shard:
@@ -228,6 +252,7 @@ class Shard:
                 out.duplicates += 1
                 continue
             day.seen.add(event.dedup_key)
+            day.frozen = None
             handler, subject = _HANDLERS[event.event_type]
             if subject is None:
                 subject = event.payload.subject  # type: ignore[union-attr]
