@@ -127,7 +127,7 @@ class Bench:
         outputs = [self.folder / f"{name}-{number}.json" for number in range(len(commands))]
         logs = [self.folder / f"{name}-{number}.log" for number in range(len(commands))]
         processes = []
-        busy, wall = machine_busy_seconds(), time.monotonic()
+        busy, wall, before = machine_busy_seconds(), time.monotonic(), cpu_by_process()
         for command, output, log in zip(commands, outputs, logs, strict=True):
             with log.open("wb") as stream:
                 processes.append(
@@ -149,6 +149,11 @@ class Bench:
             if process.returncode:
                 failed.append(f"exit {process.returncode}, log {log}:\n{_tail(log)}")
         wall, busy = time.monotonic() - wall, machine_busy_seconds() - busy
+        roles: dict[str, float] = {}  # of processes still running: the services
+        for pid, (role, seconds) in cpu_by_process().items():
+            spent = seconds - before.get(pid, (role, 0.0))[1]
+            if spent > 0:
+                roles[role] = round(roles.get(role, 0.0) + spent, 2)
         if failed:
             raise RuntimeError(f"{name} failed: " + "\n".join(failed))
         reports = [msgspec.json.decode(output.read_bytes()) for output in outputs]
@@ -166,6 +171,7 @@ class Bench:
             "wall_seconds": round(wall, 2),
             "cpu_seconds": round(cpu, 2),
             "machine_busy_seconds": round(busy, 2),
+            "cpu_seconds_by_role": roles,
             "load_average": os.getloadavg()[0],
         }
         result = Result(name, workload.name, workload.events, len(commands), seconds, max(rss),
@@ -198,6 +204,34 @@ def machine_busy_seconds() -> float:
     ticks = [int(value) for value in stat.read_text().split("\n", 1)[0].split()[1:]]
     idle = ticks[3] + ticks[4]  # idle + iowait
     return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+# Which service a process is, by a word of its command line.
+_ROLES = {
+    "tests.services.clickhouse_http": "clickhouse fixture",
+    "tansu": "kafka broker",
+    "mariadbd": "mariadb",
+    "mysqld": "mariadb",
+}
+
+
+def cpu_by_process() -> dict[int, tuple[str, float]]:
+    """Every live process's role (a service, or other) and CPU seconds so far (Linux /proc)."""
+    found = {}
+    ticks = os.sysconf("SC_CLK_TCK")
+    for folder in Path("/proc").glob("[0-9]*"):
+        try:
+            stat = (folder / "stat").read_text()
+            command = (
+                (folder / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            )
+        except OSError:  # gone meanwhile
+            continue
+        fields = stat.rpartition(")")[2].split()
+        seconds = (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+        role = next((role for word, role in _ROLES.items() if word in command), "other")
+        found[int(folder.name)] = (role, seconds)
+    return found
 
 
 def _tail(path: Path, lines: int = 20) -> str:
