@@ -1,8 +1,9 @@
 """Embedded ClickHouse: chDB on disk under `DATA_DIR/clickhouse` (SPEC §7, §10).
 
 chDB runs one ClickHouse engine per process, so every worker thread of a
-process shares one session per path, behind a lock. Rows go in as
-`JSONEachRow`: the data follows `FORMAT`, so no value is ever parsed as SQL.
+process shares one session per path, behind a lock. Rows are streamed
+in as `JSONEachRow` bytes, apart from the statement: no value is ever
+parsed as SQL.
 """
 
 from __future__ import annotations
@@ -61,12 +62,12 @@ class ChdbStore:
     def insert(self, table: Table, rows: Sequence[Any]) -> None:
         if not rows:
             return
-        body = msgspec.json.encode(rows).decode()
-        sql = (
-            f"INSERT INTO `{DATABASE}`.`{table.name}` {_INSERT_SETTINGS} FORMAT JSONEachRow {body}"
-        )
-        with self._lock:
-            self._session.query(sql)
+        # Streamed as bytes: no SQL text holding the data to build, copy and parse.
+        body = msgspec.json.encode(rows)
+        sql = f"INSERT INTO `{DATABASE}`.`{table.name}` {_INSERT_SETTINGS}"
+        with self._lock, self._session.send_insert(sql, "JSONEachRow") as inserter:
+            inserter.append(body)
+            inserter.finish()  # leaving without it (an error) cancels the insert
 
     def query(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         with self._lock:
