@@ -198,10 +198,10 @@ def wait_for_commit(
 
 @dataclass(frozen=True)
 class Chaos:
-    """What `kill_and_resume` did: when the kills landed (seconds after each start),
+    """What `kill_and_resume` did: each kill as (when it was timed from, seconds),
     and the input positions the last, uninterrupted run resumed from."""
 
-    kills: list[float]
+    kills: list[tuple[str, float]]
     last_run_resumed_from: dict[str, Any]
 
 
@@ -212,26 +212,34 @@ def kill_and_resume(
     recovery: Path,
     kills: int,
     seed: int,
-    delays: tuple[float, float] = (0.6, 2.6),
 ) -> Chaos:
-    """Start a dataflow, SIGKILL it after a random delay (seconds after its start, drawn
-    from `delays` with `seed`), start it again, `kills` times; then let the last run
-    finish. Run n is `commands[n % len(commands)]`: every one resumes from the
-    recovery store `recovery`. Each kill must land on a process still running."""
+    """Start a dataflow, SIGKILL it at a random moment, start it again, `kills` times;
+    then let the last run finish. Run n is `commands[n % len(commands)]`: every one
+    resumes from the recovery store `recovery`.
+
+    The moments are drawn with `seed`: even runs die 0.5 to 2.5 s after they start
+    (in start-up, or in their first epoch, or later), odd runs 0 to 1 s after their
+    first snapshot is committed, so that progress is kept whatever the machine's
+    speed. Each kill must land on a process still running."""
     rng = random.Random(seed)
     landed = []
     for number in range(kills):
+        before = committed_epoch(recovery)
         process = start_dataflow(commands[number % len(commands)], settings, log)
-        delay = rng.uniform(*delays)
+        if number % 2:
+            moment, delay = "first snapshot", rng.uniform(0.0, 1.0)
+            wait_for_commit(recovery, process, log, beyond=before)
+        else:
+            moment, delay = "start", rng.uniform(0.5, 2.5)
         try:
             code = process.wait(delay)
         except subprocess.TimeoutExpired:
             kill(process)
-            landed.append(delay)
+            landed.append((moment, delay))
             continue
         pytest.fail(
-            f"run {number} ended (exit {code}) before its kill at {delay:.2f} s: "
-            f"the input is too small for the kill schedule\n{log_tail(log)}"
+            f"run {number} ended (exit {code}) before its kill {delay:.2f} s after its "
+            f"{moment}: the input is too small for the kill schedule\n{log_tail(log)}"
         )
     resumed_from = read_positions(recovery)
     run_dataflow(commands[kills % len(commands)], settings, log)

@@ -3,8 +3,9 @@
 Each test runs the session's workload (100,000 messages in four files, or
 produced to a 3-partition topic) with a snapshot every second, SIGKILLs the
 process five times at seeded random moments (during start-up, mid-batch,
-mid-insert, mid-snapshot: wherever the delay lands) and starts it again from
-the same recovery store, then lets the last run finish. Read with FINAL,
+mid-insert, mid-snapshot: wherever the delay lands; every other kill comes
+after the run's first snapshot, so that progress is kept) and starts it
+again from the same recovery store, then lets the last run finish. Read with FINAL,
 every table must equal what one uninterrupted replay of the files left: no
 message lost, none counted twice.
 
