@@ -106,7 +106,7 @@ def raw_batches(path: str, batch_size: int) -> Iterator[RawBatch]:
 
 
 class Aggregation:
-    """The product's decode, shard and aggregate steps as plain calls, state in `shards`."""
+    """The product's shard, decode and aggregate steps as plain calls, state in `shards`."""
 
     def __init__(self) -> None:
         from writech.flow import split_by_shard  # imports Bytewax: not for every mode
@@ -118,14 +118,15 @@ class Aggregation:
 
     def apply(self, batch: RawBatch) -> tuple[int, list[ShardOutput]]:
         """Dead letters of decoding, and each shard's output, for one batch."""
-        events, dead = self.decoder.decode_batch(batch)
-        outputs = []
-        for key, group in self._split(self.settings.shards, events):
+        dead, outputs = 0, []
+        for key, group in self._split(self.settings.shards, batch, self.decoder.student_of):
+            events, rejected = self.decoder.decode_batch(group)
+            dead += len(rejected)
             shard = self.shards.get(key)
             if shard is None:
                 shard = self.shards[key] = Shard(self.settings.retention_days)
-            outputs.append(shard.apply(group))
-        return len(dead), outputs
+            outputs.append(shard.apply(events))
+        return dead, outputs
 
     def flush(self) -> int:
         return sum(len(shard.flush()) for shard in self.shards.values())

@@ -163,6 +163,12 @@ class Envelope(Struct, gc=False):
     payload: Raw = Raw(b"{}")  # decoded per event type, once the type is known
 
 
+class _Student(Struct, gc=False):
+    """Only the student of a message: what routes it before it is decoded."""
+
+    student_id: str | None = None
+
+
 class Event(Struct, frozen=True, gc=False):
     """A valid event, normalised: what the aggregation consumes."""
 
@@ -263,6 +269,21 @@ class EventDecoder:
         self._skew_seconds = max_future_skew.total_seconds()
         self._offsets: dict[int, int] = {}  # quarter hour since the epoch -> UTC offset
         self._payloads = {name: msgspec.json.Decoder(cls) for name, cls in PAYLOAD_TYPES.items()}
+        self._student = msgspec.json.Decoder(_Student)
+
+    def student_of(self, raw: bytes) -> str:
+        """The student a message names, read without decoding the rest ("" if none can be read).
+
+        It picks the worker that decodes the message, so that raw bytes,
+        not decoded events, travel between workers; a message that is not
+        a valid event fails `decode` wherever it lands.
+        """
+        if len(raw) > self.max_message_bytes:
+            return ""
+        try:
+            return self._student.decode(raw).student_id or ""
+        except (msgspec.DecodeError, UnicodeDecodeError):  # ValidationError is a DecodeError
+            return ""
 
     def decode(
         self,

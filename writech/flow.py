@@ -1,16 +1,17 @@
 """The Bytewax dataflow: thin wiring of `writech`'s pure logic to sources and sinks.
 
-    read ─ spread ─ decode ─┬─ shard ─ aggregate ─ by_table ─┐
-                            └─ invalid ─ invalid_rows ───────┴─ all_rows ─ batch_rows ─┬─ write_stats
-                                                                                       ├─ write_metrics
-                                                                                       ├─ write_errors
-                                                                                       └─ write_dead_letters
-                                                                                          (+ Kafka topic)
+    read ─ shard ─ aggregate ─ by_table ─ batch_rows ─┬─ write_stats
+                                                      ├─ write_metrics
+                                                      ├─ write_errors
+                                                      └─ write_dead_letters (+ Kafka topic)
 
 Items are batches, never single events: per-item overhead in Bytewax is
 paid per batch. Students are hashed into `settings.shards` keys; each
-key's state is a `writech.aggregate.Shard`. Rows are then gathered per
-table (`batch_rows`, keyed by table name) into few, large inserts.
+key's state is a `writech.aggregate.Shard`. Messages travel to their
+shard's worker still raw (`shard` reads only their student id) and are
+decoded there: bytes cost next to nothing to send to another process,
+decoded events a pickle each. Rows are then gathered per table
+(`batch_rows`, keyed by table name) into few, large inserts.
 
 Step ids are part of the recovery state: `read` keeps input positions,
 `aggregate` the shards and `batch_rows` the rows not yet written.
@@ -22,10 +23,11 @@ would split students' state, so it is refused.
 
 from __future__ import annotations
 
-import itertools
+import functools
 import pickle
 import zlib
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -44,28 +46,47 @@ FLOW_ID = "writech"
 ERROR_RECORD = "error_record"
 
 
+@functools.lru_cache(maxsize=1 << 16)  # students recur: hashing each message's id shows in profiles
 def shard_key(student_id: str, shards: int) -> str:
     """The state key of a student: stable across processes, runs and Python versions."""
     return f"{zlib.crc32(student_id.encode()) % shards:04d}"
 
 
-def split_by_shard(shards: int, events: list[Event]) -> list[tuple[str, list[Event]]]:
-    groups: dict[str, list[Event]] = {}
-    for event in events:
-        key = shard_key(event.student_id, shards)
+def split_by_shard(
+    shards: int, batch: RawBatch, student_of: Callable[[bytes], str]
+) -> list[tuple[str, RawBatch]]:
+    """A batch's messages grouped by their student's shard, still raw.
+
+    Messages naming no readable student (all invalid) group under the
+    shard of "", with the source's rejections.
+    """
+    groups: dict[str, tuple[list[int], list[bytes]]] = {}
+    for offset, raw in zip(batch.offsets, batch.messages, strict=True):
+        key = shard_key(student_of(raw), shards)
         group = groups.get(key)
         if group is None:
-            groups[key] = [event]
+            groups[key] = ([offset], [raw])
         else:
-            group.append(event)
-    return list(groups.items())
+            group[0].append(offset)
+            group[1].append(raw)
+    nobody = shard_key("", shards)
+    if batch.rejected and nobody not in groups:
+        groups[nobody] = ([], [])
+    return [
+        (key, RawBatch(batch.origin, batch.partition, offsets, messages,
+                       batch.rejected if key == nobody else []))
+        for key, (offsets, messages) in groups.items()
+    ]  # fmt: skip
 
 
-class ShardLogic(StatefulBatchLogic[list[Event], ShardOutput, bytes]):
-    """Bytewax glue around one `Shard`: flush timing and snapshots."""
+class ShardLogic(StatefulBatchLogic[RawBatch, ShardOutput, bytes]):
+    """Bytewax glue around one `Shard`: decoding its messages, flush timing and snapshots."""
 
-    def __init__(self, shard: Shard, flush_interval: timedelta, shards: int) -> None:
+    def __init__(
+        self, shard: Shard, decoder: EventDecoder, flush_interval: timedelta, shards: int
+    ) -> None:
         self._shard = shard
+        self._decoder = decoder
         self._shards = shards
         self._flush_interval = flush_interval
         self._next_flush = _now() + flush_interval
@@ -73,12 +94,19 @@ class ShardLogic(StatefulBatchLogic[list[Event], ShardOutput, bytes]):
         self._rows_reported = 0
         self._ids_reported = 0
 
-    def on_batch(self, values: list[list[Event]]) -> tuple[Iterable[ShardOutput], bool]:
-        out = self._shard.apply(itertools.chain.from_iterable(values))
+    def on_batch(self, values: list[RawBatch]) -> tuple[Iterable[ShardOutput], bool]:
+        events: list[Event] = []
+        invalid: list[DeadLetter] = []
+        for batch in values:
+            decoded, rejected = self._decoder.decode_batch(batch)
+            events += decoded
+            invalid += rejected
+        out = self._shard.apply(events)
+        out.dead_letters[:0] = invalid
         counters.PROCESSED.inc(out.processed)
         counters.DUPLICATES.inc(out.duplicates)
-        if out.dead_letters:
-            counters.DEAD_LETTERED.labels("too_late").inc(len(out.dead_letters))
+        for reason, count in Counter(row.reason for row in out.dead_letters).items():
+            counters.DEAD_LETTERED.labels(reason).inc(count)
         return [out], self.RETAIN
 
     def notify_at(self) -> datetime | None:
@@ -178,13 +206,12 @@ def build_flow(settings: Settings, source: Source[RawBatch] | None = None) -> Da
     """The dataflow for `settings`; `source` overrides the configured input."""
     flow = Dataflow(FLOW_ID)
     raw = op.input("read", flow, source or stores.open_source(settings))
-    # Spread batches over all workers: decoding is the costliest step, and
-    # one file is one partition read by one worker.
-    spread = op.redistribute("spread", raw)
     decoder = EventDecoder(settings.tz, settings.future_skew, settings.max_message_bytes)
-    decoded = op.map("decode", spread, _decode_with(decoder))
-    invalid = op.filter_map("invalid", decoded, _invalid)
-    keyed = op.flat_map("shard", decoded, lambda pair: split_by_shard(settings.shards, pair[0]))
+    # Decoding, the costliest step, happens in each shard's worker, so it is
+    # spread over all workers even when one partition feeds them all.
+    keyed = op.flat_map(
+        "shard", raw, lambda batch: split_by_shard(settings.shards, batch, decoder.student_of)
+    )
     flush_interval = timedelta(seconds=settings.flush_interval)
 
     def build_shard(resume: bytes | None) -> ShardLogic:
@@ -194,18 +221,16 @@ def build_flow(settings: Settings, source: Source[RawBatch] | None = None) -> Da
             else Shard(settings.retention_days)
         )
         shard.retention_days = settings.retention_days
-        return ShardLogic(shard, flush_interval, settings.shards)
+        return ShardLogic(shard, decoder, flush_interval, settings.shards)
 
     aggregated = op.stateful_batch("aggregate", keyed, build_shard)
     by_table = op.flat_map("by_table", aggregated, lambda pair: _by_table(pair[1]))
-    invalid_rows = op.map("invalid_rows", invalid, lambda rows: (DEAD_LETTER.name, rows))
-    all_rows = op.merge("all_rows", by_table, invalid_rows)
 
     def build_batcher(resume: bytes | None) -> RowBatcher:
         pending = pickle.loads(resume) if resume is not None else []
         return RowBatcher(pending, flush_interval, settings.sink_batch_rows)
 
-    batched = op.stateful_batch("batch_rows", all_rows, build_batcher)
+    batched = op.stateful_batch("batch_rows", by_table, build_batcher)
 
     def rows_of(table: str) -> Stream[list[Any]]:
         return op.filter_map(
@@ -228,17 +253,3 @@ def build_flow(settings: Settings, source: Source[RawBatch] | None = None) -> Da
     for step_id, sink in stores.extra_dead_letter_sinks(settings):
         op.output(step_id, dead, sink)
     return flow
-
-
-def _decode_with(decoder: EventDecoder) -> Any:
-    def decode(batch: RawBatch) -> tuple[list[Event], list[DeadLetter]]:
-        events, dead = decoder.decode_batch(batch)
-        for reason, group in itertools.groupby(sorted(row.reason for row in dead)):
-            counters.DEAD_LETTERED.labels(reason).inc(sum(1 for _ in group))
-        return events, dead
-
-    return decode
-
-
-def _invalid(pair: tuple[list[Event], list[DeadLetter]]) -> list[DeadLetter] | None:
-    return pair[1] or None
