@@ -139,13 +139,13 @@ class Bench:
                         stderr=subprocess.STDOUT,
                     )
                 )
-        rss, cpu = [], 0.0
+        rss, cpu = [], []
         failed = []
         for process, log in zip(processes, logs, strict=True):
             _, status, usage = os.wait4(process.pid, 0)
             process.returncode = os.waitstatus_to_exitcode(status)
             rss.append(usage.ru_maxrss * 1024 / MIB)  # ru_maxrss is in KiB on Linux
-            cpu += usage.ru_utime + usage.ru_stime
+            cpu.append(round(usage.ru_utime + usage.ru_stime, 2))
             if process.returncode:
                 failed.append(f"exit {process.returncode}, log {log}:\n{_tail(log)}")
         wall, busy = time.monotonic() - wall, machine_busy_seconds() - busy
@@ -169,7 +169,8 @@ class Bench:
         # lifetimes: the difference is the services' (and other users') share.
         detail |= {
             "wall_seconds": round(wall, 2),
-            "cpu_seconds": round(cpu, 2),
+            "cpu_seconds": round(sum(cpu), 2),
+            "cpu_seconds_per_process": cpu,
             "machine_busy_seconds": round(busy, 2),
             "cpu_seconds_by_role": roles,
             "load_average": os.getloadavg()[0],
