@@ -245,6 +245,30 @@ def count() -> dict[str, Any]:
     return {"rows": rows}
 
 
+class GcClock:
+    """Time spent in Python's garbage collector, per generation (via gc.callbacks)."""
+
+    def __init__(self) -> None:
+        self.seconds = [0.0, 0.0, 0.0]
+        self.collections = [0, 0, 0]
+        self._started = 0.0
+        gc.callbacks.append(self._note)
+
+    def _note(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds[info["generation"]] += time.perf_counter() - self._started
+            self.collections[info["generation"]] += 1
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "gc_seconds": round(sum(self.seconds), 3),
+            "gc_seconds_by_generation": [round(value, 3) for value in self.seconds],
+            "gc_collections_by_generation": self.collections,
+        }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("result", type=Path, help="where to write the JSON result")
@@ -263,6 +287,7 @@ def main(argv: list[str] | None = None) -> None:
     module_mode.add_argument("args", nargs=argparse.REMAINDER)
     modes.add_parser("count")
     args = parser.parse_args(argv)
+    collector = GcClock()
     if args.mode == "seed":
         result = seed(args.file, args.batch_size)
     elif args.mode == "floor":
@@ -274,7 +299,7 @@ def main(argv: list[str] | None = None) -> None:
         result = module(args.name, [m for m in args.preload.split(",") if m], arguments)
     else:
         result = count()
-    args.result.write_bytes(msgspec.json.encode(result))
+    args.result.write_bytes(msgspec.json.encode(result | collector.report()))
 
 
 if __name__ == "__main__":
