@@ -139,7 +139,10 @@ def floor(path: str, batch_size: int, flush_every: int) -> dict[str, Any]:
     flushes each changed row once per flush interval; reading the file is
     not timed.
     """
+    from writech.flow import tune_gc
+
     aggregation = Aggregation()
+    tune_gc()  # as the product's processes run
     counts = dict.fromkeys(
         ("processed", "duplicates", "dead_lettered", "stats", "metrics", "errors"), 0
     )

@@ -255,11 +255,11 @@ def build_flow(settings: Settings, source: Source[RawBatch] | None = None) -> Da
     op.output("write_dead_letters", dead, stores.clickhouse_sink(settings, DEAD_LETTER))
     for step_id, sink in stores.extra_dead_letter_sinks(settings):
         op.output(step_id, dead, sink)
-    _tune_gc()
+    tune_gc()
     return flow
 
 
-def _tune_gc() -> None:
+def tune_gc() -> None:
     """Make the garbage collector's full passes rare in a process that runs this flow.
 
     With the default thresholds the objects each batch allocates trigger
