@@ -10,7 +10,6 @@ every table as it was. State must not grow with the stream: dates more than
 
 from __future__ import annotations
 
-import pickle
 import subprocess
 import sys
 from collections.abc import Callable
@@ -236,10 +235,3 @@ def test_a_resume_under_another_shard_count_is_refused(tmp_path: Path) -> None:
     )
     run_writech("replay", "-q", str(first), str(second), "--data-dir", str(tmp_path / "clean"))
     assert read_tables(data) == read_tables(tmp_path / "clean")
-
-
-def test_snapshots_from_before_the_shard_count_was_recorded_still_load() -> None:
-    shard = Shard(retention_days=5)
-    shard.newest_day = 739_000
-    restored = restore_shard(pickle.dumps(shard), 64)
-    assert (restored.retention_days, restored.newest_day) == (5, 739_000)

@@ -223,11 +223,9 @@ class RowBatcher(StatefulBatchLogic[TableRows, list[Any], bytes]):
 
 def restore_shard(snapshot: bytes, shards: int) -> Shard:
     """The `Shard` of an `aggregate` snapshot, refused if made under another shard count."""
-    state = pickle.loads(snapshot)
-    if isinstance(state, Shard):  # written before snapshots recorded the shard count
-        return state
-    made_with: int = state[0]
-    shard: Shard = state[1]
+    made_with: int
+    shard: Shard
+    made_with, shard = pickle.loads(snapshot)
     if made_with != shards:
         raise SettingsError(
             f"WRITECH_SHARDS is {shards}, but the recovery store holds state for {made_with} "
