@@ -21,7 +21,6 @@ import shutil
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -303,7 +302,9 @@ def kafka(bench: Bench, workload: Workload, wanted: set[str]) -> None:
     broker = TansuBroker(bench.folder / "tansu.log")
     broker.start()
     try:
-        topic = create_topic(broker.bootstrap, f"writech-bench-{uuid.uuid4().hex[:8]}", 3)
+        # A fixed name: Bytewax assigns partitions to workers by their names,
+        # so every run splits the work between processes the same way.
+        topic = create_topic(broker.bootstrap, "writech-bench-events", 3)
         print(f"-- producing {workload.events:,} messages to {topic} ...", file=sys.stderr)
         with workload.path.open("rb") as lines:
             produce(broker.bootstrap, topic, [line.rstrip(b"\n") for line in lines])
