@@ -55,7 +55,7 @@ from writech.settings import Settings, SettingsError
 FLOW_ID = "writech"
 ERROR_RECORD = "error_record"
 # Young-generation threshold of the garbage collector (CPython's default: 700).
-GC_THRESHOLD = 20_000
+GC_THRESHOLD = 100_000
 
 
 @functools.lru_cache(maxsize=1 << 16)  # students recur: hashing each message's id shows in profiles
