@@ -28,7 +28,6 @@ import argparse
 import base64
 import gzip
 import json
-import os
 import re
 import signal
 import socket
@@ -48,7 +47,7 @@ from urllib.parse import parse_qsl, quote, urlsplit
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
-from tests.services.ports import free_port, wait_until
+from tests.services.ports import free_port, tail, terminate, wait_until
 
 # URL parameters of ClickHouse's HTTP interface that are not settings.
 _HTTP_PARAMETERS: Final = frozenset(
@@ -471,14 +470,7 @@ class ClickHouseServer:
     def stop(self) -> None:
         """Shut the server down (SIGTERM to the PID it was started with, SIGKILL if it hangs)."""
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        os.kill(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait()
+        terminate(process, 30)
 
     def client(self) -> Client:
         """A plain clickhouse-connect client, to look at the tables as any reader would."""
@@ -494,12 +486,7 @@ class ClickHouseServer:
         self._request(f"/_fixture/fail_next_inserts?count={count}&after_commit={int(after_commit)}")
 
     def log_tail(self, lines: int = 30) -> str:
-        path = self.data_dir / "server.log"
-        return (
-            "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-            if path.exists()
-            else ""
-        )
+        return tail(self.data_dir / "server.log", lines)
 
     def _answers_ping(self) -> bool:
         if not self.running:

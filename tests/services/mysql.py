@@ -15,7 +15,6 @@ import getpass
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ import pymysql
 from pymysql.connections import Connection
 from pymysql.cursors import Cursor
 
-from tests.services.ports import free_port, wait_until
+from tests.services.ports import free_port, tail, terminate, wait_until
 
 ADMIN_ADDRESS = os.environ.get("WRITECH_TEST_MYSQL_ADMIN", "127.0.0.1:3306")
 
@@ -154,20 +153,10 @@ class MariadbServer:
     def stop(self) -> None:
         """Shut the server down (SIGTERM to its PID; SIGKILL if it hangs)."""
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        os.kill(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait()
+        terminate(process, 60)
 
     def log_tail(self, lines: int = 30) -> str:
-        path = self.folder / "server.log"
-        if not path.exists():
-            return ""
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        return tail(self.folder / "server.log", lines)
 
     def _answers(self) -> bool:
         if not self.running:

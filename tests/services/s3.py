@@ -9,9 +9,7 @@ in its memory.
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import urllib.error
@@ -20,7 +18,7 @@ from pathlib import Path
 
 import boto3
 
-from tests.services.ports import free_port, wait_until
+from tests.services.ports import free_port, tail, terminate, wait_until
 
 # Any values do: moto accepts every key. Tansu reads them from the environment.
 REGION = "eu-west-1"
@@ -84,19 +82,10 @@ class MotoServer:
     def stop(self) -> None:
         """SIGTERM to the PID it was started with (SIGKILL if it hangs)."""
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        os.kill(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait()
+        terminate(process, 15)
 
     def log_tail(self, lines: int = 30) -> str:
-        if not self.log_path.exists():
-            return ""
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return tail(self.log_path, lines)
 
     def _answers(self) -> bool:
         if self._process is None or self._process.poll() is not None:
