@@ -119,8 +119,13 @@ class Bench:
         workload: Workload,
         commands: Sequence[Sequence[str]],
         env: dict[str, str] | None = None,
+        services: Sequence[str] = (),
     ) -> Result:
-        """Run `commands` (child arguments after RESULT) side by side; one row of the table."""
+        """Run `commands` (child arguments after RESULT) side by side; one row of the table.
+
+        `services` names the services (see `_ROLES`) the configuration uses:
+        their CPU is reported apart from other users'.
+        """
         print(f"-- {name} ({workload.name}) ...", file=sys.stderr, flush=True)
         environment = {**self._environment, **(env or {})}
         outputs = [self.folder / f"{name}-{number}.json" for number in range(len(commands))]
@@ -148,11 +153,11 @@ class Bench:
             if process.returncode:
                 failed.append(f"exit {process.returncode}, log {log}:\n{_tail(log)}")
         wall, busy = time.monotonic() - wall, machine_busy_seconds() - busy
-        roles: dict[str, float] = {}  # of processes still running: the services
+        by_service: dict[str, float] = {}
         for pid, (role, seconds) in cpu_by_process().items():
             spent = seconds - before.get(pid, (role, 0.0))[1]
-            if spent > 0:
-                roles[role] = round(roles.get(role, 0.0) + spent, 2)
+            if role in services and spent > 0:
+                by_service[role] = round(by_service.get(role, 0.0) + spent, 2)
         if failed:
             raise RuntimeError(f"{name} failed: " + "\n".join(failed))
         reports = [msgspec.json.decode(output.read_bytes()) for output in outputs]
@@ -164,14 +169,15 @@ class Bench:
             for key, value in reports[0].items()
             if key not in ("started", "finished", "seconds")
         }
-        # CPU of the measured processes and of the whole machine over their
-        # lifetimes: the difference is the services' (and other users') share.
+        # CPU over the measured processes' lifetimes: theirs, the services',
+        # and what the rest of the machine (other users) took of the cores.
         detail |= {
             "wall_seconds": round(wall, 2),
             "cpu_seconds": round(sum(cpu), 2),
             "cpu_seconds_per_process": cpu,
             "machine_busy_seconds": round(busy, 2),
-            "cpu_seconds_by_role": roles,
+            "cpu_seconds_by_service": by_service,
+            "cpu_seconds_other": round(busy - sum(cpu) - sum(by_service.values()), 2),
             "load_average": os.getloadavg()[0],
         }
         result = Result(name, workload.name, workload.events, len(commands), seconds, max(rss),
@@ -216,7 +222,7 @@ _ROLES = {
 
 
 def cpu_by_process() -> dict[int, tuple[str, float]]:
-    """Every live process's role (a service, or other) and CPU seconds so far (Linux /proc)."""
+    """Every live process's service name ("" if none) and CPU seconds so far (Linux /proc)."""
     found = {}
     ticks = os.sysconf("SC_CLK_TCK")
     for folder in Path("/proc").glob("[0-9]*"):
@@ -229,7 +235,7 @@ def cpu_by_process() -> dict[int, tuple[str, float]]:
             continue
         fields = stat.rpartition(")")[2].split()
         seconds = (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
-        role = next((role for word, role in _ROLES.items() if word in command), "other")
+        role = next((role for word, role in _ROLES.items() if word in command), "")
         found[int(folder.name)] = (role, seconds)
     return found
 
@@ -324,7 +330,11 @@ def kafka(bench: Bench, workload: Workload, wanted: set[str]) -> None:
             }
             preload = f"{_EMBEDDED},{_KAFKA}"
             result = bench.run(
-                "kafka-embedded", workload, [module("bytewax.run", preload, "dataflow")], env
+                "kafka-embedded",
+                workload,
+                [module("bytewax.run", preload, "dataflow")],
+                env,
+                ["kafka broker"],
             )
             bench.count_rows(result, env)
         for processes in (1, 2):
@@ -340,7 +350,13 @@ def kafka(bench: Bench, workload: Workload, wanted: set[str]) -> None:
                     module("bytewax.run", f"{_SERVERS},{_KAFKA}", "dataflow", *extra)
                     for extra in (arguments if processes > 1 else [[]])
                 ]
-                result = bench.run(f"kafka-{processes}p", workload, commands, env)
+                result = bench.run(
+                    f"kafka-{processes}p",
+                    workload,
+                    commands,
+                    env,
+                    ["kafka broker", "clickhouse fixture", "mariadb"],
+                )
                 bench.count_rows(result, env)
     finally:
         broker.stop()
