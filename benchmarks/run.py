@@ -498,8 +498,9 @@ def chart(results: Sequence[Result], path: Path) -> None:
         width=900,
         height=80 + 40 * len(results),
     )
-    bars.x_labels = [f"{result.name} ({result.processes} proc)" for result in results]
-    bars.add("events/s", [result.events_per_second for result in results])
+    top_down = list(reversed(results))  # pygal draws the first bar at the bottom
+    bars.x_labels = [f"{result.name} ({result.processes} proc)" for result in top_down]
+    bars.add("events/s", [result.events_per_second for result in top_down])
     path.write_bytes(bars.render())
 
 
