@@ -322,4 +322,11 @@ def _metric_of(event: Valid) -> dict[str, Any] | None:
         }
     if event.event_type == "login_event":
         return {"metric_type": "login", "metric_value": 1.0, "dimension": "", "subject": ""}
+    if event.event_type == "stroke_order":
+        return {
+            "metric_type": "stroke_order_score",
+            "metric_value": float(p.get("score", 0)),
+            "dimension": p.get("character", ""),
+            "subject": "chinese",
+        }
     return None

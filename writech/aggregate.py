@@ -36,7 +36,7 @@ from writech.events import (
     WritingQuality,
     dead_letter,
 )
-from writech.schema import DailyStats, DeadLetter, ErrorRecord, Metric
+from writech.schema import DailyStats, DeadLetter, ErrorRecord, HomeworkResult, Metric
 
 MICRO: Final = 1_000_000
 CHINESE: Final = "chinese"  # the subject of OCR, stroke-order and quality events
@@ -176,6 +176,7 @@ class ShardOutput(Struct, gc=False):
     metrics: list[Metric]
     errors: list[ErrorRecord]
     dead_letters: list[DeadLetter]
+    homework: list[HomeworkResult] = []
     processed: int = 0
     duplicates: int = 0
 
@@ -355,8 +356,25 @@ def _stroke_raw(row: RowTotals, event: Event, out: ShardOutput) -> None:
 def _grade_result(row: RowTotals, event: Event, out: ShardOutput) -> None:
     payload = event.payload
     assert isinstance(payload, GradeResult)
+    percent = _percent(payload.score, payload.total_score)
     row.homework_completed += 1
-    row.homework_score_micro += _micro(_percent(payload.score, payload.total_score))
+    row.homework_score_micro += _micro(percent)
+    out.homework.append(
+        HomeworkResult(
+            event_id=event.event_id,
+            student_id=event.student_id,
+            class_id=event.class_id,
+            school_id=event.school_id,
+            homework_id=payload.homework_id,
+            subject=payload.subject,
+            score_percent=percent,
+            listed_errors=len(payload.errors),
+            errors=sum(1 for error in payload.errors if error.knowledge_point),
+            questions_with_errors=len({e.question_id for e in payload.errors if e.question_id}),
+            date=date.fromordinal(event.day),
+            created_at=_utc(event.time_us),
+        )
+    )
     for position, error in enumerate(payload.errors):
         if not error.knowledge_point:
             continue
@@ -400,6 +418,10 @@ def _stroke_order(row: RowTotals, event: Event, out: ShardOutput) -> None:
     assert isinstance(payload, StrokeOrder)
     row.stroke_order_count += 1
     row.stroke_order_micro += _micro(payload.score)
+    # per character (SPEC §4): which characters a student writes in the wrong order
+    out.metrics.append(
+        _metric(event, CHINESE, "stroke_order_score", payload.score, payload.character)
+    )
 
 
 def _writing_quality(row: RowTotals, event: Event, out: ShardOutput) -> None:

@@ -158,7 +158,13 @@ def _print_summary(seconds: float) -> None:
     ]
     lines += [f"  {reason:<20}{count:>5,}" for reason, count in sorted(dead.items())]
     lines.append("rows written")
-    for table in ("student_daily_stats", "analytics_metrics", "error_record", "dead_letter"):
+    for table in (
+        "student_daily_stats",
+        "analytics_metrics",
+        "homework_result",
+        "error_record",
+        "dead_letter",
+    ):
         written = int(counters.value("writech_rows_written_total", table=table))
         lines.append(f"  {table:<20}{written:>10,}")
     print("\n".join(lines))

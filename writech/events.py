@@ -31,6 +31,7 @@ Reason = Literal[
     "too_large",
     "too_late",  # its date was already evicted from state (SPEC §5)
     "broker_error",  # the Kafka consumer reported an error instead of a message
+    "damaged_input",  # the rest of an input file could not be read (truncated or corrupt)
 ]
 
 EVENT_TYPES: Final = (
@@ -192,6 +193,13 @@ class RawBatch(Struct, frozen=True):
 
     `rejected` carries what the source itself could not read as a message
     (a Kafka consumer error, say), already as dead letters.
+
+    `produced_at` holds, per message, the time it was produced, in seconds
+    since the epoch (a Kafka record's timestamp; a file's modification
+    time): the reference of the future-skew check (SPEC §1). It is part of
+    the input, so a message re-read after a resume is judged exactly as it
+    was before the crash. Empty: the wall clock at decoding (only for
+    callers with no such time, such as tests).
     """
 
     origin: str
@@ -199,6 +207,7 @@ class RawBatch(Struct, frozen=True):
     offsets: list[int]
     messages: list[bytes]
     rejected: list[DeadLetter] = []
+    produced_at: list[float] = []
 
 
 # Where a path in a msgspec error points to an envelope field, the reason
@@ -353,9 +362,10 @@ class EventDecoder:
         events: list[Event] = []
         dead: list[DeadLetter] = list(batch.rejected)
         origin, partition = batch.origin, batch.partition
-        for offset, raw in zip(batch.offsets, batch.messages, strict=True):
+        clocks = batch.produced_at or [now] * len(batch.messages)
+        for offset, raw, clock in zip(batch.offsets, batch.messages, clocks, strict=True):
             try:
-                events.append(self.decode(raw, origin, partition, offset, now))
+                events.append(self.decode(raw, origin, partition, offset, clock))
             except Invalid as exc:
                 if exc.reason == "too_large":
                     raw = raw[: self.max_message_bytes]

@@ -44,10 +44,12 @@ from writech.events import Event, EventDecoder, RawBatch
 from writech.schema import (
     ANALYTICS_METRICS,
     DEAD_LETTER,
+    HOMEWORK_RESULT,
     STUDENT_DAILY_STATS,
     DailyStats,
     DeadLetter,
     ErrorRecord,
+    HomeworkResult,
     Metric,
 )
 from writech.settings import Settings, SettingsError
@@ -72,22 +74,21 @@ def split_by_shard(
     Messages naming no readable student (all invalid) group under the
     shard of "", with the source's rejections.
     """
-    groups: dict[str, tuple[list[int], list[bytes]]] = {}
-    for offset, raw in zip(batch.offsets, batch.messages, strict=True):
-        key = shard_key(student_of(raw), shards)
-        group = groups.get(key)
-        if group is None:
-            groups[key] = ([offset], [raw])
-        else:
-            group[0].append(offset)
-            group[1].append(raw)
+    groups: dict[str, list[int]] = {}
+    for index, raw in enumerate(batch.messages):
+        groups.setdefault(shard_key(student_of(raw), shards), []).append(index)
     nobody = shard_key("", shards)
     if batch.rejected and nobody not in groups:
-        groups[nobody] = ([], [])
+        groups[nobody] = []
+    offsets, messages, produced_at = batch.offsets, batch.messages, batch.produced_at
     return [
-        (key, RawBatch(batch.origin, batch.partition, offsets, messages,
-                       batch.rejected if key == nobody else []))
-        for key, (offsets, messages) in groups.items()
+        (key, RawBatch(
+            batch.origin, batch.partition,
+            [offsets[i] for i in indexes], [messages[i] for i in indexes],
+            batch.rejected if key == nobody else [],
+            [produced_at[i] for i in indexes] if produced_at else [],
+        ))
+        for key, indexes in groups.items()
     ]  # fmt: skip
 
 
@@ -167,6 +168,7 @@ _ROWS_DECODERS: dict[str, msgspec.msgpack.Decoder[list[Any]]] = {
     STUDENT_DAILY_STATS.name: msgspec.msgpack.Decoder(list[DailyStats]),
     ANALYTICS_METRICS.name: msgspec.msgpack.Decoder(list[Metric]),
     ERROR_RECORD: msgspec.msgpack.Decoder(list[ErrorRecord]),
+    HOMEWORK_RESULT.name: msgspec.msgpack.Decoder(list[HomeworkResult]),
     DEAD_LETTER.name: msgspec.msgpack.Decoder(list[DeadLetter]),
 }
 
@@ -243,6 +245,7 @@ def _by_table(out: ShardOutput) -> list[tuple[str, TableRows]]:
         (STUDENT_DAILY_STATS.name, out.stats),
         (ANALYTICS_METRICS.name, out.metrics),
         (ERROR_RECORD, out.errors),
+        (HOMEWORK_RESULT.name, out.homework),
         (DEAD_LETTER.name, out.dead_letters),
     )
     return [(table, TableRows(table, rows)) for table, rows in tables if rows]
@@ -291,6 +294,11 @@ def build_flow(settings: Settings, source: Source[RawBatch] | None = None) -> Da
         "write_metrics",
         rows_of(ANALYTICS_METRICS.name),
         stores.clickhouse_sink(settings, ANALYTICS_METRICS),
+    )
+    op.output(
+        "write_homework",
+        rows_of(HOMEWORK_RESULT.name),
+        stores.clickhouse_sink(settings, HOMEWORK_RESULT),
     )
     op.output("write_errors", rows_of(ERROR_RECORD), stores.error_record_sink(settings))
     dead = rows_of(DEAD_LETTER.name)

@@ -83,6 +83,23 @@ class ErrorRecord(Struct, frozen=True, gc=False):
     created_at: datetime  # event time, UTC
 
 
+class HomeworkResult(Struct, frozen=True, gc=False):
+    """One row of `homework_result`: one graded homework (a `grade_result` event)."""
+
+    event_id: str
+    student_id: str
+    class_id: str
+    school_id: str
+    homework_id: str
+    subject: str
+    score_percent: float  # score / total_score * 100
+    listed_errors: int  # items in the event's `errors` list
+    errors: int  # of them, those with a knowledge point (the ones in error_record)
+    questions_with_errors: int  # distinct non-empty question ids among the listed errors
+    date: date  # local date
+    created_at: datetime  # event time, UTC
+
+
 class DeadLetter(Struct, frozen=True, gc=False):
     """One row of `dead_letter`: a message that could not be counted, and why."""
 
@@ -178,6 +195,29 @@ ANALYTICS_METRICS: Final = Table(
     ),
 )
 
+HOMEWORK_RESULT: Final = Table(
+    name="homework_result",
+    row=HomeworkResult,
+    columns=(
+        ("event_id", "String"),
+        ("student_id", "String"),
+        ("class_id", "LowCardinality(String)"),
+        ("school_id", "LowCardinality(String)"),
+        ("homework_id", "String"),
+        ("subject", "LowCardinality(String)"),
+        ("score_percent", "Float64"),
+        ("listed_errors", "UInt32"),
+        ("errors", "UInt32"),
+        ("questions_with_errors", "UInt32"),
+        ("date", "Date"),
+        ("created_at", "DateTime64(6, 'UTC')"),
+    ),
+    engine=(
+        "ENGINE = ReplacingMergeTree PARTITION BY toYYYYMM(date) "
+        f"ORDER BY (student_id, event_id) {_DEDUP}"
+    ),
+)
+
 DEAD_LETTER: Final = Table(
     name="dead_letter",
     row=DeadLetter,
@@ -194,7 +234,7 @@ DEAD_LETTER: Final = Table(
     engine=f"ENGINE = ReplacingMergeTree ORDER BY (origin, partition, offset) {_DEDUP}",
 )
 
-CLICKHOUSE_TABLES: Final = (STUDENT_DAILY_STATS, ANALYTICS_METRICS, DEAD_LETTER)
+CLICKHOUSE_TABLES: Final = (STUDENT_DAILY_STATS, ANALYTICS_METRICS, HOMEWORK_RESULT, DEAD_LETTER)
 
 ERROR_RECORD_COLUMNS: Final = tuple(ErrorRecord.__struct_fields__)
 
