@@ -31,6 +31,46 @@ INVALID: list[tuple[str, bytes, str]] = [
     ("not json", b"hello world", "bad_json"),
     ("not utf-8", b'{"event_type": "login_event", "student_id": "\xff\xfe"}', "bad_json"),
     ("lone surrogate", b'{"event_type": "login_event", "student_id": "\\ud800"}', "bad_json"),
+    # the whole message must be UTF-8 text, the fields the contract ignores too
+    (
+        "not utf-8 in an unknown field",
+        message("login_event").replace(b"}", b', "x": "\xff"}'),
+        "bad_json",
+    ),
+    (
+        "not utf-8 in an unknown payload field",
+        message("stroke_raw", {"stroke_count": 1}).replace(b"1}", b'1, "note": "\xc3"}'),
+        "bad_json",
+    ),
+    (
+        "not utf-8 in an unknown error item field",
+        message("grade_result", {"errors": [{}]}).replace(b"{}", b'{"hint": "\xe4\xb8"}'),
+        "bad_json",
+    ),
+    ("overlong utf-8", message("login_event").replace(b"}", b', "x": "\xc0\xaf"}'), "bad_json"),
+    (
+        "utf-8 surrogate",
+        message("login_event").replace(b"}", b', "x": "\xed\xa0\x80"}'),
+        "bad_json",
+    ),
+    (
+        "escaped surrogate in an unknown field",
+        message("login_event").replace(b"}", b', "x": "\\udc00"}'),
+        "bad_json",
+    ),
+    # poison: nesting deeper than any decoder can follow, in an ignored field
+    (
+        "deeply nested unknown field",
+        message("login_event").replace(b"}", b', "x": ' + b"[" * 5000 + b"]" * 5000 + b"}"),
+        "bad_json",
+    ),
+    (
+        "deeply nested unknown payload field",
+        message("stroke_raw", {"stroke_count": 1}).replace(
+            b"1}", b'1, "p": ' + b'{"a":' * 3000 + b"1" + b"}" * 3000 + b"}"
+        ),
+        "bad_json",
+    ),
     ("array", b"[1, 2, 3]", "not_an_object"),
     ("string", b'"login_event"', "not_an_object"),
     ("number", b"42", "not_an_object"),
@@ -57,6 +97,23 @@ INVALID: list[tuple[str, bytes, str]] = [
     ("timestamp epoch number", message(timestamp=1788310800), "bad_timestamp"),
     ("timestamp impossible date", message(timestamp="2026-02-30T09:00:00"), "bad_timestamp"),
     ("timestamp far future", message(timestamp="2999-01-01T00:00:00Z"), "bad_timestamp"),
+    # the grammar of writech.timestamps, nothing Python's parser also takes
+    ("timestamp trailing NUL", message(timestamp="2026-09-02T09:00:00\u0000"), "bad_timestamp"),
+    ("timestamp trailing newline", message(timestamp="2026-09-02T09:00:00\n"), "bad_timestamp"),
+    ("timestamp trailing space", message(timestamp="2026-09-02T09:00:00 "), "bad_timestamp"),
+    ("timestamp week date", message(timestamp="2026-W36-3"), "bad_timestamp"),
+    ("timestamp basic format", message(timestamp="20260902T090000"), "bad_timestamp"),
+    ("timestamp hour only", message(timestamp="2026-09-02T09"), "bad_timestamp"),
+    ("timestamp hour 24", message(timestamp="2026-09-02T24:00:00"), "bad_timestamp"),
+    ("timestamp leap second", message(timestamp="2026-09-02T23:59:60Z"), "bad_timestamp"),
+    ("timestamp wide digits", message(timestamp="２０２６-09-02T09:00:00"), "bad_timestamp"),
+    ("timestamp offset of a day", message(timestamp="2026-09-02T09:00:00+24:00"), "bad_timestamp"),
+    (
+        "timestamp ten fraction digits",
+        message(timestamp="2026-09-02T09:00:00.1234567891"),
+        "bad_timestamp",
+    ),
+    ("timestamp zone without time", message(timestamp="2026-09-02Z"), "bad_timestamp"),
     ("timestamp before 1970", message(timestamp="1969-12-31T12:00:00+08:00"), "bad_timestamp"),
     (
         "timestamp year 1 with offset",
@@ -137,6 +194,18 @@ VALID: list[tuple[str, bytes]] = [
     ("naive timestamp", message("login_event", timestamp="2026-09-02T23:30:00")),
     ("utc timestamp", message("login_event", timestamp="2026-09-02T15:30:00Z")),
     ("date-only timestamp", message("login_event", timestamp="2026-09-02")),
+    ("space separator", message("login_event", timestamp="2026-09-02 09:00:00")),
+    ("minutes only", message("login_event", timestamp="2026-09-02T09:00")),
+    ("nanoseconds", message("login_event", timestamp="2026-09-02T09:00:00.123456789Z")),
+    ("comma fraction", message("login_event", timestamp="2026-09-02T09:00:00,5+08:00")),
+    ("compact offset", message("login_event", timestamp="2026-09-02T09:00:00-0530")),
+    ("hour offset", message("login_event", timestamp="2026-09-02T09:00:00+08")),
+    ("lower-case separators", message("login_event", timestamp="2026-09-02t01:00:00z")),
+    (
+        "nested unknown field within limits",
+        message("login_event").replace(b"}", b', "x": ' + b"[" * 200 + b"]" * 200 + b"}"),
+    ),
+    ("unknown utf-8 field", message("login_event").replace(b"}", ', "备注": "好"}'.encode())),
     ("no payload", message("stroke_order")),
     ("empty payload", message("stroke_order", {})),
     (

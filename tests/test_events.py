@@ -88,13 +88,44 @@ def test_local_date_across_a_daylight_saving_change() -> None:
     ) == date(2026, 10, 25)
 
 
-def test_future_skew_is_relative_to_the_wall_clock() -> None:
-    now = 1_800_000_000.0  # an explicit wall clock
-    tomorrow = date.fromtimestamp(now) + timedelta(days=3)
-    raw = message("login_event", timestamp=f"{tomorrow.isoformat()}T00:00:00Z")
-    with pytest.raises(Invalid):
-        decoder.decode(raw, now=now)
-    assert decoder.decode(raw, now=now + 3 * 86400).student_id == "stu-x"
+def test_future_skew_is_relative_to_when_the_message_was_produced() -> None:
+    produced = 1_800_000_000.0
+    later = date.fromtimestamp(produced) + timedelta(days=3)
+    raw = message("login_event", timestamp=f"{later.isoformat()}T00:00:00Z")
+    with pytest.raises(Invalid) as caught:
+        decoder.decode(raw, now=produced)
+    assert caught.value.reason == "bad_timestamp"
+    assert decoder.decode(raw, now=produced + 3 * 86400).student_id == "stu-x"
+
+
+def test_a_batch_is_judged_by_its_produced_at_not_the_wall_clock() -> None:
+    """Issue item: a message's fate must not depend on when it is read (a resume re-reads it)."""
+    produced = 1_800_000_000.0
+    ahead = message("login_event", timestamp="2030-01-01T00:00:00Z")  # years after `produced`
+    batch = RawBatch("events.jsonl", 0, [1], [ahead], produced_at=[produced])
+    for reading_time in (produced, produced + 10 * 365 * 86400):  # read now, or a decade later
+        events, dead = decoder.decode_batch(batch, now=reading_time)
+        assert events == []
+        assert [letter.reason for letter in dead] == ["bad_timestamp"]
+
+
+def test_a_large_configured_skew_never_moves_an_event_to_another_date() -> None:
+    """Dates past what the stores hold are refused, not clamped, whatever the skew allows."""
+    lenient = EventDecoder(SHANGHAI, max_future_skew=timedelta(days=365 * 1000))
+    for timestamp in ("2149-06-07T00:00:00Z", "2200-01-01T00:00:00Z", "9999-12-31T23:59:59Z"):
+        with pytest.raises(Invalid) as caught:
+            lenient.decode(message("login_event", timestamp=timestamp))
+        assert caught.value.reason == "bad_timestamp"
+    last = lenient.decode(message("login_event", timestamp="2106-02-07T06:28:15Z"))
+    assert date.fromordinal(last.day) == date(2106, 2, 7)
+
+
+def test_routing_never_raises_on_a_poison_message() -> None:
+    poison = message("login_event").replace(b"}", b', "x": ' + b"[" * 5000 + b"]" * 5000 + b"}")
+    assert decoder.student_of(poison) == ""
+    events, dead = decoder.decode_batch(RawBatch("events.jsonl", 0, [9], [poison]))
+    assert events == []
+    assert [(letter.reason, letter.offset) for letter in dead] == [("bad_json", 9)]
 
 
 def test_old_events_are_not_rejected_by_wall_clock() -> None:
@@ -118,6 +149,11 @@ def test_given_event_id_is_kept_and_scoped_to_the_student() -> None:
     theirs = decoder.decode(message("login_event", event_id="e-1", student_id="stu-y"))
     assert mine.event_id == theirs.event_id == "e-1"
     assert mine.dedup_key == dedup_key_of("stu-x", "e-1") != theirs.dedup_key
+
+
+def test_timestamps_are_exact_to_the_microsecond() -> None:
+    event = decoder.decode(message("login_event", timestamp="2026-09-02T09:00:00.9999999+08:00"))
+    assert event.time_us == 1_788_310_800_999_999  # truncated, never rounded into the next second
 
 
 def test_payload_defaults_apply() -> None:

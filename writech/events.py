@@ -4,6 +4,12 @@
 or raises `Invalid` with a machine-readable reason and a human message;
 `EventDecoder.decode_batch` does that for a `RawBatch` and turns every
 failure into a dead-letter row, so nothing read is ever dropped (SPEC §2).
+No input makes the decoder raise anything else: a message is an event or
+a dead letter, whatever its bytes, size, nesting or numbers.
+
+A valid message is decoded in one msgspec call (a tagged union on
+`event_type`, envelope and payload at once); only a message that fails it
+is decoded again, field by field, to say precisely why.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import time
-from datetime import date, datetime, timedelta, tzinfo
+from datetime import timedelta, tzinfo
 from typing import Annotated, Final, Literal
 
 import msgspec
@@ -19,14 +25,15 @@ import xxhash
 from msgspec import Meta, Raw, Struct
 
 from writech.schema import DeadLetter
+from writech.timestamps import TimestampError, TimestampParser
 
 Reason = Literal[
-    "bad_json",  # not JSON, not UTF-8, or empty
+    "bad_json",  # not UTF-8 JSON text (anywhere in it), empty, or nested too deep
     "not_an_object",  # valid JSON whose top level is not an object
     "missing_field",  # a required field absent, null or empty
     "bad_field",  # an envelope field of the wrong type or too long
     "unknown_event_type",
-    "bad_timestamp",  # not ISO 8601, before 1970, or too far in the future
+    "bad_timestamp",  # outside the grammar of `writech.timestamps`, the stores' range, or too far ahead
     "bad_payload",  # payload not an object, or a field of wrong type or range
     "too_large",
     "too_late",  # its date was already evicted from state (SPEC §5)
@@ -51,7 +58,6 @@ MAX_COUNT: Final = 2**31 - 1
 # Averaged values are summed as exact integers of millionths (see
 # `writech.aggregate`); this bound keeps `value * 1e6` a finite float.
 MAX_SPEED: Final = 1e300
-MIN_DATE: Final = date(1970, 1, 1)  # ClickHouse's Date starts here
 
 Count = Annotated[int, Meta(ge=0, le=MAX_COUNT)]
 Percent = Annotated[float, Meta(ge=0, le=100)]
@@ -144,14 +150,75 @@ PAYLOAD_TYPES: Final[dict[str, type[Payload]]] = {
     "login_event": LoginEvent,
 }
 
-# -- envelope ---------------------------------------------------------------
+# -- messages: envelope and payload in one decode ---------------------------
+
+
+class _Message(Struct, tag_field="event_type", gc=False):
+    """A message as it arrives, decoded with its payload; one subclass per event type.
+
+    Required fields have no default here: a message missing one fails this
+    decode and is diagnosed by the field-by-field path.
+    """
+
+    student_id: str
+    timestamp: str
+    class_id: str = ""
+    school_id: str = ""
+    source: str = ""
+    event_id: str | None = None
+
+
+class _StrokeRawMessage(_Message, tag="stroke_raw", gc=False):
+    payload: StrokeRaw = StrokeRaw()
+
+
+class _GradeResultMessage(_Message, tag="grade_result", gc=False):
+    payload: GradeResult = GradeResult()
+
+
+class _HomeworkSubmitMessage(_Message, tag="homework_submit", gc=False):
+    payload: HomeworkSubmit = HomeworkSubmit()
+
+
+class _OcrResultMessage(_Message, tag="ocr_result", gc=False):
+    payload: OcrResult = OcrResult()
+
+
+class _StrokeOrderMessage(_Message, tag="stroke_order", gc=False):
+    payload: StrokeOrder = StrokeOrder()
+
+
+class _WritingQualityMessage(_Message, tag="writing_quality", gc=False):
+    payload: WritingQuality = WritingQuality()
+
+
+class _ExamScoreMessage(_Message, tag="exam_score", gc=False):
+    payload: ExamScore = ExamScore()
+
+
+class _LoginEventMessage(_Message, tag="login_event", gc=False):
+    payload: LoginEvent = LoginEvent()
+
+
+_AnyMessage = (
+    _StrokeRawMessage
+    | _GradeResultMessage
+    | _HomeworkSubmitMessage
+    | _OcrResultMessage
+    | _StrokeOrderMessage
+    | _WritingQualityMessage
+    | _ExamScoreMessage
+    | _LoginEventMessage
+)
+
+# -- envelope, for the diagnosis of a message that is not an event ------------
 
 
 class Envelope(Struct, gc=False):
-    """The outer object as it arrives.
+    """The outer object as it arrives, payload still raw: what a diagnosis reads.
 
     Required fields default to None so that their absence is reported as
-    `missing_field` by `decode`, not as a generic decoding error.
+    `missing_field`, not as a generic decoding error.
     """
 
     event_type: str | None = None
@@ -213,9 +280,6 @@ class RawBatch(Struct, frozen=True):
 # Where a path in a msgspec error points to an envelope field, the reason
 # for a wrong value there.
 _FIELD_REASONS: Final[dict[str, Reason]] = {"timestamp": "bad_timestamp"}
-_EPOCH_DAY: Final = date(1970, 1, 1).toordinal()
-_MIN_DAY: Final = MIN_DATE.toordinal()
-_VARIES: Final = -(10**9)  # marks a quarter hour holding a zone transition
 
 
 def event_id_of(raw: bytes) -> str:
@@ -261,8 +325,8 @@ class EventDecoder:
     """Decodes and validates messages against SPEC §1.
 
     `tz` reads naive timestamps and defines the local date; events more
-    than `max_future_skew` ahead of the wall clock and messages over
-    `max_message_bytes` are invalid.
+    than `max_future_skew` ahead of the time their message was produced
+    and messages over `max_message_bytes` are invalid.
     """
 
     def __init__(
@@ -274,9 +338,10 @@ class EventDecoder:
         self.tz = tz
         self.max_future_skew = max_future_skew
         self.max_message_bytes = max_message_bytes
+        self._messages = msgspec.json.Decoder(_AnyMessage)
         self._envelope = msgspec.json.Decoder(Envelope)
-        self._skew_seconds = max_future_skew.total_seconds()
-        self._offsets: dict[int, int] = {}  # quarter hour since the epoch -> UTC offset
+        self._skew_us = round(max_future_skew.total_seconds() * 1_000_000)
+        self._timestamps = TimestampParser(tz)
         self._payloads = {name: msgspec.json.Decoder(cls) for name, cls in PAYLOAD_TYPES.items()}
         self._student = msgspec.json.Decoder(_Student)
 
@@ -291,7 +356,8 @@ class EventDecoder:
             return ""
         try:
             return self._student.decode(raw).student_id or ""
-        except (msgspec.DecodeError, UnicodeDecodeError):  # ValidationError is a DecodeError
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+            # (ValidationError is a DecodeError)
             return ""
 
     def decode(
@@ -302,49 +368,47 @@ class EventDecoder:
         offset: int = 0,
         now: float | None = None,
     ) -> Event:
-        """Decode one message; raises `Invalid` saying why it is not an event."""
+        """Decode one message; raises `Invalid` saying why it is not an event.
+
+        `now` is the reference of the future-skew check: the time the message
+        was produced (the wall clock when None).
+        """
         if len(raw) > self.max_message_bytes:
             raise Invalid(
                 "too_large",
                 f"message of {len(raw)} bytes exceeds the limit of {self.max_message_bytes} bytes",
             )
-        envelope = self._decode_envelope(raw)
-        event_type = _required(envelope.event_type, "event_type")
-        decode_payload = self._payloads.get(event_type)
-        if decode_payload is None:
-            raise Invalid(
-                "unknown_event_type",
-                f"event_type {event_type!r} is not one of {', '.join(EVENT_TYPES)}",
-            )
-        student_id = _required(envelope.student_id, "student_id")
-        if len(student_id) > MAX_STUDENT_ID_CHARS:
-            raise Invalid(
-                "bad_field",
-                f"student_id has {len(student_id)} characters, more than {MAX_STUDENT_ID_CHARS}",
-            )
-        time_us, day = self._event_time(
-            _required(envelope.timestamp, "timestamp"),
-            time.time() if now is None else now,
-        )
+        if not raw.isascii():
+            # msgspec checks only the strings it decodes: the fields this
+            # contract ignores must be UTF-8 text too
+            try:
+                raw.decode()
+            except UnicodeDecodeError as exc:
+                raise Invalid("bad_json", f"not UTF-8: {exc}") from None
+        now = time.time() if now is None else now
         try:
-            payload = decode_payload.decode(envelope.payload)
-        except msgspec.ValidationError as exc:
-            raise Invalid("bad_payload", f"payload: {exc}") from None
-        except UnicodeDecodeError as exc:
-            raise Invalid("bad_json", f"payload is not UTF-8: {exc}") from None
+            message: _AnyMessage = self._messages.decode(raw)
+        except (msgspec.DecodeError, RecursionError):
+            raise self._diagnose(raw, now) from None
+        student_id, timestamp = message.student_id, message.timestamp
+        if not student_id or not timestamp:
+            raise self._diagnose(raw, now)
+        _check_student(student_id)
+        time_us, day = self._event_time(timestamp, now)
+        payload = message.payload
         if isinstance(payload, GradeResult | ExamScore) and payload.score > payload.total_score:
             raise Invalid(
                 "bad_payload",
                 f"payload: score {payload.score} is above total_score {payload.total_score}",
             )
-        event_id = envelope.event_id or event_id_of(raw)
+        event_id = message.event_id or event_id_of(raw)
         return Event(
             event_id=event_id,
             dedup_key=dedup_key_of(student_id, event_id),
-            event_type=event_type,
+            event_type=message.__struct_config__.tag,  # type: ignore[arg-type]
             student_id=student_id,
-            class_id=envelope.class_id,
-            school_id=envelope.school_id,
+            class_id=message.class_id,
+            school_id=message.school_id,
             time_us=time_us,
             day=day,
             payload=payload,
@@ -357,7 +421,10 @@ class EventDecoder:
     def decode_batch(
         self, batch: RawBatch, now: float | None = None
     ) -> tuple[list[Event], list[DeadLetter]]:
-        """Decode every message of a batch; failures become dead letters."""
+        """Decode every message of a batch; failures become dead letters.
+
+        `now` stands in for the batch's `produced_at` where the source gave none.
+        """
         now = time.time() if now is None else now
         events: list[Event] = []
         dead: list[DeadLetter] = list(batch.rejected)
@@ -371,6 +438,34 @@ class EventDecoder:
                     raw = raw[: self.max_message_bytes]
                 dead.append(dead_letter(origin, partition, offset, raw, exc.reason, exc.message))
         return events, dead
+
+    def _diagnose(self, raw: bytes, now: float) -> Invalid:
+        """Why a UTF-8 message of allowed size is not an event, field by field.
+
+        The checks run in the contract's order (envelope, event type,
+        student, timestamp, payload), so a message breaking several rules
+        always gets the same reason.
+        """
+        try:
+            envelope = self._decode_envelope(raw)
+            event_type = _required(envelope.event_type, "event_type")
+            decode_payload = self._payloads.get(event_type)
+            if decode_payload is None:
+                return Invalid(
+                    "unknown_event_type",
+                    f"event_type {event_type!r} is not one of {', '.join(EVENT_TYPES)}",
+                )
+            _check_student(_required(envelope.student_id, "student_id"))
+            self._event_time(_required(envelope.timestamp, "timestamp"), now)
+            decode_payload.decode(envelope.payload)
+        except Invalid as exc:
+            return exc
+        except msgspec.ValidationError as exc:
+            return Invalid("bad_payload", f"payload: {exc}")
+        except RecursionError:
+            return Invalid("bad_json", "nested too deeply: more levels than the decoder allows")
+        # Not reached for any input the union rejects; said plainly if it ever is.
+        return Invalid("bad_json", "not a valid event message")
 
     def _decode_envelope(self, raw: bytes) -> Envelope:
         try:
@@ -386,50 +481,28 @@ class EventDecoder:
         except msgspec.DecodeError as exc:
             message = str(exc) if raw.strip() else "empty message"
             raise Invalid("bad_json", message) from None
-        except UnicodeDecodeError as exc:
-            raise Invalid("bad_json", f"not UTF-8: {exc}") from None
 
     def _event_time(self, text: str, now: float) -> tuple[int, int]:
-        """Epoch microseconds and local date ordinal of an ISO 8601 timestamp."""
+        """Epoch microseconds and local date ordinal of a timestamp, checked against `now`."""
         try:
-            parsed = datetime.fromisoformat(text)
-            if parsed.tzinfo is None:  # local wall time: its date is the local date
-                day = parsed.toordinal()
-                seconds = parsed.replace(tzinfo=self.tz).timestamp()
-            else:
-                seconds = parsed.timestamp()
-                day = self._local_day(seconds)
-        except ValueError:
-            raise Invalid("bad_timestamp", f"timestamp {text!r} is not ISO 8601") from None
-        except OverflowError:  # year 1 or 9999 shifted past the calendar's ends
-            raise Invalid("bad_timestamp", f"timestamp {text!r} is out of range") from None
-        if day < _MIN_DAY:
-            raise Invalid("bad_timestamp", f"timestamp {text!r} is before 1970")
-        if seconds > now + self._skew_seconds:
+            time_us, day = self._timestamps.parse(text)
+        except TimestampError as exc:
+            raise Invalid("bad_timestamp", str(exc)) from None
+        if time_us > now * 1_000_000 + self._skew_us:
             raise Invalid(
                 "bad_timestamp",
-                f"timestamp {text!r} is more than {self.max_future_skew} ahead of the wall clock",
+                f"timestamp {text!r} is more than {self.max_future_skew} ahead of the time "
+                "its message was produced",
             )
-        return round(seconds * 1_000_000), day
+        return time_us, day
 
-    def _local_day(self, seconds: float) -> int:
-        """The local date of an instant, via a cache of UTC offsets per quarter hour.
 
-        Zone transitions happen at most once in a quarter hour, so where the
-        offsets at both ends of one agree they hold throughout it; where they
-        differ, the exact conversion is done.
-        """
-        bucket = int(seconds // 900)
-        offset = self._offsets.get(bucket)
-        if offset is None:
-            start = datetime.fromtimestamp(bucket * 900, self.tz).utcoffset()
-            end = datetime.fromtimestamp(bucket * 900 + 899, self.tz).utcoffset()
-            offset = self._offsets[bucket] = (
-                int(start.total_seconds()) if start == end and start is not None else _VARIES
-            )
-        if offset == _VARIES:
-            return datetime.fromtimestamp(seconds, self.tz).toordinal()
-        return int((seconds + offset) // 86400) + _EPOCH_DAY
+def _check_student(student_id: str) -> None:
+    if len(student_id) > MAX_STUDENT_ID_CHARS:
+        raise Invalid(
+            "bad_field",
+            f"student_id has {len(student_id)} characters, more than {MAX_STUDENT_ID_CHARS}",
+        )
 
 
 def _required(value: str | None, name: str) -> str:

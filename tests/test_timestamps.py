@@ -1,0 +1,68 @@
+"""The timestamp grammar (writech.timestamps) against Python's own calendar arithmetic."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from writech.timestamps import MAX_INSTANT_US, TimestampError, TimestampParser
+
+ZONES = ["Asia/Shanghai", "America/New_York", "Europe/Berlin", "Australia/Lord_Howe", "UTC"]
+moments = st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2105, 12, 31))
+offsets = st.integers(min_value=-(23 * 60 + 59), max_value=23 * 60 + 59)
+
+
+def _micros(moment: datetime) -> int:
+    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+
+
+@given(moment=moments, offset=offsets, zone=st.sampled_from(ZONES))
+def test_an_instant_with_an_offset_is_exact_and_dated_in_the_school_zone(
+    moment: datetime, offset: int, zone: str
+) -> None:
+    aware = moment.replace(tzinfo=timezone(timedelta(minutes=offset)))
+    sign = "-" if offset < 0 else "+"
+    text = f"{moment.isoformat(timespec='microseconds')}{sign}{abs(offset) // 60:02d}:{abs(offset) % 60:02d}"
+    instant, day = TimestampParser(ZoneInfo(zone)).parse(text)
+    assert instant == _micros(aware)
+    assert date.fromordinal(day) == aware.astimezone(ZoneInfo(zone)).date()
+
+
+@given(moment=moments, zone=st.sampled_from(ZONES))
+def test_a_naive_time_is_a_wall_clock_time_of_the_school(moment: datetime, zone: str) -> None:
+    instant, day = TimestampParser(ZoneInfo(zone)).parse(moment.isoformat(sep=" "))
+    assert instant == _micros(moment.replace(tzinfo=ZoneInfo(zone)))
+    assert date.fromordinal(day) == moment.date()
+
+
+@given(st.text(max_size=40))
+def test_anything_else_is_refused_with_a_reason_or_matches_python(text: str) -> None:
+    parser = TimestampParser(ZoneInfo("Asia/Shanghai"))
+    try:
+        instant, _ = parser.parse(text)
+    except TimestampError:
+        return  # the messages are checked by tests/test_events.py
+    # accepted: then it is a form Python reads to the same instant
+    parsed = datetime.fromisoformat(text.replace(",", "."))
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=ZoneInfo("Asia/Shanghai"))
+    assert abs(instant - _micros(parsed)) < 1_000  # Python rounds a 7th-9th fraction digit
+
+
+def test_the_cache_does_not_mix_zones_or_seconds() -> None:
+    parser = TimestampParser(ZoneInfo("Asia/Shanghai"))
+    base, _ = parser.parse("2026-09-02T09:00:00Z")
+    assert parser.parse("2026-09-02T09:00:59Z")[0] == base + 59_000_000
+    assert parser.parse("2026-09-02T09:00:00+01:00")[0] == base - 3_600_000_000
+    assert parser.parse("2026-09-02T09:00:00")[0] == base - 8 * 3_600_000_000
+
+
+def test_the_last_instant_the_stores_hold() -> None:
+    parser = TimestampParser(ZoneInfo("UTC"))
+    assert parser.parse("2106-02-07T06:28:15.999999Z")[0] == MAX_INSTANT_US
+    with pytest.raises(TimestampError, match="2106"):
+        parser.parse("2106-02-07T06:28:16Z")
