@@ -108,3 +108,88 @@ def test_structurally_mutated_messages(
     target = document.setdefault("payload", {}) if in_payload else document
     target[name] = value
     _check(json.dumps(document, ensure_ascii=bool(value is None)).encode("utf-8", "surrogatepass"))
+
+
+# -- resource shapes: what an attacker would send ------------------------------
+
+VALID_SEEDS = [raw for _, raw in VALID]
+where = st.sampled_from(["envelope", "payload", "error item"])
+
+
+def _with_ignored_field(seed: bytes, place: str, value_text: bytes) -> bytes:
+    """`seed` with an unknown field holding `value_text` (raw JSON) at `place`."""
+    document = json.loads(seed)
+    marker = "\u2063marker\u2063"
+    if place == "envelope":
+        document["x-extra"] = marker
+    elif place == "payload":
+        document.setdefault("payload", {})
+        if not isinstance(document["payload"], dict):
+            document["payload"] = {}
+        document["payload"]["x-extra"] = marker
+    else:
+        document["event_type"] = "grade_result"
+        document["payload"] = {"errors": [{"knowledge_point": "拼音", "x-extra": marker}]}
+    text = json.dumps(document, ensure_ascii=False).encode()
+    return text.replace(json.dumps(marker, ensure_ascii=False).encode(), value_text)
+
+
+@fuzz
+@given(st.sampled_from(VALID_SEEDS), where, st.integers(1, 6000), st.sampled_from([b"[]", b"{}"]))
+def test_deep_nesting_in_ignored_fields(seed: bytes, place: str, depth: int, kind: bytes) -> None:
+    opener = b"[" if kind == b"[]" else b'{"k":'
+    closer = b"]" if kind == b"[]" else b"}"
+    nested = opener * depth + (b"" if kind == b"[]" else b"1") + closer * depth
+    raw = _with_ignored_field(seed, place, nested)
+    _check(raw)
+    if depth >= 2000:  # beyond any decoder's reach: a dead letter, never an exception
+        assert _outcome(raw).__class__ is Invalid
+
+
+@fuzz
+@given(
+    st.sampled_from(VALID_SEEDS),
+    where,
+    st.sampled_from(
+        [
+            b"1e400",
+            b"-1e400",
+            b"1" * 5000,
+            b"-" + b"9" * 400,
+            b"4.9e-324",
+            b"-0.0",
+            b"123456789012345678901234567890",
+        ]
+    ),
+)
+def test_huge_numbers_in_ignored_fields(seed: bytes, place: str, number: bytes) -> None:
+    raw = _with_ignored_field(seed, place, number)
+    _check(raw)
+    assert isinstance(_outcome(raw), Event)  # ignored, whatever its size
+
+
+@fuzz
+@given(
+    st.sampled_from(VALID_SEEDS),
+    where,
+    st.integers(0, 200_000),
+    st.integers(0, 3000),
+)
+def test_long_strings_and_many_keys(seed: bytes, place: str, length: int, keys: int) -> None:
+    many = b"{" + b",".join(b'"k%d": %d' % (i, i) for i in range(keys)) + b"}"
+    _check(_with_ignored_field(seed, place, b'"' + b"x" * length + b'"'))
+    _check(_with_ignored_field(seed, place, many))
+
+
+@fuzz
+@given(st.sampled_from(VALID_SEEDS), where, st.binary(min_size=1, max_size=6))
+def test_invalid_utf8_in_ignored_fields(seed: bytes, place: str, junk: bytes) -> None:
+    text = junk.replace(b'"', b"")
+    raw = _with_ignored_field(seed, place, b'"' + text + b'"')
+    _check(raw)
+    try:
+        text.decode()
+    except UnicodeDecodeError:
+        outcome = _outcome(raw)
+        assert isinstance(outcome, Invalid)
+        assert outcome.reason == "bad_json"
