@@ -184,17 +184,20 @@ def state(path: str) -> dict[str, Any]:
         aggregation.apply(batch)
     aggregation.flush()
     del batch
-    aggregation.decoder._offsets.clear()  # the decoder's time zone cache is not state
+    aggregation.decoder._timestamps._minutes.clear()  # the decoder's cache is not state
     gc.collect()
     in_memory = tracemalloc.get_traced_memory()[0] - baseline
     tracemalloc.stop()
     shards = list(aggregation.shards.values())
-    seen = [day.seen for shard in shards for day in shard.days.values()]
+    seen = [shard.seen for shard in shards]  # the lookup set, rebuilt from the days' arrays
+    by_day = [day.ids for shard in shards for day in shard.days.values()]
     ids = sum(len(ids) for ids in seen)
-    ids_memory = sum(sys.getsizeof(ids) + sum(map(sys.getsizeof, ids)) for ids in seen)
+    ids_memory = sum(sys.getsizeof(ids) + sum(map(sys.getsizeof, ids)) for ids in seen) + sum(
+        map(sys.getsizeof, by_day)
+    )
     rows = sum(shard.retained_rows for shard in shards)
     pickled = sum(len(pickle.dumps(shard, pickle.HIGHEST_PROTOCOL)) for shard in shards)
-    ids_pickled = len(pickle.dumps(seen, pickle.HIGHEST_PROTOCOL))
+    ids_pickled = len(pickle.dumps(by_day, pickle.HIGHEST_PROTOCOL))
     return {
         "started": started,
         "finished": time.time(),

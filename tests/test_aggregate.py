@@ -6,6 +6,7 @@ import hashlib
 import json
 import pickle
 from datetime import date
+from fractions import Fraction
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -388,3 +389,109 @@ def test_metric_rows_carry_the_event_id_and_local_date() -> None:
     )
     assert metric.period_start == metric.period_end == date(2026, 9, 3)  # 01:00 in Shanghai
     assert json.loads(raw)["timestamp"].startswith(metric.created_at.strftime("%Y-%m-%dT%H:%M"))
+
+
+# -- identity: (student, event id), across dates (SPEC §2 as amended) ---------
+
+
+def test_a_resent_event_with_a_corrected_clock_counts_once_on_its_first_date() -> None:
+    shard = Shard(retention_days=7)
+    first = day_event(2, "grade_result", event_id="hw-1")
+    corrected = day_event(3, "grade_result", event_id="hw-1")
+    out = shard.apply(decode([first, corrected]))
+    assert (out.processed, out.duplicates) == (1, 1)
+    assert [(row.date, row.homework_completed) for row in shard.flush()] == [(date(2026, 9, 2), 1)]
+    later = shard.apply(decode([day_event(4, "grade_result", event_id="hw-1")]))
+    assert (later.processed, later.duplicates) == (0, 1)
+    assert shard.flush() == []
+
+
+def test_a_repeat_of_a_counted_event_is_a_duplicate_even_past_retention() -> None:
+    shard = Shard(retention_days=7)
+    shard.apply(decode([day_event(9, event_id="a")]))
+    out = shard.apply(decode([day_event(1, event_id="a")]))  # same identity, date long evicted
+    assert (out.duplicates, out.dead_letters) == (1, [])
+
+
+def test_identities_expire_with_the_retention_window() -> None:
+    shard = Shard(retention_days=3)
+    shard.apply(decode([day_event(1, event_id="a")]))
+    shard.apply(decode([day_event(9, event_id="b")]))  # day 1 and its identities go
+    assert shard.retained_event_ids == 1
+    assert shard.apply(decode([day_event(9, event_id="a")])).processed == 1  # a new event now
+
+
+def test_one_event_id_of_two_students_is_two_events_in_every_output() -> None:
+    shard = Shard()
+    errors = {"errors": [{"knowledge_point": "拼音", "question_id": "q1"}]}
+    raws = [
+        message("grade_result", errors, event_id="shared", student_id="stu-a"),
+        message("grade_result", errors, event_id="shared", student_id="stu-b"),
+        message("exam_score", {"score": 80}, event_id="shared-exam", student_id="stu-a"),
+        message("exam_score", {"score": 90}, event_id="shared-exam", student_id="stu-b"),
+    ]
+    out = shard.apply(decode(raws))
+    assert out.processed == 4
+    assert len({record.record_key for record in out.errors}) == 2
+    assert {(m.student_id, m.metric_id) for m in out.metrics} == {
+        ("stu-a", "shared-exam"),
+        ("stu-b", "shared-exam"),
+    }
+    assert {(h.student_id, h.event_id) for h in out.homework} == {
+        ("stu-a", "shared"),
+        ("stu-b", "shared"),
+    }
+    assert sorted(row.error_count for row in shard.flush() if row.error_count) == [1, 1]
+
+
+def test_identity_state_survives_a_snapshot() -> None:
+    shard = Shard()
+    shard.apply(decode([day_event(2, event_id="a")]))
+    resumed: Shard = pickle.loads(pickle.dumps(shard))
+    assert resumed.retained_event_ids == 1
+    assert resumed.apply(decode([day_event(3, event_id="a")])).duplicates == 1
+
+
+# -- exact means (SPEC §3: a true running mean) -----------------------------
+
+
+small_values = st.one_of(
+    st.floats(min_value=0, max_value=1, allow_subnormal=True),
+    st.sampled_from([1e-7, 3e-9, 5e-324, 2.2250738585072014e-308, 1e-6 / 3, 0.1, 99.99]),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(small_values, min_size=1, max_size=30), st.randoms())
+def test_means_are_the_correctly_rounded_true_mean_in_any_order(
+    values: list[float], random: Any
+) -> None:
+    def mean_of(order: list[float]) -> float:
+        shard = Shard()
+        raws = [
+            message("writing_quality", {"quality_score": 50, "speed": v}, event_id=f"w{i}")
+            for i, v in enumerate(order)
+        ]
+        shard.apply(decode(raws))
+        (row,) = shard.flush()
+        return row.writing_speed_avg
+
+    exact = float(sum(map(Fraction, values)) / len(values))
+    shuffled = values[:]
+    random.shuffle(shuffled)
+    assert mean_of(values) == exact
+    assert mean_of(shuffled) == exact
+
+
+def test_a_mean_below_a_millionth_is_not_zero() -> None:
+    shard = Shard()
+    shard.apply(
+        decode(
+            [
+                message("writing_quality", {"speed": 4e-7}, event_id="a"),
+                message("writing_quality", {"speed": 2e-7}, event_id="b"),
+            ]
+        )
+    )
+    (row,) = shard.flush()
+    assert row.writing_speed_avg == float(Fraction(4e-7) / 2 + Fraction(2e-7) / 2)

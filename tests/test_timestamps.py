@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests import reference
 from writech.timestamps import MAX_INSTANT_US, TimestampError, TimestampParser
 
 ZONES = ["Asia/Shanghai", "America/New_York", "Europe/Berlin", "Australia/Lord_Howe", "UTC"]
@@ -66,3 +67,37 @@ def test_the_last_instant_the_stores_hold() -> None:
     assert parser.parse("2106-02-07T06:28:15.999999Z")[0] == MAX_INSTANT_US
     with pytest.raises(TimestampError, match="2106"):
         parser.parse("2106-02-07T06:28:16Z")
+
+
+timestamp_like = st.builds(
+    "".join,
+    st.lists(
+        st.sampled_from(
+            [
+                *"0123456789-:Tt Zz+.,W\n\x00",
+                *("2026-09-02", "T09:00", ":30", ".123", "+08:00", "+0800"),
+            ]
+        ),
+        max_size=12,
+    ),
+)
+
+
+@given(timestamp_like)
+def test_the_grammar_agrees_with_the_independent_reference(text: str) -> None:
+    """Differential: writech.timestamps against tests/reference.py's piecewise reading."""
+    zone = ZoneInfo("Asia/Shanghai")
+    try:
+        instant, _ = TimestampParser(zone).parse(text)
+    except TimestampError:
+        instant = None
+    try:
+        moment = reference._timestamp(text)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=zone)
+        expected = _micros(moment)
+        if not 0 <= expected <= MAX_INSTANT_US or moment.astimezone(zone).year < 1970:
+            expected = None
+    except (ValueError, OverflowError):
+        expected = None
+    assert instant == expected, text

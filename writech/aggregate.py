@@ -1,16 +1,20 @@
 """Per-student daily statistics as pure logic: no I/O, no framework (SPEC §3–§5).
 
 A `Shard` holds the state of every student whose id hashes to it: one
-`RowTotals` per (local date, student, subject), and the dedup keys of the
-events already counted per date. Dates more than `retention_days` behind
-the newest date the shard has seen are flushed and evicted; an event for
-such a date is dead-lettered as `too_late`, so a complete row is never
-overwritten by a partial one.
+`RowTotals` per (local date, student, subject), and the identities of the
+events already counted. An event's identity is (student, event id), across
+dates (SPEC §2): a repeat of a counted event is a duplicate whatever its
+timestamp, and the first occurrence wins (input order within a source
+partition). Dates more than `retention_days` behind the newest date the
+shard has seen are flushed and evicted with the identities first counted
+on them; an event for such a date is dead-lettered as `too_late`, so a
+complete row is never overwritten by a partial one.
 
-Averages are kept as exact integer sums of millionths with their own
-counts, so the result does not depend on the order in which events are
-added (floating-point sums would differ in the last bits), and
-`version` (the number of distinct events in the row) orders the row's
+Averages are exact: each is an integer sum of the values (every float is
+an integer multiple of a power of two, see `RowTotals.units`) over its
+own count, so a mean is the correctly rounded true mean of the values,
+whatever the order in which events are added and however small they are,
+and `version` (the number of distinct events in the row) orders the row's
 emissions.
 """
 
@@ -19,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import operator
 import pickle
+from array import array
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime
 from typing import Final
@@ -44,19 +49,12 @@ LOGIN_SUBJECT: Final = ""
 
 RowKey = tuple[int, str, str]  # (day, student_id, subject)
 
-
-def shard_of(student_id: str, shards: int) -> int:
-    """The shard a student's state lives in: stable across processes and runs."""
-    digest = hashlib.blake2b(student_id.encode(), digest_size=4).digest()
-    return int.from_bytes(digest, "little") % shards
-
-
-def _micro(value: float) -> int:
-    return round(value * MICRO)
-
-
-def _mean(micro_sum: int, count: int) -> float:
-    return micro_sum / (count * MICRO) if count else 0.0
+# Sums of averaged values are integers in units of 2**-UNITS (and finer in a
+# row that needs it): a double of at least 2**-10 is an exact multiple of
+# 2**-62, so for scores, percentages, confidences and speeds the scaling is
+# one float multiplication; smaller values widen the row's units.
+UNITS: Final = 62
+_SCALE: Final = 2.0**UNITS
 
 
 class RowTotals:
@@ -73,20 +71,21 @@ class RowTotals:
         "events",
         "homework_count",
         "homework_completed",
-        "homework_score_micro",
+        "homework_score_sum",
         "study_minutes",
         "strokes",
         "chars",
         "stroke_order_count",
-        "stroke_order_micro",
+        "stroke_order_sum",
         "quality_count",
-        "quality_micro",
-        "speed_micro",
+        "quality_sum",
+        "speed_sum",
         "error_count",
         "knowledge_points",
         "exam_count",
-        "exam_micro",
+        "exam_sum",
         "login_count",
+        "units",
     )
 
     def __init__(self, student_id: str, day: int, subject: str) -> None:
@@ -102,20 +101,22 @@ class RowTotals:
         self.events = 0
         self.homework_count = 0
         self.homework_completed = 0
-        self.homework_score_micro = 0
+        self.homework_score_sum = 0
         self.study_minutes = 0
         self.strokes = 0
         self.chars = 0
         self.stroke_order_count = 0
-        self.stroke_order_micro = 0
+        self.stroke_order_sum = 0
         self.quality_count = 0
-        self.quality_micro = 0
-        self.speed_micro = 0
+        self.quality_sum = 0
+        self.speed_sum = 0
         self.error_count = 0
         self.knowledge_points: set[str] = set()
         self.exam_count = 0
-        self.exam_micro = 0
+        self.exam_sum = 0
         self.login_count = 0
+        # the sums above are in units of 2**-units
+        self.units = UNITS
 
     def __getstate__(self) -> tuple[object, ...]:
         state: tuple[object, ...] = _row_state(self)
@@ -124,6 +125,31 @@ class RowTotals:
     def __setstate__(self, state: tuple[object, ...]) -> None:
         for name, value in zip(self.__slots__, state, strict=True):
             setattr(self, name, value)
+
+    def scaled(self, value: float) -> int:
+        """`value` exactly, in this row's units (which it widens if `value` needs finer ones).
+
+        Callers add the result to a sum only after this returns: it may
+        rescale every sum of the row.
+        """
+        scaled = value * _SCALE
+        if scaled.is_integer() and self.units == UNITS:
+            return int(scaled)
+        numerator, denominator = value.as_integer_ratio()
+        needed = denominator.bit_length() - 1  # value == numerator * 2**-needed
+        if needed > self.units:
+            widen = needed - self.units
+            self.homework_score_sum <<= widen
+            self.stroke_order_sum <<= widen
+            self.quality_sum <<= widen
+            self.speed_sum <<= widen
+            self.exam_sum <<= widen
+            self.units = needed
+        return numerator << (self.units - needed)
+
+    def _mean(self, total: int, count: int) -> float:
+        # int / int is correctly rounded: the true mean to the last bit
+        return total / (count << self.units) if count else 0.0
 
     def note_membership(self, event: Event) -> None:
         # Compare times first: building the (time, id) tie-breaker for
@@ -147,19 +173,19 @@ class RowTotals:
             school_id=self.school_id,
             homework_count=self.homework_count,
             homework_completed=self.homework_completed,
-            homework_avg_score=_mean(self.homework_score_micro, self.homework_completed),
+            homework_avg_score=self._mean(self.homework_score_sum, self.homework_completed),
             study_duration_minutes=self.study_minutes,
             stroke_count_total=self.strokes,
             practice_total_chars=self.chars,
             practice_count=self.stroke_order_count,
-            stroke_order_accuracy=_mean(self.stroke_order_micro, self.stroke_order_count),
+            stroke_order_accuracy=self._mean(self.stroke_order_sum, self.stroke_order_count),
             writing_quality_count=self.quality_count,
-            writing_quality_avg=_mean(self.quality_micro, self.quality_count),
-            writing_speed_avg=_mean(self.speed_micro, self.quality_count),
+            writing_quality_avg=self._mean(self.quality_sum, self.quality_count),
+            writing_speed_avg=self._mean(self.speed_sum, self.quality_count),
             error_count=self.error_count,
             error_knowledge_points=sorted(self.knowledge_points),
             exam_count=self.exam_count,
-            exam_avg_score=_mean(self.exam_micro, self.exam_count),
+            exam_avg_score=self._mean(self.exam_sum, self.exam_count),
             login_count=self.login_count,
             version=self.events,
         )
@@ -182,34 +208,29 @@ class ShardOutput(Struct, gc=False):
 
 
 class _Day:
-    """One local date of a shard: its rows and the events counted into them.
+    """One local date of a shard: its rows and the identities first counted on it.
 
     A day pickles once until an event changes it (`frozen` keeps that
     pickle): every snapshot pickles the whole shard, but with events
     in time order only the newest days still change.
     """
 
-    __slots__ = ("frozen", "rows", "seen")
+    __slots__ = ("frozen", "ids", "rows")
 
     def __init__(self) -> None:
         self.rows: dict[tuple[str, str], RowTotals] = {}
-        self.seen: set[int] = set()
+        self.ids = array("Q")  # dedup keys: 8 bytes each, one C copy to pickle
         self.frozen: bytes | None = None
 
     def __reduce__(self) -> tuple[Callable[[bytes], _Day], tuple[bytes]]:
         if self.frozen is None:
-            self.frozen = pickle.dumps((self.rows, self.seen), pickle.HIGHEST_PROTOCOL)
+            self.frozen = pickle.dumps((self.rows, self.ids), pickle.HIGHEST_PROTOCOL)
         return _thaw_day, (self.frozen,)
-
-    def __setstate__(self, state: tuple[dict[tuple[str, str], RowTotals], set[int]]) -> None:
-        # snapshots written before days were pickled on their own
-        self.rows, self.seen = state
-        self.frozen = None
 
 
 def _thaw_day(frozen: bytes) -> _Day:
     day = _Day.__new__(_Day)
-    day.rows, day.seen = pickle.loads(frozen)
+    day.rows, day.ids = pickle.loads(frozen)
     day.frozen = frozen
     return day
 
@@ -222,6 +243,16 @@ class Shard:
         self.newest_day = 0
         self.days: dict[int, _Day] = {}
         self.dirty: set[RowKey] = set()
+        # every identity counted on a retained day: derived from the days'
+        # `ids`, so it is rebuilt on unpickling rather than stored twice
+        self.seen: set[int] = set()
+
+    def __getstate__(self) -> tuple[int, int, dict[int, _Day], set[RowKey]]:
+        return self.retention_days, self.newest_day, self.days, self.dirty
+
+    def __setstate__(self, state: tuple[int, int, dict[int, _Day], set[RowKey]]) -> None:
+        self.retention_days, self.newest_day, self.days, self.dirty = state
+        self.seen = {key for day in self.days.values() for key in day.ids}
 
     @property
     def retained_rows(self) -> int:
@@ -229,7 +260,7 @@ class Shard:
 
     @property
     def retained_event_ids(self) -> int:
-        return sum(len(day.seen) for day in self.days.values())
+        return len(self.seen)
 
     def apply(self, events: Iterable[Event]) -> ShardOutput:
         """Count new events; return their metrics, errors and dead letters.
@@ -238,8 +269,11 @@ class Shard:
         is written once per flush interval rather than once per event.
         """
         out = ShardOutput([], [], [], [])
-        days = self.days
+        days, seen = self.days, self.seen
         for event in events:
+            if event.dedup_key in seen:  # counted before, on this date or another
+                out.duplicates += 1
+                continue
             day_number = event.day
             if day_number > self.newest_day:
                 self.newest_day = day_number
@@ -249,10 +283,8 @@ class Shard:
             day = days.get(day_number)
             if day is None:
                 day = days[day_number] = _Day()
-            if event.dedup_key in day.seen:
-                out.duplicates += 1
-                continue
-            day.seen.add(event.dedup_key)
+            seen.add(event.dedup_key)
+            day.ids.append(event.dedup_key)
             day.frozen = None
             handler, subject = _HANDLERS[event.event_type]
             if subject is None:
@@ -278,15 +310,17 @@ class Shard:
         return rows
 
     def _evict(self) -> list[DailyStats]:
-        """Drop dates past retention, returning their rows not yet flushed."""
+        """Drop dates past retention with their identities, returning their rows not yet flushed."""
         cutoff = self.newest_day - self.retention_days
         expired = [day for day in self.days if day < cutoff]
         if not expired:
             return []
         flushed: list[DailyStats] = []
-        for day in expired:
-            for (student, subject), row in self.days.pop(day).rows.items():
-                key = (day, student, subject)
+        for day_number in expired:
+            day = self.days.pop(day_number)
+            self.seen.difference_update(day.ids)
+            for (student, subject), row in day.rows.items():
+                key = (day_number, student, subject)
                 if key in self.dirty:
                     self.dirty.discard(key)
                     flushed.append(row.to_row())
@@ -331,8 +365,10 @@ def _utc(time_us: int) -> datetime:
     return datetime.fromtimestamp(time_us / MICRO, UTC)
 
 
-def _record_key(event_id: str, position: int) -> str:
-    return hashlib.blake2b(f"{event_id}\x1f{position}".encode(), digest_size=16).hexdigest()
+def _record_key(student_id: str, event_id: str, position: int) -> str:
+    """The unique key of an error record: its event's identity and its position in `errors`."""
+    text = f"{student_id}\x1f{event_id}\x1f{position}"
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
 def _percent(score: float, total: float) -> float:
@@ -358,7 +394,8 @@ def _grade_result(row: RowTotals, event: Event, out: ShardOutput) -> None:
     assert isinstance(payload, GradeResult)
     percent = _percent(payload.score, payload.total_score)
     row.homework_completed += 1
-    row.homework_score_micro += _micro(percent)
+    scaled = row.scaled(percent)
+    row.homework_score_sum += scaled
     out.homework.append(
         HomeworkResult(
             event_id=event.event_id,
@@ -382,7 +419,7 @@ def _grade_result(row: RowTotals, event: Event, out: ShardOutput) -> None:
         row.knowledge_points.add(error.knowledge_point)
         out.errors.append(
             ErrorRecord(
-                record_key=_record_key(event.event_id, position),
+                record_key=_record_key(event.student_id, event.event_id, position),
                 event_id=event.event_id,
                 position=position,
                 student_id=event.student_id,
@@ -417,7 +454,8 @@ def _stroke_order(row: RowTotals, event: Event, out: ShardOutput) -> None:
     payload = event.payload
     assert isinstance(payload, StrokeOrder)
     row.stroke_order_count += 1
-    row.stroke_order_micro += _micro(payload.score)
+    scaled = row.scaled(payload.score)
+    row.stroke_order_sum += scaled
     # per character (SPEC §4): which characters a student writes in the wrong order
     out.metrics.append(
         _metric(event, CHINESE, "stroke_order_score", payload.score, payload.character)
@@ -428,8 +466,10 @@ def _writing_quality(row: RowTotals, event: Event, out: ShardOutput) -> None:
     payload = event.payload
     assert isinstance(payload, WritingQuality)
     row.quality_count += 1
-    row.quality_micro += _micro(payload.quality_score)
-    row.speed_micro += _micro(payload.speed)
+    scaled = row.scaled(payload.quality_score)
+    row.quality_sum += scaled
+    scaled = row.scaled(payload.speed)
+    row.speed_sum += scaled
 
 
 def _exam_score(row: RowTotals, event: Event, out: ShardOutput) -> None:
@@ -437,7 +477,8 @@ def _exam_score(row: RowTotals, event: Event, out: ShardOutput) -> None:
     assert isinstance(payload, ExamScore)
     percent = _percent(payload.score, payload.total_score)
     row.exam_count += 1
-    row.exam_micro += _micro(percent)
+    scaled = row.scaled(percent)
+    row.exam_sum += scaled
     out.metrics.append(_metric(event, payload.subject, "exam_score", percent, payload.exam_id))
 
 

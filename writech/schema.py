@@ -68,7 +68,7 @@ class Metric(Struct, frozen=True, gc=False):
 class ErrorRecord(Struct, frozen=True, gc=False):
     """One row of `error_record`: a wrong answer with a knowledge point."""
 
-    record_key: str  # hash of (event_id, position): the unique key
+    record_key: str  # hash of (student_id, event_id, position): the unique key
     event_id: str
     position: int  # index in the event's `errors` list
     student_id: str
@@ -254,7 +254,7 @@ CREATE TABLE IF NOT EXISTS error_record (
     error_type TEXT NOT NULL,
     date TEXT NOT NULL,
     created_at TEXT NOT NULL,
-    UNIQUE (event_id, position)
+    UNIQUE (student_id, event_id, position)
 )"""
 
 ERROR_RECORD_MYSQL_DDL: Final = """\
