@@ -87,6 +87,8 @@ timestamp_like = st.builds(
 def test_the_grammar_agrees_with_the_independent_reference(text: str) -> None:
     """Differential: writech.timestamps against tests/reference.py's piecewise reading."""
     zone = ZoneInfo("Asia/Shanghai")
+    instant: int | None
+    expected: int | None
     try:
         instant, _ = TimestampParser(zone).parse(text)
     except TimestampError:
