@@ -1,12 +1,3 @@
-"""The Writech dataflow, for `python -m bytewax.run dataflow`.
+"""`python -m bytewax.run dataflow` from the repository; the Helm chart's ConfigMap holds this file."""
 
-Configured by `WRITECH_*` environment variables (see README); with none,
-it replays the bundled sample data into ./data.
-"""
-
-from writech.flow import build_flow
-from writech.logs import configure_logging
-from writech.settings import Settings
-
-configure_logging()
-flow = build_flow(Settings.from_env())
+from writech.dataflow import flow as flow
