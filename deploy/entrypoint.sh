@@ -1,44 +1,56 @@
 #!/usr/bin/env bash
-# Container entrypoint of the Writech image: one Bytewax process of the
-# dataflow, following the conventions of the Bytewax Helm chart's pods.
+# Container entrypoint of the Writech image: one Bytewax process of the flow.
 # The image holds it as /app/entrypoint.sh, and as /app/entrypoint-recovery.sh
-# for the chart's recovery init container (which runs `sh ./NAME`: the
-# first command below hands the script to bash).
+# for the Bytewax Helm chart's recovery init container.
 #
-#   entrypoint.sh run        run dataflow.py (the default command)
-#   entrypoint.sh hostfile   write the cluster's hostfile (init container)
-#   entrypoint.sh recovery   create the recovery store unless it exists
-#                            (the default as entrypoint-recovery.sh)
+#   entrypoint.sh run        make sure the recovery store and the tables
+#                            exist, then run the flow (the default command)
+#   entrypoint.sh recovery   make sure the recovery store exists (the
+#                            default when started as entrypoint-recovery.sh)
+#   entrypoint.sh hostfile   write the cluster's hostfile (k8s/base's init
+#                            container; the chart writes its own)
 #   entrypoint.sh CMD ARG... run any other command, e.g. `writech init-db`
 #
-# `run` reads the variables the chart gives its pods:
-#   BYTEWAX_PYTHON_FILE_PATH     the flow file (the image's dataflow.py)
-#   BYTEWAX_WORKDIR              directory to run in
-#   BYTEWAX_WORKERS_PER_PROCESS  worker threads in this process (default 1)
+# `run` execs `python -m bytewax.run "$BYTEWAX_PYTHON_FILE_PATH"`, which reads
+# the cluster's variables itself (Bytewax 0.21.1, bytewax/run.py):
+#   BYTEWAX_WORKERS_PER_PROCESS  worker threads in this process
+#   BYTEWAX_PROCESS_ID, BYTEWAX_ADDRESSES
+#                                this process's id and every process's host:port
 #   BYTEWAX_POD_NAME, BYTEWAX_STATEFULSET_NAME
-#                                this process's id is the pod's ordinal:
-#                                writech-2 of StatefulSet writech is process 2
-#   BYTEWAX_HOSTFILE_PATH        one host:port line per process, in id order
-#   BYTEWAX_RECOVERY_DIRECTORY   recovery store (unset: no recovery)
-#   BYTEWAX_RECOVERY_PARTS       partitions of a new store; when set, an
-#                                existing store must have as many
-#   BYTEWAX_SNAPSHOT_INTERVAL, BYTEWAX_RECOVERY_BACKUP_INTERVAL  seconds
-#   BYTEWAX_RECOVERY_WAIT        seconds a process waits for the store
-#                                (default 300)
-# Without BYTEWAX_POD_NAME it runs a single process. The recovery store is
-# one directory shared by every process (one volume mounted in every pod):
-# process 0 creates it, once, with all its partitions, and the others wait
-# for it; `recovery` creates it from whichever pod comes first. Partitions
-# are created aside and moved in without replacing any: a store in use is
-# never touched.
-#
+#                                else the id is the pod name less "<name>-":
+#                                pod writech-2 of StatefulSet writech, or the
+#                                chart's job mode's completion index 2, is 2
+#   BYTEWAX_HOSTFILE_PATH        else the addresses, one line per process
+#   BYTEWAX_RECOVERY_DIRECTORY, BYTEWAX_SNAPSHOT_INTERVAL,
+#   BYTEWAX_RECOVERY_BACKUP_INTERVAL
+#                                recovery (unset: none); both intervals are
+#                                required with a directory
+# and this script reads what it lacks:
+#   BYTEWAX_PYTHON_FILE_PATH     the flow (default writech.dataflow, the
+#                                packaged one; the chart names the file it ships)
+#   BYTEWAX_WORKDIR              directory to run in (default: the current one)
+#   BYTEWAX_RECOVERY_PARTS       partitions of a new recovery store (default 1);
+#                                when set, an existing store must hold as many
+#   BYTEWAX_RECOVERY_WAIT        seconds to wait while another process creates
+#                                the store (default 300)
 # `hostfile` writes BYTEWAX_HOSTFILE_PATH with BYTEWAX_REPLICAS lines
 # STATEFULSET-i.SERVICE.NAMESPACE.svc.CLUSTER_DOMAIN:PORT, from
 # BYTEWAX_STATEFULSET_NAME, BYTEWAX_SERVICE_NAME (default: the StatefulSet's
 # name), BYTEWAX_NAMESPACE, BYTEWAX_CLUSTER_DOMAIN (default cluster.local)
 # and BYTEWAX_PROCESS_PORT (default 9999).
+#
+# The recovery store is one directory shared by every process (one volume in
+# every pod). All processes start at once; whichever takes the lock first
+# creates every partition (aside, then moved in), the others find them. A
+# store that holds partitions is never changed.
 if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
 set -euo pipefail
+
+# The chart starts containers with `sh -c "sh ./entrypoint.sh"`, past the
+# image's ENTRYPOINT. The image's sh is bash, which leaves PID 1 to this
+# script; PID 1 gets no default signal handling (SIGTERM would be ignored),
+# so tini takes it: it forwards signals to the flow and reaps children.
+if [ "$$" = 1 ] && command -v tini >/dev/null; then exec tini -- bash "$0" "$@"; fi
 
 log() { printf 'entrypoint: %s\n' "$*" >&2; }
 die() {
@@ -46,9 +58,8 @@ die() {
     exit 2
 }
 need() { [ -n "${!1:-}" ] || die "$1 is not set"; }
-is_count() { [[ "$1" =~ ^[0-9]+$ ]]; }
 positive() {
-    if ! is_count "$2" || [ "$2" -lt 1 ]; then
+    if ! [[ "$2" =~ ^[0-9]+$ ]] || [ "$2" -lt 1 ]; then
         die "$1 must be a positive integer, not '$2'"
     fi
 }
@@ -69,102 +80,52 @@ write_hostfile() {
     log "wrote $BYTEWAX_REPLICAS address(es) to $BYTEWAX_HOSTFILE_PATH"
 }
 
-# This process's id: the StatefulSet ordinal at the end of the pod's name.
-process_id() {
-    need BYTEWAX_STATEFULSET_NAME
-    local ordinal=${BYTEWAX_POD_NAME#"$BYTEWAX_STATEFULSET_NAME"-}
-    if [ "$ordinal" = "$BYTEWAX_POD_NAME" ] || ! is_count "$ordinal"; then
-        die "pod '$BYTEWAX_POD_NAME' is not a pod of StatefulSet '$BYTEWAX_STATEFULSET_NAME'"
-    fi
-    printf '%d' "$((10#$ordinal))"
-}
-
-# HOSTS: the hostfile's addresses, blank lines and spaces dropped.
-read_hosts() {
-    need BYTEWAX_HOSTFILE_PATH
-    [ -r "$BYTEWAX_HOSTFILE_PATH" ] || die "cannot read hostfile $BYTEWAX_HOSTFILE_PATH"
-    HOSTS=()
-    local line
-    while IFS= read -r line || [ -n "$line" ]; do
-        line=${line//[[:space:]]/}
-        if [ -n "$line" ]; then HOSTS+=("$line"); fi
-    done <"$BYTEWAX_HOSTFILE_PATH"
-}
-
 partitions_in() {
     local parts=("$1"/part-*.sqlite3)
     [ -e "${parts[0]}" ] && printf '%d' "${#parts[@]}" || printf '0'
 }
 
-# Make sure the recovery store exists: create it (`create`), or wait for
-# process 0 to (`wait`).
 ensure_recovery_store() {
-    local mode=$1 dir=$BYTEWAX_RECOVERY_DIRECTORY wanted=${BYTEWAX_RECOVERY_PARTS:-}
+    need BYTEWAX_RECOVERY_DIRECTORY
+    local dir=$BYTEWAX_RECOVERY_DIRECTORY wanted=${BYTEWAX_RECOVERY_PARTS:-}
+    local patience=${BYTEWAX_RECOVERY_WAIT:-300} lock found
     if [ -n "$wanted" ]; then positive BYTEWAX_RECOVERY_PARTS "$wanted"; fi
+    positive BYTEWAX_RECOVERY_WAIT "$patience"
     mkdir -p "$dir"
-    local found
+    exec {lock}>>"$dir/.entrypoint.lock"
+    flock --wait "$patience" "$lock" ||
+        die "another process kept $dir/.entrypoint.lock for ${patience}s"
     found=$(partitions_in "$dir")
-    if [ "$found" = 0 ] && [ "$mode" = create ]; then
-        local staging="$dir/.creating-${HOSTNAME:-$$}" part
+    if [ "$found" = 0 ]; then
+        local staging="$dir/.creating"
         rm -rf "$staging"
         writech recovery init --dir "$staging" --partitions "${wanted:-1}"
-        for part in "$staging"/part-*.sqlite3; do
-            [ -e "$dir/${part##*/}" ] || mv -n "$part" "$dir/"
-        done
-        rm -rf "$staging"
+        mv "$staging"/part-*.sqlite3 "$dir/"
+        rmdir "$staging"
         found=$(partitions_in "$dir")
     fi
-    local waited=0 patience=${BYTEWAX_RECOVERY_WAIT:-300}
-    while [ "$found" = 0 ]; do
-        [ "$waited" -lt "$patience" ] ||
-            die "no recovery store in $dir after ${patience}s (process 0 creates it)"
-        ((waited % 10 == 0)) && log "waiting for process 0 to create the recovery store in $dir"
-        sleep 1
-        waited=$((waited + 1))
-        found=$(partitions_in "$dir")
-    done
+    exec {lock}>&-
     if [ -n "$wanted" ] && [ "$found" != "$wanted" ]; then
-        sleep 1 # process 0 may be moving the last partitions in right now
-        found=$(partitions_in "$dir")
-        [ "$found" = "$wanted" ] ||
-            die "$dir holds $found recovery partitions but BYTEWAX_RECOVERY_PARTS is $wanted;" \
-                "the count is fixed when the store is created (docs/operations.md, Scaling)"
+        die "$dir holds $found recovery partitions but BYTEWAX_RECOVERY_PARTS is $wanted;" \
+            "the count is fixed when the store is created (docs/operations.md, Scale)"
     fi
 }
 
 run() {
-    need BYTEWAX_PYTHON_FILE_PATH
-    local id=0 count=1
-    local args=(-m bytewax.run "$BYTEWAX_PYTHON_FILE_PATH" -w "${BYTEWAX_WORKERS_PER_PROCESS:-1}")
-    if [ -n "${BYTEWAX_POD_NAME:-}" ]; then
-        id=$(process_id)
-        read_hosts
-        count=${#HOSTS[@]}
-        [ "$id" -lt "$count" ] ||
-            die "process $id has no address: $BYTEWAX_HOSTFILE_PATH lists $count process(es)"
-        # bytewax.run's -a takes the addresses joined by ';'
-        args+=(-i "$id" -a "$(IFS=';' && printf '%s' "${HOSTS[*]}")")
-    fi
-    if [ -n "${BYTEWAX_RECOVERY_DIRECTORY:-}" ]; then
-        local role=wait
-        if [ "$id" = 0 ]; then role=create; fi
-        ensure_recovery_store "$role"
-        args+=(-r "$BYTEWAX_RECOVERY_DIRECTORY"
-            -s "${BYTEWAX_SNAPSHOT_INTERVAL:-30}" -b "${BYTEWAX_RECOVERY_BACKUP_INTERVAL:-0}")
-    fi
+    if [ -n "${BYTEWAX_RECOVERY_DIRECTORY:-}" ]; then ensure_recovery_store; fi
+    # The chart has no step of its own for this: every start checks (idempotent).
+    writech init-db
     cd "${BYTEWAX_WORKDIR:-.}"
-    log "process $id of $count: python ${args[*]}"
-    exec python "${args[@]}"
+    local flow=${BYTEWAX_PYTHON_FILE_PATH:-writech.dataflow}
+    log "python -m bytewax.run $flow"
+    exec python -m bytewax.run "$flow"
 }
 
 default=run
 if [ "${0##*/}" = entrypoint-recovery.sh ]; then default=recovery; fi
 case "${1:-$default}" in
 run) run ;;
+recovery) ensure_recovery_store ;;
 hostfile) write_hostfile ;;
-recovery)
-    need BYTEWAX_RECOVERY_DIRECTORY
-    ensure_recovery_store create
-    ;;
 *) exec "$@" ;;
 esac
