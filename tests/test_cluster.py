@@ -1,12 +1,15 @@
-"""The StatefulSet's processes, run here: two pods' processes form one Bytewax cluster.
+"""The pods' processes, run here: two pods' processes form one Bytewax cluster.
 
-Each process is `deploy/entrypoint.sh` with exactly the environment the
-local overlay's StatefulSet gives pod writech-N (container paths mapped to
-temporary directories, the hostfile listing two loopback addresses), reading
-JSON-lines files and writing to the ClickHouse and MySQL servers. Together
-they must leave the tables a single `writech replay` leaves, as one cluster
-of two workers sharing one recovery store; and a later execution with one
-process (a scale-down) must resume from that store.
+Each process is `deploy/entrypoint.sh` with exactly the environment a pod
+gives it (container paths mapped to temporary directories, the hostfile
+listing loopback addresses), reading JSON-lines files and writing to the
+ClickHouse and MySQL servers. Together they must leave the tables a single
+`writech replay` leaves, as one cluster sharing one recovery store:
+
+- pods writech-N of the local overlay's StatefulSet, and a later execution
+  with one process (a scale-down) resuming from that store;
+- the Bytewax Helm chart's job mode (`waxctl --job-mode`, a backfill), where
+  a pod's name is its completion index, started by the chart's command.
 """
 
 from __future__ import annotations
@@ -24,7 +27,16 @@ from tests.services.clickhouse_http import ClickHouseServer
 from tests.services.mysql import MysqlUser
 from tests.services.ports import free_port
 from tests.test_end_to_end_kafka import _server_tables
-from tests.test_k8s import ENTRYPOINT, pod_environment
+from tests.test_k8s import (
+    CHART_API_CACHE,
+    CHART_COMMAND,
+    CHART_RECOVERY,
+    CHART_WORKDIR,
+    ENTRYPOINT,
+    chart_pod_environment,
+    chart_workdir,
+    pod_environment,
+)
 from writech.generate import generate
 
 pytestmark = pytest.mark.services  # the ClickHouse and MariaDB test services
@@ -52,44 +64,21 @@ def replayed(files: list[Path], folder: Path) -> dict[str, Any]:
     return read_tables(folder)
 
 
-def run_pods(
-    pods: int, files: list[Path], folder: Path, clickhouse_url: str, mysql_url: str
+def run_processes(
+    environments: list[dict[str, str]], command: list[str], cwd: Path, logs: Path
 ) -> list[str]:
-    """Run pods writech-0..N-1 until they finish; return their logs."""
-    run = folder / f"run-{time.monotonic_ns()}"
-    (run / "bytewax").mkdir(parents=True)
-    (run / "tmp").mkdir()  # the pod's emptyDir on /tmp
-    (run / "bytewax" / "hostfile.txt").write_text(
-        "".join(f"127.0.0.1:{free_port()}\n" for _ in range(pods))
-    )
-    secrets = folder / "secrets"
-    secrets.mkdir(exist_ok=True)
-    (secrets / "clickhouse-url").write_text(clickhouse_url + "\n")
-    (secrets / "mysql-url").write_text(mysql_url + "\n")
-    (secrets / "kafka-options").write_text("")
-    paths = {
-        "/etc/bytewax": run / "bytewax",
-        "/var/recovery": folder / "recovery",  # the one volume every execution shares
-        "/var/run/secrets/writech": secrets,
-        "/app": REPO,
-        "/tmp": run / "tmp",
-    }
-    settings = {
-        "WRITECH_SOURCE": "files",
-        "WRITECH_INPUT_PATHS": ",".join(map(str, files)),
-        "WRITECH_BATCH_SIZE": "500",
-    }
-    logs = [run / f"writech-{n}.log" for n in range(pods)]
+    """Run one process per environment until all finish; return their logs.
+
+    Bytewax serves /metrics on every interface: tests/test_metrics_endpoint.py
+    runs it in a private network namespace; here it stays off.
+    """
     started = []
-    for number, log in enumerate(logs):
-        environment = pod_environment(OVERLAY, f"writech-{number}", paths, settings)
-        # Bytewax serves /metrics on every interface: tests/test_metrics_endpoint.py
-        # runs it in a private network namespace; here it stays off.
+    for number, environment in enumerate(environments):
         del environment["BYTEWAX_DATAFLOW_API_ENABLED"]
-        with log.open("wb") as output:
+        with (logs / f"process-{number}.log").open("wb") as output:
             started.append(
                 subprocess.Popen(
-                    [str(ENTRYPOINT), "run"], env=environment, stdout=output, stderr=output
+                    command, cwd=cwd, env=environment, stdout=output, stderr=subprocess.STDOUT
                 )
             )
     deadline = time.monotonic() + 300  # a hang guard, not a measurement
@@ -102,13 +91,50 @@ def run_pods(
                     process.wait()
             break
         time.sleep(0.1)
-    texts = [log.read_text(errors="replace") for log in logs]
+    texts = [(logs / f"process-{n}.log").read_text(errors="replace") for n in range(len(started))]
     outcome = "\n".join(
         f"exit {p.returncode}:\n{t[-3000:]}" for p, t in zip(started, texts, strict=True)
     )
     assert all(process.returncode == 0 for process in started), outcome
-    assert not (run / "tmp" / "writech").exists()  # nothing went to the embedded stores
     return texts
+
+
+def loopback_hosts(count: int) -> list[str]:
+    return [f"127.0.0.1:{free_port()}" for _ in range(count)]
+
+
+def run_pods(
+    pods: int, files: list[Path], folder: Path, clickhouse_url: str, mysql_url: str
+) -> list[str]:
+    """Run pods writech-0..N-1 of the StatefulSet until they finish; return their logs."""
+    run = folder / f"run-{time.monotonic_ns()}"
+    (run / "bytewax").mkdir(parents=True)
+    (run / "tmp").mkdir()  # the pod's emptyDir on /tmp
+    (run / "bytewax" / "hostfile.txt").write_text(
+        "".join(host + "\n" for host in loopback_hosts(pods))
+    )
+    secrets = folder / "secrets"
+    secrets.mkdir(exist_ok=True)
+    (secrets / "clickhouse-url").write_text(clickhouse_url + "\n")
+    (secrets / "mysql-url").write_text(mysql_url + "\n")
+    (secrets / "kafka-options").write_text("")
+    paths = {
+        "/etc/bytewax": run / "bytewax",
+        "/var/recovery": folder / "recovery",  # the one volume every execution shares
+        "/var/run/secrets/writech": secrets,
+        "/tmp": run / "tmp",
+    }
+    settings = {
+        "WRITECH_SOURCE": "files",
+        "WRITECH_INPUT_PATHS": ",".join(map(str, files)),
+        "WRITECH_BATCH_SIZE": "500",
+    }
+    environments = [
+        pod_environment(OVERLAY, f"writech-{number}", paths, settings) for number in range(pods)
+    ]
+    logs = run_processes(environments, [str(ENTRYPOINT), "run"], REPO, run)
+    assert not (run / "tmp" / "writech").exists()  # nothing went to the embedded stores
+    return logs
 
 
 def executions(recovery: Path) -> list[tuple[int, int, int, set[int]]]:
@@ -142,8 +168,8 @@ def test_two_pods_form_one_cluster_and_resume_scaled_down(
     recovery = tmp_path / "recovery"
 
     logs = run_pods(2, [first], tmp_path, clickhouse_server.url, mysql_database)
-    assert "process 0 of 2: python -m bytewax.run" in logs[0]
-    assert "process 1 of 2: python -m bytewax.run" in logs[1]
+    for log in logs:
+        assert "entrypoint: python -m bytewax.run writech.dataflow" in log
     # Process 0 created the store with the overlay's partition count, once.
     assert len(list(recovery.glob("part-*.sqlite3"))) == 12
     # One execution of one cluster: two workers, both recorded progress.
@@ -157,13 +183,57 @@ def test_two_pods_form_one_cluster_and_resume_scaled_down(
 
     # Scaled down to one pod: it resumes the two workers' state from the same
     # store, reads only the new file, and still counts each re-sent event once.
-    logs = run_pods(1, [first, later], tmp_path, clickhouse_server.url, mysql_database)
-    assert "process 0 of 1: python -m bytewax.run" in logs[0]
+    run_pods(1, [first, later], tmp_path, clickhouse_server.url, mysql_database)
     (_, _, epoch, _), (number, count, resumed_from, workers) = executions(recovery)
     assert epoch == first_epoch
     assert (number, count, workers) == (1, 1, {0})
     assert resumed_from > first_epoch  # from the first execution's snapshot, not from scratch
     tables = _server_tables(clickhouse_server, mysql_user, mysql_database)
     expected = replayed([first, later], tmp_path / "replay-all")
+    for table in TABLES:
+        assert tables[table] == expected[table], table
+
+
+def test_chart_job_mode_pods_backfill_as_one_cluster(
+    inputs: tuple[Path, Path],
+    clickhouse_server: ClickHouseServer,
+    mysql_user: MysqlUser,
+    mysql_database: str,
+    tmp_path: Path,
+) -> None:
+    """Two pods of the chart's Job, named 0 and 1 (their completion indexes), each
+    started by the chart's command with k8s/helm-values.yaml, backfill the files."""
+    first, later = inputs
+    files = [first, later]
+    paths = {
+        "/etc/bytewax": tmp_path / "bytewax",
+        CHART_WORKDIR: tmp_path / "workdir",
+        CHART_RECOVERY: tmp_path / "recovery",
+        CHART_API_CACHE: tmp_path / "api-cache",
+    }
+    for folder in paths.values():
+        folder.mkdir()
+    chart_workdir(tmp_path / "app", paths, loopback_hosts(2))
+    settings = {
+        "WRITECH_SOURCE": "files",
+        "WRITECH_INPUT_PATHS": ",".join(map(str, files)),
+        "WRITECH_BATCH_SIZE": "500",
+        # what the Secret writech-credentials-env gives the pods
+        "WRITECH_CLICKHOUSE_URL": clickhouse_server.url,
+        "WRITECH_MYSQL_URL": mysql_database,
+        "WRITECH_KAFKA_OPTIONS": "",
+        # two processes of one worker each: two pods are enough to form a cluster
+        "BYTEWAX_WORKERS_PER_PROCESS": "1",
+    }
+    environments = [chart_pod_environment("job", str(index), paths, settings) for index in (0, 1)]
+
+    logs = run_processes(environments, list(CHART_COMMAND), tmp_path / "app", tmp_path)
+    for log in logs:
+        assert f"entrypoint: python -m bytewax.run {tmp_path / 'workdir' / 'dataflow.py'}" in log
+    ((number, count, _, workers),) = executions(tmp_path / "recovery")
+    assert (number, count, workers) == (0, 2, {0, 1})
+    assert not (tmp_path / "workdir" / "data").exists()  # nothing went to the embedded stores
+    tables = _server_tables(clickhouse_server, mysql_user, mysql_database)
+    expected = replayed(files, tmp_path / "replay")
     for table in TABLES:
         assert tables[table] == expected[table], table
