@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -810,6 +811,7 @@ def test_statefulset_pod_runs_the_flow_as_the_process_of_its_ordinal(
 # the values rely on are recorded here.
 
 HELM_VALUES = K8S / "helm-values.yaml"
+CHART_VERSION = "0.8.1"
 RELEASE = "writech"  # the release name docs/operations.md installs
 # The main container's command and the recovery init container's, in both
 # modes: `sh` in the image's working directory, never the image's ENTRYPOINT.
@@ -1016,11 +1018,12 @@ def test_helm_pods_write_only_on_the_charts_writable_mounts(mode: str) -> None:
 def test_helm_credentials_come_from_a_secret_the_chart_gives_both_modes(
     mode: str, tmp_path: Path
 ) -> None:
-    """The chart mounts extraSecretMounts in StatefulSet pods only: the values use envFrom."""
+    """The chart mounts extraSecretMounts in StatefulSet pods only: the values use envFrom
+    (a `secretRef` in both modes' containers)."""
     values = helm_values()
     assert "extraSecretMounts" not in values
-    (secret,) = values["envFromSecrets"]
-    assert secret == {"name": "writech-credentials-env"}  # the Secret docs/operations.md creates
+    # The chart renders envFromSecret through `tpl`: the release's own Secret.
+    assert values["envFromSecret"] == "{{ .Release.Name }}-credentials-env"
     for name, value in values["env"].items():
         assert name.removesuffix("_FILE") not in CREDENTIAL_SETTINGS, name
         assert not URL_WITH_PASSWORD.search(str(value)), name
@@ -1165,6 +1168,85 @@ def test_chart_command_hands_pid_1_to_tini(tmp_path: Path) -> None:
     assert (first["pid"], first["argv"]) == (1, ["--", "bash", "./entrypoint-recovery.sh"])
     assert (second["pid"], second["argv"]) == (1, ["--", "bash", "./entrypoint.sh"])
     assert calls[-1]["argv"][:2] == ["-m", "bytewax.run"]
+
+
+# waxctl 0.12's `dataflow deploy` flags (bytewax/bytewax, docs/guide/deployment/waxctl.md).
+WAXCTL_FLAGS = frozenset(
+    {
+        "--chart-values-file", "--create-namespace", "--dry-run", "--environment-variables",
+        "--image-pull-policy", "--image-pull-secret", "--image-repository", "--image-tag",
+        "--job-mode", "--keep-alive", "--name", "--namespace", "--output-format", "--platform",
+        "--processes", "--python-file-name", "--recovery", "--recovery-backup",
+        "--recovery-backup-interval", "--recovery-parts", "--recovery-single-volume",
+        "--recovery-size", "--recovery-snapshot-interval", "--recovery-storageclass",
+        "--requirements-file-name", "--values", "--workers", "--yes",
+    }
+)  # fmt: skip
+WAXCTL_SWITCHES = frozenset({"--job-mode", "--recovery", "--recovery-single-volume"})
+
+
+def documented_commands(program: str) -> list[list[str]]:
+    """The `program ...` command lines of docs/operations.md, continuations joined."""
+    text = (REPO / "docs" / "operations.md").read_text().replace("\\\n", " ")
+    return [
+        shlex.split(line, comments=True)
+        for line in text.splitlines()
+        if line.startswith(program + " ")
+    ]
+
+
+def test_documented_waxctl_commands_agree_with_the_values() -> None:
+    """waxctl's flags set what the values set too: whichever wins, the same."""
+    values = helm_values()
+    configuration = values["configuration"]
+    recovery = configuration["recovery"]
+    namespace = render("production")[0]["metadata"]["namespace"]
+    docs = (REPO / "docs" / "operations.md").read_text()
+    commands = documented_commands("waxctl")
+    assert len(commands) == 2  # the streaming dataflow and a backfill
+    names = []
+    for command in commands:
+        assert command[:3] == ["waxctl", "dataflow", "deploy"], command
+        path, *rest = command[3:]
+        assert path == configuration["pythonFileName"]
+        flags: dict[str, str] = {}
+        while rest:
+            flag = rest.pop(0)
+            assert flag in WAXCTL_FLAGS, f"waxctl has no {flag}"
+            flags[flag] = "" if flag in WAXCTL_SWITCHES else rest.pop(0)
+        assert flags["--chart-values-file"] == str(HELM_VALUES.relative_to(REPO))
+        assert flags["--namespace"] == namespace
+        assert flags["--image-repository"] == values["image"]["repository"]
+        assert flags["--image-tag"] == values["image"]["tag"]
+        assert int(flags["--processes"]) == configuration["processesCount"]
+        assert int(flags["--workers"]) == configuration["workersPerProcess"]
+        assert {"--recovery", "--recovery-single-volume"} <= set(flags)
+        assert int(flags["--recovery-parts"]) == recovery["partsCount"]
+        assert int(flags["--recovery-snapshot-interval"]) == recovery["snapshotInterval"]
+        assert int(flags["--recovery-backup-interval"]) == recovery["backupInterval"]
+        assert flags["--recovery-size"] == recovery["persistence"]["size"]
+        assert flags["--recovery-storageclass"] == recovery["persistence"]["storageClassName"]
+        for setting in filter(None, flags.get("--environment-variables", "").split(",")):
+            name = setting.partition("=")[0]
+            assert name.removeprefix("WRITECH_").lower() in Settings.__struct_fields__, name
+            assert name not in CREDENTIAL_SETTINGS, name
+        # The release's own credentials (envFromSecret), created in the docs.
+        secret = values["envFromSecret"].replace("{{ .Release.Name }}", flags["--name"])
+        assert f"create secret generic {secret} " in docs, secret
+        names.append((flags["--name"], "--job-mode" in flags))
+    assert names == [(RELEASE, False), (f"{RELEASE}-backfill", True)]
+
+
+def test_documented_helm_commands_install_the_chart_version_the_values_target() -> None:
+    values = helm_values()
+    (install,) = [c for c in documented_commands("helm") if "--install" in c]
+    assert install[install.index("--version") + 1] == CHART_VERSION
+    assert install[install.index("-f") + 1] == str(HELM_VALUES.relative_to(REPO))
+    assert install[install.index("--install") + 1] == RELEASE
+    # The ConfigMap the chart mounts: the release's, holding the flow file.
+    (configmap,) = [c for c in documented_commands("kubectl") if "configmap" in c]
+    assert configmap[configmap.index("configmap") + 1] == RELEASE
+    assert f"--from-file={values['configuration']['pythonFileName']}" in configmap
 
 
 # -- image ----------------------------------------------------------------------
