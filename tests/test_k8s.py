@@ -738,12 +738,11 @@ def _bytewax_run(call: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> argpa
     return _parse_args()  # type: ignore[no-any-return]
 
 
-def _start_pod(
-    environment: dict[str, str], cwd: Path, bin_dir: Path, *command: str
-) -> subprocess.CompletedProcess[str]:
-    """Run the entrypoint as the container's command, the stand-ins first on PATH."""
+def _start_container(environment: dict[str, str], cwd: Path, bin_dir: Path, *command: str) -> None:
+    """Run a container's `command` (the entrypoint, directly or through the chart's
+    sh) in `cwd`, the stand-ins first on PATH; it must succeed."""
     result = subprocess.run(
-        command or [str(ENTRYPOINT)],
+        command,
         cwd=cwd,
         env=environment | {"PATH": f"{bin_dir}{os.pathsep}{environment['PATH']}"},
         capture_output=True,
@@ -751,7 +750,6 @@ def _start_pod(
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    return result
 
 
 @pytest.mark.parametrize("ordinal", [0, 2])
@@ -779,7 +777,7 @@ def test_statefulset_pod_runs_the_flow_as_the_process_of_its_ordinal(
     environment = pod_environment("production", f"writech-{ordinal}", paths, {})
     bin_dir, record = _stub_bin(tmp_path)
 
-    _start_pod(environment, tmp_path, bin_dir, str(ENTRYPOINT), *process["args"])
+    _start_container(environment, tmp_path, bin_dir, str(ENTRYPOINT), *process["args"])
     recovery_init, init_db, python = _calls(record)
     assert recovery_init["argv"][:2] == ["recovery", "init"]
     assert init_db["argv"] == ["init-db"]
@@ -1116,8 +1114,8 @@ def test_chart_pod_runs_the_flow_as_its_process(
     environment = chart_pod_environment(mode, pod, paths, {})
     bin_dir, record = _stub_bin(tmp_path)
 
-    _start_pod(environment, tmp_path / "app", bin_dir, *CHART_RECOVERY_COMMAND)
-    _start_pod(environment, tmp_path / "app", bin_dir, *CHART_COMMAND)
+    _start_container(environment, tmp_path / "app", bin_dir, *CHART_RECOVERY_COMMAND)
+    _start_container(environment, tmp_path / "app", bin_dir, *CHART_COMMAND)
     recovery_init, init_db, python = _calls(record)
     assert recovery_init["argv"][:2] == ["recovery", "init"]
     assert init_db["argv"] == ["init-db"]
@@ -1157,8 +1155,8 @@ def test_chart_command_hands_pid_1_to_tini(tmp_path: Path) -> None:
     (bin_dir / "sh").symlink_to(bash)
     unshare = ["unshare", "--pid", "--fork", "--kill-child", "--"]
 
-    _start_pod(environment, tmp_path / "app", bin_dir, *unshare, *CHART_RECOVERY_COMMAND)
-    _start_pod(environment, tmp_path / "app", bin_dir, *unshare, *CHART_COMMAND)
+    _start_container(environment, tmp_path / "app", bin_dir, *unshare, *CHART_RECOVERY_COMMAND)
+    _start_container(environment, tmp_path / "app", bin_dir, *unshare, *CHART_COMMAND)
     calls = _calls(record)
     assert [call["name"] for call in calls] == [
         "tini", "writech",  # recovery init container: tini, then the store
@@ -1523,7 +1521,7 @@ def test_compose_dataflow_runs_the_flow_with_recovery(
         "PATH": PATH,
     }
     bin_dir, record = _stub_bin(tmp_path)
-    _start_pod(environment, tmp_path, bin_dir, str(ENTRYPOINT), *flow["command"])
+    _start_container(environment, tmp_path, bin_dir, str(ENTRYPOINT), *flow["command"])
     recovery_init, init_db, python = _calls(record)
     assert recovery_init["argv"][:2] == ["recovery", "init"]
     assert init_db["argv"] == ["init-db"]
