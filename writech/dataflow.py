@@ -7,9 +7,10 @@ data into ./data. The repository's top-level `dataflow.py` imports it, for
 `python -m bytewax.run dataflow` and for the Bytewax Helm chart's ConfigMap.
 """
 
-from writech.flow import build_flow
+from writech.flow import build_flow, tune_gc
 from writech.logs import configure_logging
 from writech.settings import Settings
 
 configure_logging()
 flow = build_flow(Settings.from_env())
+tune_gc()
