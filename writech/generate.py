@@ -84,10 +84,13 @@ TRICKY_PENALTY: Final = 18.0  # points off every student's stroke-order score
 WEAK_CHARACTER_PENALTY: Final = 28.0  # more off on a student's own weak characters
 LESSON_DAYS: Final = 5
 REVIEW_SHARE: Final = 0.25  # stroke-order events on earlier lessons' characters
-# Every this many graded homework, one broken submission (the first early, so
-# that a small sample has one): score 0, ~1000 errors listed on 25 questions.
+# A broken submission (score 0, ~1000 errors listed on 25 questions): the
+# first graded homework two thirds into the days, so that every stream has
+# one where a report of its last days sees it, then one every this many.
 BROKEN_SUBMISSION_EVERY: Final = 4000
-BROKEN_SUBMISSION_FIRST: Final = 150
+# A practice session writes one character several times: the chance that a
+# student's next stroke-order event is the character they wrote last.
+SAME_CHARACTER: Final = 0.6
 REPEATED_ERROR_SHARE: Final = 0.04  # errors listed twice for the same question
 NO_KNOWLEDGE_POINT_SHARE: Final = 0.05
 DEVICES: Final = ("pad", "pad", "pad", "mobile", "pc", "board")
@@ -176,10 +179,10 @@ def homework_questions(homework_id: str, subject: str, seed: int) -> tuple[Quest
         Question(
             question_id=f"q{number}",
             knowledge_point=rng.choice(points),
-            # one question in eight is hard: the class's common wrong answers
-            difficulty=rng.uniform(-0.1, 0.15) + (0.3 if rng.random() < 0.125 else 0.0),
+            # one question in ten is hard: the class's common wrong answers
+            difficulty=rng.uniform(-0.04, 0.04) + (0.3 if rng.random() < 0.1 else 0.0),
         )
-        for number in range(1, rng.randint(4, 8) + 1)
+        for number in range(1, rng.randint(8, 12) + 1)
     )
 
 
@@ -190,11 +193,14 @@ class _Stream:
         self.seed = seed
         self.days = days
         self.graded = 0
+        self.next_broken = 0  # graded homework before the next broken submission
+        self.last_character: dict[str, str] = {}
 
     def payload(
         self, event_type: str, student: Student, day: int, moment: datetime, rng: random.Random
     ) -> dict[str, Any]:
         ability = _clamp(student.ability + student.trend * day, 0.05, 0.99)
+        tidiness = _clamp(student.tidiness + student.trend * day, 0.05, 1.0)
         subject = rng.choices(SUBJECTS, SUBJECT_WEIGHTS)[0]
         if event_type == "stroke_raw":
             return {
@@ -203,7 +209,9 @@ class _Stream:
                 "subject": subject,
             }
         if event_type == "stroke_order":
-            character = _character(day, rng)
+            last = self.last_character.get(student.student_id)
+            character = last if last and rng.random() < SAME_CHARACTER else _character(day, rng)
+            self.last_character[student.student_id] = character
             mean = self._stroke_order(student, ability, character, day)
             return {
                 "score": round(_clamp(rng.gauss(mean, 12), 0, 100), 1),
@@ -211,11 +219,11 @@ class _Stream:
             }
         if event_type == "writing_quality":
             return {
-                "quality_score": round(_clamp(rng.gauss(student.tidiness * 95, 10), 0, 100), 1),
+                "quality_score": round(_clamp(rng.gauss(tidiness * 95, 10), 0, 100), 1),
                 "speed": round(_clamp(rng.gauss(12 + ability * 10, 4), 0.5, 60), 2),
             }
         if event_type == "ocr_result":
-            confidence = rng.gauss(0.55 + student.tidiness * 0.4, 0.08)
+            confidence = rng.gauss(0.55 + tidiness * 0.4, 0.08)
             return {
                 "confidence": round(_clamp(confidence, 0, 1), 3),
                 "char_count": rng.randint(1, 300),
@@ -223,7 +231,7 @@ class _Stream:
         if event_type == "homework_submit":
             return {"subject": subject, "time_cost_minutes": rng.randint(5, 90)}
         if event_type == "grade_result":
-            return self._graded(student, ability, subject, moment, rng)
+            return self._graded(student, ability, subject, day, moment, rng)
         if event_type == "exam_score":
             total = rng.choice((100, 120, 150))
             return {
@@ -246,18 +254,26 @@ class _Stream:
         return mean
 
     def _graded(
-        self, student: Student, ability: float, subject: str, moment: datetime, rng: random.Random
+        self,
+        student: Student,
+        ability: float,
+        subject: str,
+        day: int,
+        moment: datetime,
+        rng: random.Random,
     ) -> dict[str, Any]:
         self.graded += 1
         homework_id = f"hw-{moment:%m%d}-{subject}"
         total = rng.choice((10, 20, 50, 100, 100, 100, 120))
-        if self.graded % BROKEN_SUBMISSION_EVERY == BROKEN_SUBMISSION_FIRST:
+        if day >= self.days * 2 // 3 and self.graded >= self.next_broken:
+            self.next_broken = self.graded + BROKEN_SUBMISSION_EVERY
             return _broken_submission(homework_id, subject, rng)
         questions = homework_questions(homework_id, subject, self.seed)
         errors = []
         for question in questions:
-            weak = 0.3 if question.knowledge_point in student.weak_points else 0.0
-            if rng.random() < _clamp((1 - ability) * 0.5 + question.difficulty + weak, 0.02, 0.95):
+            weak = 0.25 if question.knowledge_point in student.weak_points else 0.0
+            chance = max(0.0, 0.85 - ability) * 0.6 + question.difficulty + weak
+            if rng.random() < _clamp(chance, 0.01, 0.95):
                 error = {
                     "question_id": question.question_id,
                     "knowledge_point": question.knowledge_point
@@ -347,7 +363,8 @@ def generate(
             yield rng.choice(recent)
             continue
         elapsed = number * seconds_per_event + rng.uniform(-120, 120)
-        day_index, in_day = divmod(max(0.0, elapsed), 9 * 3600)
+        # within the school hours of the days asked for, the first and the last too
+        day_index, in_day = divmod(min(max(0.0, elapsed), days * 9 * 3600 - 1), 9 * 3600)
         moment = first + timedelta(days=int(day_index), seconds=in_day)
         student = rng.choices(roster, cum_weights=student_weights)[0]
         event_type = rng.choices(types, cum_weights=type_weights)[0]
