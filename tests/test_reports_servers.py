@@ -36,11 +36,17 @@ def writech(environment: dict[str, str], *args: str) -> str:
 
 def reports(environment: dict[str, str]) -> list[dict[str, Any]]:
     made = []
-    for kind, scope_id in (("student", "edge-graded"), ("student", "stu-000007"),
-                           ("class", "class-0000"), ("school", "school-000")):  # fmt: skip
+    for kind, scope_id, *extra in (
+        ("student", "edge-graded"),
+        ("student", "stu-000007"),
+        ("parent", "stu-000007"),
+        ("class", "class-0000"),
+        ("class", "class-0000", "--subject", "math"),
+        ("school", "school-000"),
+    ):
         text = writech(
             environment, "report", kind, scope_id, "--format", "json",
-            "--from", FROM.isoformat(), "--to", TO.isoformat(),
+            "--from", FROM.isoformat(), "--to", TO.isoformat(), *extra,
         )  # fmt: skip
         report = json.loads(text)
         del report["generated_at"]
@@ -55,6 +61,15 @@ def test_server_stores_give_the_embedded_reports(
     events = dataset.data_dir.parent / "events.jsonl"
     writech(servers | {"WRITECH_RETENTION_DAYS": "60"}, "replay", str(events), "-q")
     embedded = reports({"WRITECH_DATA_DIR": str(dataset.data_dir)})
-    assert [r["kind"] for r in embedded] == ["student", "student", "class", "school"]
+    assert [r["kind"] for r in embedded] == [
+        "student",
+        "student",
+        "parent",
+        "class",
+        "class",
+        "school",
+    ]
     assert embedded[0]["knowledge_points"], "the wrong answers are read from MySQL too"
+    assert embedded[3]["summary"]["flagged"], "the graded homework is read from the server too"
+    assert embedded[3]["summary"]["characters"], "so are the stroke-order checks per character"
     assert reports(servers) == embedded

@@ -1,7 +1,7 @@
 """`writech report ...`: learning-diagnosis reports from the stored tables (SPEC §8).
 
 Exit codes: 0 done (an empty period is a report saying so), 1 unknown id
-or nothing stored, 2 bad arguments.
+or nothing stored, 2 bad arguments (an unreadable roster too).
 """
 
 from __future__ import annotations
@@ -15,9 +15,11 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from writech.reports.build import Options
 from writech.reports.formats import EXTENSIONS, FORMATS, Format
 from writech.reports.labels import LANGS
 from writech.reports.model import DEFAULT_DAYS, Period
+from writech.reports.roster import Roster, RosterError, parse_roster
 from writech.settings import Settings
 
 if TYPE_CHECKING:
@@ -25,10 +27,11 @@ if TYPE_CHECKING:
 
 
 def add_report_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add `report student|class|school|schema` to the `writech` command."""
+    """Add `report student|class|school|parent|schema` to the `writech` command."""
     report = commands.add_parser(
         "report",
-        help="learning-diagnosis reports per student, class or school (HTML, JSON, Markdown)",
+        help="learning-diagnosis reports per student, class or school, and a student's "
+        "page for the family (HTML, JSON, Markdown)",
     )
     kinds = report.add_subparsers(required=True, metavar="KIND")
 
@@ -38,7 +41,8 @@ def add_report_command(commands: argparse._SubParsersAction[argparse.ArgumentPar
         dest="start",
         type=_iso_date,
         metavar="DATE",
-        help=f"first day, inclusive (default: {DEFAULT_DAYS} days ending on --to)",
+        help=f"first day, inclusive (default: up to {DEFAULT_DAYS} days ending on --to, "
+        "leaving as many days before them to compare with)",
     )
     common.add_argument(
         "--to",
@@ -49,6 +53,16 @@ def add_report_command(commands: argparse._SubParsersAction[argparse.ArgumentPar
     )
     common.add_argument("--format", choices=FORMATS, default="html", help="default html")
     common.add_argument("--lang", choices=LANGS, default="zh", help="labels: zh (default) or en")
+    common.add_argument(
+        "--subject", help="report on one subject only (e.g. chinese, math, english)"
+    )
+    common.add_argument(
+        "--roster",
+        type=_roster,
+        metavar="CSV",
+        help="names to show for student and class ids: a CSV with a header naming "
+        "student_id,student_name and/or class_id,class_name",
+    )
     common.add_argument(
         "--data-dir", help="where the embedded stores live (default: $WRITECH_DATA_DIR or ./data)"
     )
@@ -76,6 +90,13 @@ def add_report_command(commands: argparse._SubParsersAction[argparse.ArgumentPar
     _add_out(school)
     school.set_defaults(run=_single, kind="school")
 
+    parent = kinds.add_parser(
+        "parent", parents=[common], help="one page for a student's family (A4, plain words)"
+    )
+    parent.add_argument("scope_id", metavar="STUDENT_ID")
+    _add_out(parent)
+    parent.set_defaults(run=_single, kind="parent")
+
     schema = kinds.add_parser("schema", help="print the JSON Schema of the reports' JSON")
     schema.set_defaults(run=_schema)
 
@@ -95,8 +116,19 @@ def _iso_date(text: str) -> date:
         raise argparse.ArgumentTypeError(f"not an ISO date (YYYY-MM-DD): {text!r}") from None
 
 
+def _roster(path: str) -> Roster:
+    try:
+        return parse_roster(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, RosterError) as exc:
+        raise argparse.ArgumentTypeError(f"cannot read the roster {path}: {exc}") from None
+
+
 def _settings(args: argparse.Namespace) -> Settings:
     return Settings.from_env(**({"data_dir": args.data_dir} if args.data_dir else {}))
+
+
+def _options(args: argparse.Namespace, settings: Settings) -> Options:
+    return Options(timezone=settings.timezone, subject=args.subject, roster=args.roster or Roster())
 
 
 def _file_name(kind: Kind, scope_id: str, period: Period, fmt: Format) -> str:
@@ -113,13 +145,14 @@ def _write(text: str, out: str | Path) -> None:
     Path(out).write_text(text, encoding="utf-8")
 
 
-def _with_stores(args: argparse.Namespace, work: Callable[[Stores], int]) -> int:
+def _with_stores(args: argparse.Namespace, work: Callable[[Stores, Options], int]) -> int:
     """Run `work` on the configured stores; a `ReportError` is exit code 1."""
     from writech.reports.service import ReportError, open_stores
 
+    settings = _settings(args)
     try:
-        with open_stores(_settings(args)) as stores:
-            return work(stores)
+        with open_stores(settings) as stores:
+            return work(stores, _options(args, settings))
     except ReportError as exc:
         print(f"writech: {exc}", file=sys.stderr)
         return 1
@@ -136,9 +169,9 @@ def _single(args: argparse.Namespace) -> int:
     from writech.reports.render import render
     from writech.reports.service import make_report, resolve_period
 
-    def work(stores: Stores) -> int:
+    def work(stores: Stores, options: Options) -> int:
         period = resolve_period(stores, args.start, args.end)
-        report = make_report(stores, args.kind, args.scope_id, period)
+        report = make_report(stores, args.kind, args.scope_id, period, options=options)
         out = args.out or (
             _file_name(args.kind, args.scope_id, period, args.format)
             if args.format == "html"
@@ -166,10 +199,10 @@ def _class(args: argparse.Namespace) -> int:
         return 2
     if not _dates_in_order(args):
         return 2
-    return _with_stores(args, lambda stores: _all_classes(stores, args))
+    return _with_stores(args, lambda stores, options: _all_classes(stores, options, args))
 
 
-def _all_classes(stores: Stores, args: argparse.Namespace) -> int:
+def _all_classes(stores: Stores, options: Options, args: argparse.Namespace) -> int:
     from writech.reports.render import render
     from writech.reports.service import class_ids, make_report, resolve_period
 
@@ -183,7 +216,7 @@ def _all_classes(stores: Stores, args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     with _progress(len(ids)) as advance:
         for class_id in ids:
-            report = make_report(stores, "class", class_id, period, now)
+            report = make_report(stores, "class", class_id, period, now, options)
             out = out_dir / _file_name("class", class_id, period, args.format)
             _write(render(report, args.format, args.lang), out)
             advance(class_id)

@@ -1,9 +1,10 @@
 """Reports as JSON, Markdown or one self-contained HTML file.
 
-All three are rendered from the same model instance. HTML uses Jinja2
-templates (writech/reports/templates) with inline CSS and inline pygal SVG
-charts: no script, font or style is fetched from anywhere, so the file can
-be mailed, archived and printed on A4 as it is.
+All three are rendered from the same model instance, by functions from a
+report to a string (`render`), so a web app can serve them as they are.
+HTML uses Jinja2 templates (writech/reports/templates) with inline CSS and
+inline pygal SVG charts: no script, font or style is fetched from anywhere,
+so the file can be mailed, archived and printed on A4 as it is.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import functools
 import math
 import unicodedata
 from collections.abc import Callable, Sequence
-from datetime import date
+from datetime import date, datetime
 from typing import Any, Final
+from zoneinfo import ZoneInfo
 
 import msgspec
 import pygal  # type: ignore[import-untyped]
@@ -22,36 +24,53 @@ from markupsafe import Markup
 from pygal.graph.graph import Graph  # type: ignore[import-untyped]
 from pygal.style import Style  # type: ignore[import-untyped]
 
-from writech.reports import build
 from writech.reports.formats import EXTENSIONS, Format
+from writech.reports.indicators import SCORES
 from writech.reports.labels import (
     ACTIONS,
     AXES,
     ERROR_TYPES,
+    FLAGS,
     INDICATORS,
     SUBJECTS,
     TEXT,
+    TIERS,
     UNITS,
+    ZONES,
     Lang,
 )
 from writech.reports.model import (
     SCHEMA_VERSION,
+    AboveClass,
+    Action,
     AttentionReason,
+    CharacterScore,
+    CharactersImproving,
+    CharactersMastered,
     ClassReport,
+    ContactFamily,
     Declining,
     Distribution,
     FarBelowClass,
+    FlagReason,
+    FullMarks,
     GroupSummary,
-    ImproveIndicator,
+    Improved,
     IndicatorKey,
-    KeepGoing,
-    KnowledgePointErrors,
+    KnowledgePoint,
+    ParentReport,
     Period,
+    PointsMastered,
+    PractiseCharacters,
     PractiseKnowledgePoint,
+    QuestionRef,
+    Reading,
     Report,
     SchoolReport,
+    SteadyPractice,
+    Strength,
     StudentReport,
-    Suggestion,
+    Tier,
     Trend,
 )
 
@@ -60,10 +79,11 @@ FONT_STACK: Final = (
     '"Noto Sans CJK SC", "Source Han Sans SC", "Microsoft YaHei", "PingFang SC", '
     '"Hiragino Sans GB", "WenQuanYi Micro Hei", "Noto Sans", "Helvetica Neue", Arial, sans-serif'
 )
+# Characters shown large, as a teacher writes them on the board.
+KAI_STACK: Final = '"Noto Serif CJK SC", "Source Han Serif SC", "KaiTi", "STKaiti", serif'
 BLUE: Final = "#2563eb"
 GREY: Final = "#94a3b8"
 PALETTE: Final = (BLUE, "#ea580c", "#16a34a", "#9333ea", "#0891b2", "#ca8a04", "#db2777", GREY)
-
 
 _LABEL_FONT_SIZE: Final = 13
 _MARGIN: Final = 12
@@ -115,32 +135,31 @@ def json_schema() -> str:
 
 
 def render(report: Report, fmt: Format, lang: Lang = "zh") -> str:
+    """The report as a document: JSON, Markdown or a self-contained HTML page."""
     if fmt == "json":
         return to_json(report)
-    texts = Texts(lang)
+    texts = Texts(lang, report)
     kind = _kind(report)
     context: dict[str, Any] = {
         "report": report,
-        "t": TEXT[lang],
+        "t": texts.t,
         "f": texts,
+        "rules": texts.rules,
         "kind": kind,
         "version": SCHEMA_VERSION,
-        "rules": {
-            "decline": f"{build.DECLINE_POINTS:g}",
-            "half": build.MIN_EVENTS_PER_HALF,
-            "far": build.MIN_EVENTS_FAR_BELOW,
-            "fence": build.MIN_STUDENTS_FOR_FENCE,
-        },
     }
     if fmt == "html":
         context["charts"] = Charts(texts).of(report)
         context["font_stack"] = Markup(FONT_STACK)
+        context["kai_stack"] = Markup(KAI_STACK)
     return _environment().get_template(f"{kind}.{EXTENSIONS[fmt]}.j2").render(context)
 
 
 def _kind(report: Report) -> str:
     if isinstance(report, StudentReport):
         return "student"
+    if isinstance(report, ParentReport):
+        return "parent"
     return "class" if isinstance(report, ClassReport) else "school"
 
 
@@ -165,27 +184,68 @@ def _markdown_cell(text: object) -> str:
 
 
 _MINUS: Final = "\u2212"
+_TOTALS: Final = frozenset({"study_minutes", "strokes", "characters"})
 
 
 class Texts:
-    """Numbers and names as one language shows them; `None` is always "no data"."""
+    """Numbers, names and sentences as one language shows them, for one report.
 
-    def __init__(self, lang: Lang) -> None:
+    `None` is always "no data" or "too little data", never 0.
+    """
+
+    def __init__(self, lang: Lang, report: Report) -> None:
         self.lang = lang
         self.t = TEXT[lang]
+        self.report = report
+        self.zone = ZoneInfo(report.timezone)
+        # the thresholds, and the report's time zone, as sentence fields
+        self.rules: dict[str, Any] = msgspec.structs.asdict(report.thresholds) | {
+            "timezone": self.zone_name()
+        }
 
-    def indicator(self, key: IndicatorKey, per_student: bool = False) -> str:
-        name = INDICATORS[self.lang][key]
-        totals = key not in {m.key for m in build.MEASURES if m.averaged}
-        return name + self.t["per_student"] if per_student and totals else name
+    # -- names ----------------------------------------------------------------
+
+    def student(self, student_id: str) -> str:
+        return self.report.student_names.get(student_id, student_id)
+
+    def class_name(self, class_id: str) -> str:
+        return self.report.class_names.get(class_id, class_id) or "—"
+
+    def students(self, ids: Sequence[str], limit: int = 12) -> str:
+        """Names, the first `limit` of them, and how many more."""
+        names = self.t["list_separator"].join(self.student(s) for s in ids[:limit])
+        if len(ids) > limit:
+            names += " " + self.t["and_more"].format(count=len(ids) - limit)
+        return names
+
+    def subject(self, name: str | None) -> str:
+        if name is None:
+            return self.t["all_subjects"]
+        return SUBJECTS[self.lang].get(name, name)
+
+    def error_type(self, name: str) -> str:
+        return ERROR_TYPES[self.lang].get(name, name)
+
+    def error_types(self, types: dict[str, int]) -> str:
+        return self.t["list_separator"].join(
+            f"{self.error_type(name)} {count}" for name, count in types.items()
+        )
+
+    def tier(self, tier: Tier) -> str:
+        return TIERS[self.lang][tier]
+
+    # -- numbers --------------------------------------------------------------
+
+    def indicator(self, key: IndicatorKey) -> str:
+        return INDICATORS[self.lang][key]
 
     def unit(self, key: IndicatorKey) -> str:
         return UNITS[self.lang][key]
 
-    def heading(self, key: IndicatorKey, per_student: bool = False) -> str:
+    def heading(self, key: IndicatorKey) -> str:
         """A column heading: the name, and the unit the column's numbers are in."""
         unit = self.unit(key)
-        name = self.indicator(key, per_student)
+        name = self.indicator(key)
         return self.parenthesised(name, unit) if unit else name
 
     def parenthesised(self, text: str, aside: object) -> str:
@@ -195,10 +255,10 @@ class Texts:
         return AXES[self.lang][key]
 
     def number(self, value: float | None, key: IndicatorKey | None = None) -> str:
-        """The value without unit: 1 decimal for scores and speed, whole numbers for totals."""
+        """The value without unit: 1 decimal for averages, whole numbers for totals."""
         if value is None:
             return self.t["no_data"]
-        if key in ("study_minutes", "strokes", "characters"):
+        if key in _TOTALS:
             return f"{value:,.0f}".replace("-", _MINUS)
         return f"{value:.1f}".replace("-", _MINUS)
 
@@ -208,6 +268,16 @@ class Texts:
         if value is None or not unit:
             return text
         return f"{text}{unit}" if unit in ("%", "/100") or self.lang == "zh" else f"{text} {unit}"
+
+    def reading(self, reading: Reading | None, key: IndicatorKey, students: bool = False) -> str:
+        """A value, or why there is none: no data, or too little (and how little)."""
+        if reading is None or reading.evidence == "none":
+            return self.t["no_data"]
+        if reading.value is None:
+            return self.t["too_little_students" if students else "too_little_events"].format(
+                count=reading.count
+            )
+        return self.value(reading.value, key)
 
     def change(self, value: float | None, key: IndicatorKey) -> str:
         if value is None:
@@ -222,56 +292,115 @@ class Texts:
         return "up" if value > 0 else "down"
 
     def rate(self, value: float | None) -> str:
-        return self.t["no_data"] if value is None else f"{value:.1f}%"
+        """A share in percent; None only under an evidence floor."""
+        return self.t["too_little"] if value is None else f"{value:.1f}%"
 
-    def subject(self, name: str) -> str:
-        return SUBJECTS[self.lang].get(name, name)
+    def score(self, value: float) -> str:
+        return f"{value:.1f}"
 
-    def error_type(self, name: str) -> str:
-        return ERROR_TYPES[self.lang].get(name, name)
-
-    def error_types(self, point: KnowledgePointErrors) -> str:
-        return self.t["list_separator"].join(
-            f"{self.error_type(name)} {count}" for name, count in point.error_types.items()
-        )
+    # -- dates and times --------------------------------------------------------
 
     def day(self, day: date) -> str:
         return day.strftime("%m-%d")
 
+    def month_day(self, day: date) -> str:
+        return self.t["month_day"].format(month=day.month, day=day.day, month_name=f"{day:%b}")
+
+    def date_range(self, period: Period) -> str:
+        return self.t["date_range"].format(start=period.start, end=period.end)
+
     def period(self, period: Period) -> str:
         days = self.t["days"].format(days=period.days)
-        return self.parenthesised(f"{period.start.isoformat()} – {period.end.isoformat()}", days)
+        return self.parenthesised(self.date_range(period), days)
 
-    def suggestion(self, suggestion: Suggestion) -> str:
-        if isinstance(suggestion, PractiseKnowledgePoint):
-            return self.t["practise_knowledge_point"].format(
-                subject=self.subject(suggestion.subject),
-                knowledge_point=suggestion.knowledge_point,
-                homework_with_errors=suggestion.homework_with_errors,
-                graded_homework=suggestion.graded_homework,
-                error_rate=self.rate(suggestion.error_rate),
-                class_error_rate=self.rate(suggestion.class_error_rate),
-                main_error_type=self.error_type(suggestion.main_error_type),
+    def local(self, moment: datetime) -> datetime:
+        return moment.astimezone(self.zone)
+
+    def time(self, moment: datetime) -> str:
+        return self.local(moment).strftime("%H:%M")
+
+    def stamp(self, moment: datetime) -> str:
+        """Date and time in the school's time zone, named."""
+        return f"{self.local(moment):%Y-%m-%d %H:%M} {self.zone_name()}"
+
+    def zone_name(self) -> str:
+        return ZONES[self.lang].get(self.report.timezone, self.report.timezone)
+
+    # -- questions and characters ---------------------------------------------
+
+    def question(self, question_id: str) -> str:
+        """q5 as the language numbers questions ("5" in "第 5 题", "Q5"); other ids as they are."""
+        if question_id[:1] == "q" and question_id[1:].isdigit():
+            return self.t["question_each"].format(number=question_id[1:])
+        return question_id
+
+    def questions(self, references: Sequence[QuestionRef], subject: str | None = None) -> str:
+        """Questions grouped by homework, in the order given: by the homework's id, or for
+        a family (given the subject) by the day it was handed in."""
+        by_homework: dict[tuple[str, date], list[str]] = {}
+        for reference in references:
+            by_homework.setdefault((reference.homework_id, reference.date), []).append(
+                self.question(reference.question_id)
             )
-        if isinstance(suggestion, ImproveIndicator):
-            key = suggestion.indicator
-            return self.t["improve_indicator"].format(
-                indicator=self.indicator(key),
-                value=self.value(suggestion.value, key),
-                class_average=self.value(suggestion.class_average, key),
-                previous=self.value(suggestion.previous, key),
-                action=ACTIONS[self.lang][key],
+        return self.t["list_separator"].join(
+            self.t["question_ref"].format(homework_id=homework_id, question=self._join(numbers))
+            if subject is None
+            else self.t["parent_question_ref"].format(
+                date=self.month_day(day),
+                subject=self.subject(subject),
+                question=self._join(numbers),
             )
-        assert isinstance(suggestion, KeepGoing)
-        return self.t["keep_going"]
+            for (homework_id, day), numbers in by_homework.items()
+        )
+
+    def _join(self, items: Sequence[str]) -> str:
+        return self.t["list_separator"].join(items)
+
+    def question_ids(self, question_ids: Sequence[str]) -> str:
+        return self.t["question_number"].format(
+            question=self.t["list_separator"].join(self.question(q) for q in question_ids)
+        )
+
+    def glyphs(self, scores: Sequence[CharacterScore]) -> str:
+        return self._join([self.t["glyph"].format(character=s.character) for s in scores])
+
+    def character_scores(self, scores: Sequence[CharacterScore]) -> str:
+        return self.t["list_separator"].join(
+            self.t["character_score"].format(
+                character=s.character, mean=self.number(s.mean), attempts=s.attempts
+            )
+            for s in scores
+        )
+
+    def character_progress(self, scores: Sequence[CharacterScore]) -> str:
+        return self.t["list_separator"].join(
+            self.t["character_progress"].format(
+                character=s.character,
+                first_half=self.number(s.first_half),
+                second_half=self.number(s.second_half),
+            )
+            for s in scores
+        )
+
+    def flags(self, reasons: Sequence[FlagReason]) -> str:
+        return self.t["list_separator"].join(
+            FLAGS[self.lang][reason].format(**self.rules) for reason in reasons
+        )
+
+    def flag_rules(self) -> str:
+        return self.t["list_separator"].join(
+            text.format(**self.rules) for text in FLAGS[self.lang].values()
+        )
+
+    # -- sentences --------------------------------------------------------------
 
     def reason(self, reason: AttentionReason) -> str:
         if isinstance(reason, Declining):
             key = reason.indicator
             return self.t["declining"].format(
                 indicator=self.indicator(key),
-                first_half=self.value(reason.first_half, key),
-                second_half=self.value(reason.second_half, key),
+                previous=self.value(reason.previous, key),
+                current=self.value(reason.current, key),
                 drop=self.number(reason.drop, key),
             )
         if isinstance(reason, FarBelowClass):
@@ -280,9 +409,123 @@ class Texts:
                 indicator=self.indicator(key),
                 value=self.value(reason.value, key),
                 class_median=self.value(reason.class_median, key),
-                lower_fence=self.value(reason.lower_fence, key),
+                gap=self.number(reason.gap, key),
             )
         return self.t["no_activity"].format(previous_active_days=reason.previous_active_days)
+
+    def action(self, action: Action) -> str:
+        """An action or a suggestion: what to do, with the numbers behind it."""
+        if isinstance(action, ContactFamily):
+            return self.t["contact_family"].format(previous_active_days=action.previous_active_days)
+        if isinstance(action, PractiseKnowledgePoint):
+            return self.t["practise_knowledge_point"].format(
+                subject=self.subject(action.subject),
+                knowledge_point=action.knowledge_point,
+                homework_with_errors=action.homework_with_errors,
+                graded_homework=action.graded_homework,
+                error_rate=self.rate(action.error_rate),
+                class_error_rate=self.rate(action.class_error_rate),
+                main_error_type=self.error_type(action.main_error_type),
+                questions=self.questions(action.questions),
+            )
+        if isinstance(action, PractiseCharacters):
+            return self.t["practise_characters"].format(
+                characters=self.character_scores(action.characters)
+            )
+        key = action.indicator
+        return self.t["improve_indicator"].format(
+            indicator=self.indicator(key),
+            value=self.value(action.value, key),
+            class_median=self.value(action.class_median, key),
+            previous=self.value(action.previous, key),
+            action=ACTIONS[self.lang][key],
+        )
+
+    def strength(self, strength: Strength, parent: bool = False) -> str:
+        """What went well; for a parent, in the plainest words."""
+        prefix = "parent_" if parent else ""
+        if isinstance(strength, AboveClass):
+            key = strength.indicator
+            return self.t[prefix + "above_class"].format(
+                indicator=self.indicator(key),
+                value=self.value(strength.value, key),
+                class_median=self.value(strength.class_median, key),
+            )
+        if isinstance(strength, Improved):
+            key = strength.indicator
+            return self.t[prefix + "improved"].format(
+                indicator=self.indicator(key),
+                value=self.value(strength.value, key),
+                previous=self.value(strength.previous, key),
+            )
+        if isinstance(strength, CharactersMastered):
+            characters = (
+                self.glyphs(strength.characters)
+                if parent
+                else self.character_scores(strength.characters)
+            )
+            return self.t[prefix + "characters_mastered"].format(characters=characters)
+        if isinstance(strength, CharactersImproving):
+            return self.t[prefix + "characters_improving"].format(
+                characters=self.character_progress(strength.characters)
+            )
+        if isinstance(strength, PointsMastered):
+            return self.t[prefix + "points_mastered"].format(
+                points=self._join(
+                    [
+                        self.t[prefix + "point_mastered"].format(
+                            subject=self.subject(p.subject),
+                            knowledge_point=p.knowledge_point,
+                            homework=p.homework,
+                            class_error_rate=self.rate(p.class_error_rate),
+                        )
+                        for p in strength.points
+                    ]
+                )
+            )
+        if isinstance(strength, FullMarks):
+            return self.t[prefix + "full_marks"].format(
+                homework=strength.homework, graded_homework=strength.graded_homework
+            )
+        assert isinstance(strength, SteadyPractice)
+        return self.t[prefix + "steady_practice"].format(
+            active_days=strength.active_days, days=strength.days
+        )
+
+    def practice_title(self, item: PractiseCharacters | PractiseKnowledgePoint) -> str:
+        if isinstance(item, PractiseCharacters):
+            return self.t["parent_characters_title"].format(characters=self.glyphs(item.characters))
+        return self.t["parent_point_title"].format(
+            subject=self.subject(item.subject), knowledge_point=item.knowledge_point
+        )
+
+    def practice_body(self, item: PractiseCharacters | PractiseKnowledgePoint) -> str:
+        if isinstance(item, PractiseCharacters):
+            means = [s.mean for s in item.characters if s.mean is not None]
+            return self.t["parent_characters_body"].format(
+                mean=f"{sum(means) / len(means):.0f}" if means else self.t["no_data"]
+            )
+        return self.t["parent_point_body"].format(
+            homework_with_errors=item.homework_with_errors,
+            graded_homework=item.graded_homework,
+            questions=self.questions(item.questions, item.subject),
+        )
+
+    def parent_facts(self, report: ParentReport) -> str:
+        score = (
+            ""
+            if report.homework_score is None
+            else self.t["parent_score"].format(
+                score=self.value(report.homework_score, "homework_score")
+            )
+        )
+        return self.t["parent_facts"].format(
+            name=self.student(report.student_id),
+            homework_done=report.homework_done,
+            score=score,
+            active_days=report.active_days,
+            characters_written=report.characters_written,
+        )
 
 
 def _wide_text_extra(labels: Sequence[str]) -> int:
@@ -336,12 +579,14 @@ class Charts:
     def of(self, report: Report) -> dict[str, Markup]:
         if isinstance(report, StudentReport):
             return self._student(report)
+        if isinstance(report, ParentReport):
+            return {}
         if isinstance(report, ClassReport):
             charts = self._group(report.summary, "class")
             charts |= {
                 f"histogram_{spread.indicator}": self._histogram(spread)
                 for spread in report.summary.distributions
-                if spread.histogram
+                if spread.histogram and spread.indicator in SCORES
             }
             return charts
         charts = self._group(report.summary, "school")
@@ -361,10 +606,11 @@ class Charts:
             )
             for key in report.trend.values
         }
-        points = report.knowledge_points
+        points = [p for p in report.knowledge_points if p.error_rate is not None]
+        points = points[:KNOWLEDGE_POINT_BARS]
         if points:
             charts["knowledge_points"] = self._bars(
-                [self._point_label(p.subject, p.knowledge_point) for p in points],
+                [self._point_label(p) for p in points],
                 [
                     (self.t["trend_student"], [p.error_rate for p in points]),
                     (self.t["class_error_rate"], [p.class_error_rate for p in points]),
@@ -389,18 +635,14 @@ class Charts:
         )
         active.add(self.t["active_students"], summary.active_students)
         charts["active_students"] = _svg(active)
-        by_rate = summary.knowledge_points[:KNOWLEDGE_POINT_BARS]
-        if by_rate:
-            charts["knowledge_points_by_rate"] = self._bars(
-                [self._point_label(p.subject, p.knowledge_point) for p in by_rate],
-                [(self.t["error_rate"], [p.error_rate for p in by_rate])],
-                self.t["error_rate"] + " (%)",
-            )
-            by_students = sorted(summary.knowledge_points, key=lambda p: -p.students_affected)
-            by_students = by_students[:KNOWLEDGE_POINT_BARS]
-            charts["knowledge_points_by_students"] = self._bars(
-                [self._point_label(p.subject, p.knowledge_point) for p in by_students],
-                [(self.t["students_affected"], [float(p.students_affected) for p in by_students])],
+        points = summary.knowledge_points[:KNOWLEDGE_POINT_BARS]
+        if points:
+            charts["knowledge_points"] = self._bars(
+                [self._point_label(p) for p in points],
+                [
+                    (self.t["students_repeated"], [float(p.students_repeated) for p in points]),
+                    (self.t["students_affected"], [float(p.students_affected) for p in points]),
+                ],
                 self.t["students_unit"],
                 "{:.0f}",
             )
@@ -411,12 +653,12 @@ class Charts:
             pygal.Bar,
             CHART_WIDE,
             title=self.t["class_scores"],
-            y_title=self.t["score"] + " / " + AXES[self.texts.lang]["writing_quality"],
+            y_title=self.t["score"] + " (%)",
             range=(0, 100),
             x_label_rotation=-30 if len(report.classes) > 8 else 0,
         )
-        chart.x_labels = [c.class_id for c in report.classes]
-        for key in build.SCORES:
+        chart.x_labels = [self.texts.class_name(c.class_id) for c in report.classes]
+        for key in SCORES:
             chart.add(self.texts.indicator(key), [c.values[key] for c in report.classes])
         return _svg(chart)
 
@@ -431,17 +673,16 @@ class Charts:
     def _trend(
         self, key: IndicatorKey, trend: Trend, series: Sequence[tuple[str, Trend]]
     ) -> Markup:
-        scores = key in build.SCORES
         chart = self._chart(
             pygal.Line,
             CHART_SMALL,
             _VERSUS,
-            title=self.texts.indicator(key, per_student=len(series) == 1),
+            title=self.texts.indicator(key),
             y_title=self.texts.axis(key),
             allow_interruptions=True,
             dots_size=3,
             show_legend=len(series) > 1,
-            **({"range": (0, 100)} if scores else {"include_x_axis": True}),
+            **({"range": (0, 100)} if key in SCORES else {"include_x_axis": True}),
             **self._date_axis(trend.dates),
         )
         for index, (name, values) in enumerate(series):
@@ -491,5 +732,5 @@ class Charts:
             chart.add(name, values[::-1])
         return _svg(chart)
 
-    def _point_label(self, subject: str, knowledge_point: str) -> str:
-        return f"{self.texts.subject(subject)} · {knowledge_point}"
+    def _point_label(self, point: KnowledgePoint) -> str:
+        return f"{self.texts.subject(point.subject)} · {point.knowledge_point}"

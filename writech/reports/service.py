@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -9,18 +10,19 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Final, Literal
 
 from writech.reports import build, queries
+from writech.reports.build import DEFAULT_OPTIONS, Options
 from writech.reports.model import DEFAULT_DAYS, Period, Report
 from writech.reports.rows import Scope
 from writech.reports.wrong_answers import WrongAnswers, open_wrong_answers
 from writech.settings import Settings
-from writech.sinks import ClickHouse
-from writech.stores import open_clickhouse
+from writech.stores.base import ClickHouse, open_clickhouse
 
-Kind = Literal["student", "class", "school"]
+Kind = Literal["student", "class", "school", "parent"]
 SCOPES: Final[dict[Kind, Scope]] = {
     "student": "student_id",
     "class": "class_id",
     "school": "school_id",
+    "parent": "student_id",
 }
 
 
@@ -47,35 +49,56 @@ def open_stores(settings: Settings) -> Iterator[Stores]:
         clickhouse.close()
 
 
+def default_period(span: Period, end: date) -> Period:
+    """The period ending on `end` when none is asked for.
+
+    A week, when the data hold a week before it to compare with; otherwise
+    the later half of the days stored up to `end`, so that the previous
+    period (the earlier half) has data too.
+    """
+    stored = max(1, (end - span.start).days + 1)
+    days = min(DEFAULT_DAYS, math.ceil(stored / 2))
+    return Period(end - timedelta(days=days - 1), end)
+
+
 def resolve_period(stores: Stores, start: date | None, end: date | None) -> Period:
-    """The period asked for; `end` defaults to the newest date stored, `start` to a week before."""
-    if end is None:
-        end = queries.newest_date(stores.clickhouse)
-        if end is None:
-            raise ReportError("the store holds no daily statistics yet (check --data-dir)")
-    if start is None:
-        start = end - timedelta(days=DEFAULT_DAYS - 1)
+    """The period asked for; what is not asked for follows `default_period`."""
+    span = queries.date_span(stores.clickhouse)
+    if span is None:
+        raise ReportError("the store holds no daily statistics yet (check --data-dir)")
+    end = end or span.end
+    start = start or default_period(span, end).start
     if start > end:
         raise ReportError(f"--from {start} is after --to {end}")
     return Period(start, end)
 
 
 def make_report(
-    stores: Stores, kind: Kind, scope_id: str, period: Period, now: datetime | None = None
+    stores: Stores,
+    kind: Kind,
+    scope_id: str,
+    period: Period,
+    now: datetime | None = None,
+    options: Options = DEFAULT_OPTIONS,
 ) -> Report:
-    """The report of one student, class or school; `ReportError` if the id is unknown."""
+    """The report of one student, class or school, or a student's parent page.
+
+    `ReportError` if the id is unknown.
+    """
     scope = SCOPES[kind]
     now = now or datetime.now(UTC)
     member = queries.membership(stores.clickhouse, scope, scope_id, period.end)
     if member is None:
-        raise ReportError(f"unknown {kind} {scope_id!r}: no daily statistics mention it")
-    if kind == "student":
+        who = "student" if kind == "parent" else kind
+        raise ReportError(f"unknown {who} {scope_id!r}: no daily statistics mention it")
+    if kind in ("student", "parent"):
         data = queries.student_data(stores.clickhouse, stores.wrong_answers, member, period)
-        return build.build_student_report(data, now)
+        report = build.build_student_report(data, now, options)
+        return build.build_parent_report(report) if kind == "parent" else report
     group = queries.group_data(stores.clickhouse, stores.wrong_answers, scope, scope_id, period)
     if kind == "class":
-        return build.build_class_report(scope_id, member.school_id, group, now)
-    return build.build_school_report(scope_id, group, now)
+        return build.build_class_report(scope_id, member.school_id, group, now, options)
+    return build.build_school_report(scope_id, group, now, options)
 
 
 def class_ids(stores: Stores, period: Period) -> list[str]:

@@ -12,20 +12,19 @@ from __future__ import annotations
 from typing import Any, Final, Protocol, get_args
 
 from writech.reports.model import Period
-from writech.reports.rows import ErrorTypeCount, KnowledgePointCount, Scope
+from writech.reports.rows import QuestionError, Scope
 from writech.settings import Settings
 
-_KNOWLEDGE_POINTS: Final = """\
-SELECT student_id, subject, knowledge_point, COUNT(*), COUNT(DISTINCT event_id)
+# One row per wrong question (a question listed twice in one submission
+# comes once, with `listed` = 2); errors without a question id stay apart.
+_QUESTION_ERRORS: Final = """\
+SELECT event_id, student_id, homework_id, subject, question_id, knowledge_point, error_type,
+       MIN(position), COUNT(*)
 FROM error_record
 WHERE {column} = {p} AND date BETWEEN {p} AND {p}
-GROUP BY student_id, subject, knowledge_point"""
-
-_ERROR_TYPES: Final = """\
-SELECT subject, knowledge_point, error_type, COUNT(*)
-FROM error_record
-WHERE {column} = {p} AND date BETWEEN {p} AND {p}
-GROUP BY subject, knowledge_point, error_type"""
+GROUP BY event_id, student_id, homework_id, subject, question_id, knowledge_point, error_type,
+         CASE WHEN question_id = '' THEN position ELSE -1 END
+ORDER BY event_id, question_id, knowledge_point, error_type, MIN(position)"""
 
 
 class _Cursor(Protocol):
@@ -55,18 +54,11 @@ class WrongAnswers:
         cursor.execute(sql, (scope_id, period.start.isoformat(), period.end.isoformat()))
         return list(cursor.fetchall())
 
-    def knowledge_points(
-        self, scope: Scope, scope_id: str, period: Period
-    ) -> list[KnowledgePointCount]:
-        """Per student and knowledge point: wrong answers, and graded homework holding them."""
+    def question_errors(self, scope: Scope, scope_id: str, period: Period) -> list[QuestionError]:
+        """The scope's wrong questions in the period, per submission, knowledge point and type."""
         return [
-            KnowledgePointCount(*row)
-            for row in self._fetch(_KNOWLEDGE_POINTS, scope, scope_id, period)
+            QuestionError(*row) for row in self._fetch(_QUESTION_ERRORS, scope, scope_id, period)
         ]
-
-    def error_types(self, scope: Scope, scope_id: str, period: Period) -> list[ErrorTypeCount]:
-        """Wrong answers per knowledge point and error type, over the whole scope."""
-        return [ErrorTypeCount(*row) for row in self._fetch(_ERROR_TYPES, scope, scope_id, period)]
 
     def close(self) -> None:
         self._connection.close()
@@ -75,17 +67,17 @@ class WrongAnswers:
 def open_wrong_answers(settings: Settings) -> WrongAnswers:
     """The configured `error_record` store; the caller closes it."""
     if settings.mysql_url:
-        return WrongAnswers(_mysql_connection(settings.mysql_url), "%s")
-    from writech.sinks.sqlite import connect
+        return WrongAnswers(_mysql_connection(settings), "%s")
+    from writech.stores.sqlite import connect
 
     return WrongAnswers(connect(settings.sqlite_path), "?")
 
 
-def _mysql_connection(url: str) -> _Connection:
-    """A PyMySQL connection from the URL the MySQL sink takes."""
+def _mysql_connection(settings: Settings) -> _Connection:
+    """A PyMySQL connection to the configured MySQL store."""
     import pymysql
 
-    from writech.sinks.mysql import connect_arguments
+    from writech.stores.mysql import connect_arguments
 
-    connection: _Connection = pymysql.connect(**connect_arguments(url))
+    connection: _Connection = pymysql.connect(**connect_arguments(settings))
     return connection
