@@ -13,9 +13,16 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-# The main job: replay the bundled sample into ./data (embedded chDB + SQLite).
+# The main job: replay the bundled sample into ./data (embedded chDB + SQLite; the
+# same dataflow as `python -m bytewax.run dataflow`, with its closing summary),
+# then write what the product is for: a class's diagnosis report and one student's
+# page for the family, from the sample's roster of names.
+SAMPLE := writech/sample
 run: setup
-	$(BIN)/python -m bytewax.run dataflow
+	$(BIN)/writech replay $(SAMPLE)/events.jsonl.gz --data-dir data
+	@mkdir -p data/reports
+	$(BIN)/writech report class class-0000 --data-dir data --roster $(SAMPLE)/roster.csv --out data/reports/class-0000.html
+	$(BIN)/writech report parent stu-000012 --data-dir data --roster $(SAMPLE)/roster.csv --out data/reports/parent-stu-000012.html
 
 # The whole suite: lint, types, and every test against real services.
 test: setup services lint

@@ -67,7 +67,7 @@ class Thresholds(Struct, frozen=True, kw_only=True):
     far_below_points: float = 20.0  # under the class median by this much
     min_students_far_below: int = 5  # students with a value, for "below the class" to mean much
     # 拔高: homework score at least this, and no reason for attention.
-    stretch_score: float = 90.0
+    stretch_score: float = 95.0
     # Re-teaching next week: a knowledge point at least this many students err on
     # repeatedly, a character at least this many students are weak on.
     min_students_reteach: int = 3
