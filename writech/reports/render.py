@@ -215,7 +215,7 @@ class Texts:
         """Names, the first `limit` of them, and how many more."""
         names = self.t["list_separator"].join(self.student(s) for s in ids[:limit])
         if len(ids) > limit:
-            names += " " + self.t["and_more"].format(count=len(ids) - limit)
+            names += " " + self.t["and_more"].format(count=len(ids) - limit, total=len(ids))
         return names
 
     def subject(self, name: str | None) -> str:
