@@ -55,7 +55,6 @@ POINTS_PER_ITEM: Final = 3  # knowledge points named in one strength
 MAX_SUGGESTIONS: Final = 5
 MAX_STRENGTHS: Final = 5
 KNOWLEDGE_POINT_SUGGESTIONS: Final = 2
-STEADY_PRACTICE_SHARE: Final = 0.7  # active on this share of the period's days
 TIERS: Final[tuple[Tier, ...]] = ("support", "steady", "stretch", "insufficient")
 # A student's stroke-order score from one week to the next depends on which
 # characters the lessons practised: no decline is read from it.
@@ -335,7 +334,7 @@ def strengths(
         [FullMarks(homework=full_marks, graded_homework=graded_homework)] if full_marks else [],
         improved,
         [SteadyPractice(active_days=active_days, days=period.days)]
-        if active_days >= max(2, math.ceil(STEADY_PRACTICE_SHARE * period.days))
+        if active_days >= max(2, math.ceil(limits.steady_practice_share * period.days))
         else [],
     ]
     return _round_robin(kinds)[:MAX_STRENGTHS]

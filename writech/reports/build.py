@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final, Protocol, TypeVar
+from typing import Any, Final, TypeVar
 from zoneinfo import ZoneInfo
 
 from writech.reports import advice
@@ -56,7 +56,7 @@ from writech.reports.model import (
     Tier,
 )
 from writech.reports.roster import Roster
-from writech.reports.rows import CharacterDay, ExamScore, GroupData, Rows, StudentData
+from writech.reports.rows import ExamScore, GroupData, Rows, StudentData
 from writech.schema import HomeworkResult
 
 CHINESE: Final = "chinese"  # the subject of stroke-order, OCR and writing-quality events
@@ -186,30 +186,27 @@ def _student_exams(
 # -- groups ---------------------------------------------------------------------
 
 
-class _OfStudent(Protocol):
-    @property
-    def student_id(self) -> str: ...
+Row = TypeVar("Row")
 
 
-Row = TypeVar("Row", bound=_OfStudent)
-
-
-def _split_rows(rows: Iterable[Row], class_of: Mapping[str, str]) -> dict[str, list[Row]]:
-    parts: dict[str, list[Row]] = defaultdict(list)
+def _grouped(rows: Iterable[Row], key: Callable[[Row], str | None]) -> dict[str, list[Row]]:
+    """The rows by key; a row whose key is None is left out."""
+    groups: dict[str, list[Row]] = defaultdict(list)
     for row in rows:
-        if (class_id := class_of.get(row.student_id)) is not None:
-            parts[class_id].append(row)
-    return parts
+        if (name := key(row)) is not None:
+            groups[name].append(row)
+    return groups
 
 
 def _split(rows: Rows, class_of: Mapping[str, str]) -> dict[str, Rows]:
     """The rows of each class, by the class its students were last seen in."""
-    daily = _split_rows(rows.daily, class_of)
-    homework = _split_rows(rows.homework, class_of)
-    errors = _split_rows(rows.errors, class_of)
-    characters = _split_rows(rows.characters, class_of)
-    legibility = _split_rows(rows.legibility, class_of)
-    exams = _split_rows(rows.exams, class_of)
+
+    def by_class(part: Iterable[Any]) -> dict[str, list[Any]]:
+        return _grouped(part, lambda row: class_of.get(row.student_id))
+
+    daily, homework, errors = by_class(rows.daily), by_class(rows.homework), by_class(rows.errors)
+    characters, legibility = by_class(rows.characters), by_class(rows.legibility)
+    exams = by_class(rows.exams)
     return {
         class_id: Rows(
             daily=daily[class_id],
@@ -221,13 +218,6 @@ def _split(rows: Rows, class_of: Mapping[str, str]) -> dict[str, Rows]:
         )
         for class_id in sorted(set(class_of.values()))
     }
-
-
-def _by_student(days: Iterable[CharacterDay]) -> dict[str, list[CharacterDay]]:
-    found: dict[str, list[CharacterDay]] = defaultdict(list)
-    for day in days:
-        found[day.student_id].append(day)
-    return found
 
 
 @dataclass(frozen=True)
@@ -243,7 +233,7 @@ def _class_advice(
     readings = group_readings(members.values(), period, limits)
     homework = Homework(rows.homework, rows.errors, period, limits)
     rates = class_rates(homework.group_points())
-    characters = _by_student(rows.characters)
+    characters = _grouped(rows.characters, lambda day: day.student_id)
     pupils = [
         advice.Pupil(
             student_id=student_id,

@@ -71,6 +71,8 @@ class Thresholds(Struct, frozen=True, kw_only=True):
     # Re-teaching next week: a knowledge point at least this many students err on
     # repeatedly, a character at least this many students are weak on.
     min_students_reteach: int = 3
+    # A strength: practice on at least this share of the period's days.
+    steady_practice_share: float = 0.7
     # A gap worth a suggestion or a strength: points for scores, a share for speed.
     notable_points: float = 5.0
     notable_speed_share: float = 0.10
