@@ -109,7 +109,7 @@ class Aggregation:
     """The product's shard, decode and aggregate steps as plain calls, state in `shards`."""
 
     def __init__(self) -> None:
-        from writech.flow import split_by_shard  # imports Bytewax: not for every mode
+        from writech.shards import split_by_shard  # imports Bytewax: not for every mode
 
         self.settings = settings = Settings()
         self.decoder = EventDecoder(settings.tz, settings.future_skew, settings.max_message_bytes)
@@ -236,7 +236,7 @@ def module(name: str, preload: list[str], args: list[str]) -> dict[str, Any]:
 def count() -> dict[str, Any]:
     """Rows per ClickHouse table (read with FINAL) in the store `WRITECH_*` configures."""
     from writech.schema import CLICKHOUSE_TABLES, DATABASE
-    from writech.stores import open_clickhouse
+    from writech.stores.base import open_clickhouse
 
     store = open_clickhouse(Settings.from_env())
     try:

@@ -37,9 +37,9 @@ DOCS = REPO / "docs"
 MIB = 1024 * 1024
 
 # What each product configuration imports anyway, loaded before its clock starts.
-_EMBEDDED = "writech.flow,writech.sinks.chdb,writech.sinks.sqlite"
-_SERVERS = "writech.flow,writech.sinks.clickhouse,writech.sinks.mysql"
-_KAFKA = "writech.sources.kafka,writech.sinks.kafka,bytewax.connectors.kafka"
+_EMBEDDED = "writech.flow,writech.stores.chdb,writech.stores.sqlite"
+_SERVERS = "writech.flow,writech.stores.clickhouse,writech.stores.mysql"
+_KAFKA = "writech.sources.kafka,writech.stores.kafka,bytewax.connectors.kafka"
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from urllib.parse import quote
 import pytest
 
 from writech.flow import FLOW_ID
-from writech.sinks.chdb import open_store
+from writech.stores.chdb import open_store
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -29,6 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 TABLE_QUERIES = {
     "student_daily_stats": "SELECT * FROM writech.student_daily_stats FINAL ORDER BY student_id, date, subject",
     "analytics_metrics": "SELECT * FROM writech.analytics_metrics FINAL ORDER BY student_id, metric_id",
+    "homework_result": "SELECT * FROM writech.homework_result FINAL ORDER BY student_id, event_id",
     "dead_letter": "SELECT * FROM writech.dead_letter FINAL ORDER BY origin, partition, offset",
 }
 
@@ -60,7 +61,9 @@ def read_tables(data_dir: Path) -> dict[str, list[dict[str, Any]]]:
         connection.row_factory = sqlite3.Row
         tables["error_record"] = [
             dict(row)
-            for row in connection.execute("SELECT * FROM error_record ORDER BY event_id, position")
+            for row in connection.execute(
+                "SELECT * FROM error_record ORDER BY student_id, event_id, position"
+            )
         ]
     return tables
 
@@ -274,7 +277,7 @@ def snapshots(recovery: Path, step: str) -> dict[str, Any]:
 def read_positions(recovery: Path) -> dict[str, Any]:
     """The input positions a resume from `recovery` starts at, per input partition:
     (byte offset, line number) per file, the next offset per Kafka partition."""
-    return snapshots(recovery, "read")
+    return {key: state.position for key, state in snapshots(recovery, "read").items()}
 
 
 # Small source batches and frequent flushes: many epochs and many small inserts, so
@@ -285,7 +288,13 @@ CHURN = {
     "WRITECH_FLUSH_INTERVAL": "0.05",
     "WRITECH_SINK_BATCH_ROWS": "500",
 }
-TABLES = ("student_daily_stats", "analytics_metrics", "error_record", "dead_letter")
+TABLES = (
+    "student_daily_stats",
+    "analytics_metrics",
+    "homework_result",
+    "error_record",
+    "dead_letter",
+)
 
 
 def init_recovery_store(folder: Path) -> Path:

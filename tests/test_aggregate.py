@@ -14,11 +14,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests import reference
+from tests import reference, rows
 from tests.cases import message
 from writech.aggregate import Shard, ShardOutput
 from writech.events import Event, EventDecoder
-from writech.schema import DailyStats
+from writech.schema import DailyStats, StatsRow
 
 decoder = EventDecoder(ZoneInfo("Asia/Shanghai"))
 
@@ -28,11 +28,11 @@ def decode(raws: list[bytes]) -> list[Event]:
 
 
 def final_table(
-    outputs: list[ShardOutput], leftovers: list[DailyStats]
+    outputs: list[ShardOutput], leftovers: list[StatsRow]
 ) -> dict[tuple[str, date, str], DailyStats]:
     """What a ReplacingMergeTree(version) read with FINAL holds after these writes."""
     table: dict[tuple[str, date, str], DailyStats] = {}
-    for row in [row for out in outputs for row in out.stats] + leftovers:
+    for row in rows.stats([row for out in outputs for row in out.stats] + leftovers):
         key = (row.student_id, row.date, row.subject)
         if key not in table or row.version >= table[key].version:
             table[key] = row
@@ -212,10 +212,10 @@ def test_dates_past_retention_are_flushed_then_evicted() -> None:
     assert shard.retained_rows == 1
     assert shard.retained_event_ids == 2
     out = shard.apply(decode([day_event(9, event_id="c")]))  # 8 days on: day 1 goes
-    assert [(row.date, row.login_count) for row in out.stats] == [(date(2026, 9, 1), 2)]
+    assert [(row.date, row.login_count) for row in rows.stats(out.stats)] == [(date(2026, 9, 1), 2)]
     assert shard.retained_rows == 1
     assert shard.retained_event_ids == 1
-    assert [row.date for row in shard.flush()] == [date(2026, 9, 9)]
+    assert [row.date for row in rows.stats(shard.flush())] == [date(2026, 9, 9)]
 
 
 def test_event_for_an_evicted_date_is_dead_lettered_too_late() -> None:
@@ -225,7 +225,7 @@ def test_event_for_an_evicted_date_is_dead_lettered_too_late() -> None:
     late = decode([day_event(1, event_id="late")])
     out = shard.apply(late)
     assert out.processed == 0
-    (letter,) = out.dead_letters
+    (letter,) = rows.dead_letters(out.dead_letters)
     assert (letter.reason, letter.event_id, letter.raw) == (
         "too_late",
         "late",
@@ -290,7 +290,7 @@ def test_daily_totals_survive_flushes() -> None:
     table, outputs = run(events, chunks=[1, 1, 1], flush_after={0, 1, 2})
     (row,) = table.values()
     assert row.stroke_count_total == 60
-    assert [r.stroke_count_total for out in outputs for r in out.stats] == [10, 30, 60]
+    assert [r.stroke_count_total for out in outputs for r in rows.stats(out.stats)] == [10, 30, 60]
 
 
 def test_scores_are_normalised_by_total_score() -> None:
@@ -305,7 +305,7 @@ def test_scores_are_normalised_by_total_score() -> None:
     out = Shard().apply(
         decode([message("exam_score", {"score": 135, "total_score": 150, "subject": "math"})])
     )
-    assert out.metrics[0].metric_value == pytest.approx(90)
+    assert rows.metrics(out.metrics)[0].metric_value == pytest.approx(90)
 
 
 def test_logins_and_ocr_characters_are_counted() -> None:
@@ -348,13 +348,14 @@ def test_error_records_and_knowledge_points() -> None:
     )
     shard = Shard()
     out = shard.apply(decode([raw]))
-    assert [(e.position, e.knowledge_point, e.question_id) for e in out.errors] == [
+    records = rows.errors(out.errors)
+    assert [(e.position, e.knowledge_point, e.question_id) for e in records] == [
         (0, "笔顺", "q1"),
         (2, "拼音", "q3"),
         (3, "笔顺", "q4"),
     ]
-    assert len({e.record_key for e in out.errors}) == 3
-    (row,) = shard.flush()
+    assert len({e.record_key for e in records}) == 3
+    (row,) = rows.stats(shard.flush())
     assert (row.error_count, row.error_knowledge_points) == (3, ["拼音", "笔顺"])
 
 
@@ -380,7 +381,7 @@ def test_metric_rows_carry_the_event_id_and_local_date() -> None:
         timestamp="2026-09-02T17:00:00Z",
         event_id="m-1",
     )
-    (metric,) = Shard().apply(decode([raw])).metrics
+    (metric,) = rows.metrics(Shard().apply(decode([raw])).metrics)
     assert (metric.metric_id, metric.metric_type, metric.metric_value, metric.dimension) == (
         "m-1",
         "stroke_count",
@@ -400,7 +401,9 @@ def test_a_resent_event_with_a_corrected_clock_counts_once_on_its_first_date() -
     corrected = day_event(3, "grade_result", event_id="hw-1")
     out = shard.apply(decode([first, corrected]))
     assert (out.processed, out.duplicates) == (1, 1)
-    assert [(row.date, row.homework_completed) for row in shard.flush()] == [(date(2026, 9, 2), 1)]
+    assert [(row.date, row.homework_completed) for row in rows.stats(shard.flush())] == [
+        (date(2026, 9, 2), 1)
+    ]
     later = shard.apply(decode([day_event(4, "grade_result", event_id="hw-1")]))
     assert (later.processed, later.duplicates) == (0, 1)
     assert shard.flush() == []
@@ -432,16 +435,16 @@ def test_one_event_id_of_two_students_is_two_events_in_every_output() -> None:
     ]
     out = shard.apply(decode(raws))
     assert out.processed == 4
-    assert len({record.record_key for record in out.errors}) == 2
-    assert {(m.student_id, m.metric_id) for m in out.metrics} == {
+    assert len({record.record_key for record in rows.errors(out.errors)}) == 2
+    assert {(m.student_id, m.metric_id) for m in rows.metrics(out.metrics)} == {
         ("stu-a", "shared-exam"),
         ("stu-b", "shared-exam"),
     }
-    assert {(h.student_id, h.event_id) for h in out.homework} == {
+    assert {(h.student_id, h.event_id) for h in rows.homework(out.homework)} == {
         ("stu-a", "shared"),
         ("stu-b", "shared"),
     }
-    assert sorted(row.error_count for row in shard.flush() if row.error_count) == [1, 1]
+    assert sorted(row.error_count for row in rows.stats(shard.flush()) if row.error_count) == [1, 1]
 
 
 def test_identity_state_survives_a_snapshot() -> None:
@@ -473,7 +476,7 @@ def test_means_are_the_correctly_rounded_true_mean_in_any_order(
             for i, v in enumerate(order)
         ]
         shard.apply(decode(raws))
-        (row,) = shard.flush()
+        (row,) = rows.stats(shard.flush())
         return row.writing_speed_avg
 
     exact = float(sum(map(Fraction, values)) / len(values))
@@ -493,5 +496,5 @@ def test_a_mean_below_a_millionth_is_not_zero() -> None:
             ]
         )
     )
-    (row,) = shard.flush()
+    (row,) = rows.stats(shard.flush())
     assert row.writing_speed_avg == float(Fraction(4e-7) / 2 + Fraction(2e-7) / 2)

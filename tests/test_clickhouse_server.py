@@ -8,7 +8,6 @@ import subprocess
 import threading
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -17,12 +16,26 @@ from tests.services.tls import self_signed_certificate
 from writech.aggregate import Shard
 from writech.events import EventDecoder, RawBatch, dead_letter
 from writech.generate import generate
-from writech.schema import ANALYTICS_METRICS, DEAD_LETTER, STUDENT_DAILY_STATS, DeadLetter, Table
+from writech.rows import TableRows
+from writech.schema import (
+    ANALYTICS_METRICS,
+    DEAD_LETTER,
+    STUDENT_DAILY_STATS,
+    DeadLetterRow,
+    Table,
+)
 from writech.settings import Settings, SettingsError
-from writech.sinks import chdb
-from writech.sinks.clickhouse import ClickHouseError, insert_token, open_store
+from writech.stores import chdb
+from writech.stores.clickhouse import ClickHouseError, ClickHouseServerStore, insert_token
+from writech.stores.clickhouse import open_store as open_server_store
 
 pytestmark = pytest.mark.services
+
+
+def open_store(url: str, deadline: float = 30.0) -> ClickHouseServerStore:
+    """The server store at `url`, giving up after `deadline` seconds of failures."""
+    return open_server_store(Settings(clickhouse_url=url, store_deadline=deadline, store_timeout=5))
+
 
 HOSTILE = [
     "'; DROP TABLE x; --",
@@ -33,7 +46,7 @@ HOSTILE = [
 ]
 
 
-def _rows() -> dict[Table, list[Any]]:
+def _rows() -> dict[Table, TableRows]:
     """Rows of every table, as the pipeline makes them from generated events."""
     messages = list(generate(events=1500, students=40, days=3, malformed=0.05, seed=5))
     messages += [b"{" + text.encode() for text in HOSTILE]  # dead letters with hostile raw bytes
@@ -41,7 +54,11 @@ def _rows() -> dict[Table, list[Any]]:
     events, dead = EventDecoder(Settings().tz).decode_batch(batch, now=2e9)
     shard = Shard()
     metrics = shard.apply(events).metrics
-    return {STUDENT_DAILY_STATS: shard.flush(), ANALYTICS_METRICS: metrics, DEAD_LETTER: dead}
+    return {
+        STUDENT_DAILY_STATS: TableRows.from_rows(STUDENT_DAILY_STATS, shard.flush()),
+        ANALYTICS_METRICS: TableRows.from_rows(ANALYTICS_METRICS, metrics),
+        DEAD_LETTER: TableRows.from_rows(DEAD_LETTER, dead),
+    }
 
 
 QUERIES = {
@@ -51,8 +68,12 @@ QUERIES = {
 }
 
 
-def _dead_letters(count: int) -> list[DeadLetter]:
+def _dead_letter_rows(count: int) -> list[DeadLetterRow]:
     return [dead_letter("t", 0, n, b"raw %d" % n, "bad_json", "m") for n in range(count)]
+
+
+def _dead_letters(count: int) -> TableRows:
+    return TableRows.from_rows(DEAD_LETTER, _dead_letter_rows(count))
 
 
 def _count(server: ClickHouseServer, table: str) -> int:
@@ -63,13 +84,13 @@ def _count(server: ClickHouseServer, table: str) -> int:
 def test_reads_like_the_embedded_store(clickhouse_server: ClickHouseServer, tmp_path: Path) -> None:
     """Same rows in, same dicts out: report code works on either store."""
     rows = _rows()
-    assert all(rows.values())
+    assert all(map(len, rows.values()))
     server = open_store(clickhouse_server.url)
     embedded = chdb.open_store(tmp_path / "chdb")
     try:
-        for table, table_rows in rows.items():
-            server.insert(table, table_rows)
-            embedded.insert(table, table_rows)
+        for table_rows in rows.values():
+            server.insert(table_rows)
+            embedded.insert(table_rows)
         for table, sql in QUERIES.items():
             assert server.query(sql) == embedded.query(sql), table.name
         by_day = (
@@ -94,14 +115,14 @@ def test_a_retried_insert_is_not_duplicated(
 ) -> None:
     """Rejected inserts, or ones whose answer was lost after they were written, are retried;
     the content-derived token makes the server drop the repeats."""
-    store = open_store(clickhouse_server.url, first_backoff=0.05)
+    store = open_store(clickhouse_server.url)
     letters = _dead_letters(500)
     clickhouse_server.fail_next_inserts(3, after_commit=after_commit)
-    with caplog.at_level(logging.WARNING, logger="writech.sinks.retry"):
-        store.insert(DEAD_LETTER, letters)
+    with caplog.at_level(logging.WARNING, logger="writech.stores.retry"):
+        store.insert(letters)
     store.close()
     assert _count(clickhouse_server, "dead_letter") == 500
-    assert "insert into dead_letter failed (attempt 1 of 6)" in caplog.text
+    assert "insert into dead_letter failed (attempt 1)" in caplog.text
 
 
 def test_the_fixture_loses_answers_after_writing(clickhouse_server: ClickHouseServer) -> None:
@@ -132,27 +153,33 @@ def test_the_fixture_honours_the_deduplication_token(clickhouse_server: ClickHou
 
 
 def test_the_token_is_the_content() -> None:
-    letters = _dead_letters(3)
-    assert insert_token(DEAD_LETTER, letters) == insert_token(DEAD_LETTER, list(letters))
-    assert insert_token(DEAD_LETTER, letters) != insert_token(DEAD_LETTER, letters[:2])
-    assert insert_token(DEAD_LETTER, letters) != insert_token(ANALYTICS_METRICS, letters)
+    letters = _dead_letter_rows(3)
+
+    def token(table: Table, rows: list[DeadLetterRow]) -> str:
+        return insert_token(TableRows.from_rows(table, rows))
+
+    assert token(DEAD_LETTER, letters) == token(DEAD_LETTER, list(letters))
+    assert token(DEAD_LETTER, letters) != token(DEAD_LETTER, letters[:2])
+    assert token(DEAD_LETTER, letters) != token(ANALYTICS_METRICS, letters)
 
 
-def test_retries_are_bounded(clickhouse_server: ClickHouseServer) -> None:
-    store = open_store(clickhouse_server.url, attempts=3, first_backoff=0.05)
-    clickhouse_server.fail_next_inserts(5)
-    with pytest.raises(ClickHouseError, match=r"insert into dead_letter failed 3 times.*241"):
-        store.insert(DEAD_LETTER, _dead_letters(1))
+def test_retries_are_bounded_in_time(clickhouse_server: ClickHouseServer) -> None:
+    store = open_store(clickhouse_server.url, deadline=6.5)
+    clickhouse_server.fail_next_inserts(1000)
+    with pytest.raises(
+        ClickHouseError, match=r"insert into dead_letter failed \d+ time\(s\) over \d+ s.*241"
+    ):
+        store.insert(_dead_letters(1))
     store.close()
 
 
 def test_an_outage_is_ridden_out(clickhouse_server: ClickHouseServer) -> None:
-    store = open_store(clickhouse_server.url, first_backoff=0.2)
+    store = open_store(clickhouse_server.url)
     clickhouse_server.stop()
     restart = threading.Timer(1.0, clickhouse_server.start)
     restart.start()
     try:
-        store.insert(DEAD_LETTER, _dead_letters(10))  # refused until the server is back
+        store.insert(_dead_letters(10))  # refused until the server is back
     finally:
         restart.join()
     store.close()
@@ -164,8 +191,8 @@ def test_a_server_that_stays_down_fails_after_the_last_attempt(
 ) -> None:
     url = clickhouse_server.url
     clickhouse_server.stop()
-    with pytest.raises(ClickHouseError, match="connect failed 2 times") as failure:
-        open_store(url, attempts=2, first_backoff=0.05)
+    with pytest.raises(ClickHouseError, match=r"connect failed \d+ time\(s\)") as failure:
+        open_store(url, deadline=6)
     assert clickhouse_server.password not in str(failure.value)
 
 
@@ -173,7 +200,7 @@ def test_bad_credentials_fail_at_once_without_the_password(
     clickhouse_server: ClickHouseServer,
 ) -> None:
     wrong = "Wr0ng-secret"
-    # "connect failed: ", not "connect failed 6 times": no retry
+    # "connect failed: ", not "connect failed 2 time(s)": no retry
     with pytest.raises(ClickHouseError, match="connect failed: ") as failure:
         open_store(clickhouse_server.url_with(wrong))
     message = str(failure.value)
@@ -190,7 +217,7 @@ def test_an_unknown_database_fails_at_once(clickhouse_server: ClickHouseServer) 
     with pytest.raises(
         ClickHouseError, match=r"insert into dead_letter failed: .*UNKNOWN_DATABASE"
     ):
-        store.insert(DEAD_LETTER, _dead_letters(1))
+        store.insert(_dead_letters(1))
     store.close()
 
 
@@ -212,12 +239,12 @@ def test_https_with_a_private_certificate_authority(tmp_path: Path) -> None:
     try:
         assert server.url.startswith("https://")
         store = open_store(server.url)  # ?ca_cert=<the certificate>
-        store.insert(DEAD_LETTER, _dead_letters(3))
+        store.insert(_dead_letters(3))
         assert store.query("SELECT count() AS n FROM writech.dead_letter") == [{"n": 3}]
         store.close()
         untrusted = server.url.partition("?")[0]
         with pytest.raises(ClickHouseError, match="CERTIFICATE_VERIFY_FAILED"):
-            open_store(untrusted, attempts=1)
+            open_store(untrusted, deadline=1)
     finally:
         server.stop()
 

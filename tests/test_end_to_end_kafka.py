@@ -28,8 +28,9 @@ from tests.services.mysql import MysqlUser
 from tests.services.ports import free_port
 from writech.generate import generate
 from writech.schema import DeadLetter
-from writech.sinks.clickhouse import open_store
-from writech.sinks.kafka import raw_bytes
+from writech.settings import Settings
+from writech.stores.clickhouse import open_store
+from writech.stores.kafka import raw_bytes
 
 pytestmark = pytest.mark.services
 
@@ -124,7 +125,7 @@ def run_dataflow(
 def _server_tables(
     clickhouse: ClickHouseServer, mysql_user: MysqlUser, mysql_url: str
 ) -> dict[str, Any]:
-    store = open_store(clickhouse.url)
+    store = open_store(Settings(clickhouse_url=clickhouse.url))
     try:
         tables = {name: store.query(sql) for name, sql in TABLE_QUERIES.items()}
     finally:

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from tests import rows
 from tests.cases import INVALID, VALID, message
 from writech.events import (
     EventDecoder,
@@ -106,7 +107,7 @@ def test_a_batch_is_judged_by_its_produced_at_not_the_wall_clock() -> None:
     for reading_time in (produced, produced + 10 * 365 * 86400):  # read now, or a decade later
         events, dead = decoder.decode_batch(batch, now=reading_time)
         assert events == []
-        assert [letter.reason for letter in dead] == ["bad_timestamp"]
+        assert [letter.reason for letter in rows.dead_letters(dead)] == ["bad_timestamp"]
 
 
 def test_a_large_configured_skew_never_moves_an_event_to_another_date() -> None:
@@ -125,7 +126,9 @@ def test_routing_never_raises_on_a_poison_message() -> None:
     assert decoder.student_of(poison) == ""
     events, dead = decoder.decode_batch(RawBatch("events.jsonl", 0, [9], [poison]))
     assert events == []
-    assert [(letter.reason, letter.offset) for letter in dead] == [("bad_json", 9)]
+    assert [(letter.reason, letter.offset) for letter in rows.dead_letters(dead)] == [
+        ("bad_json", 9)
+    ]
 
 
 def test_old_events_are_not_rejected_by_wall_clock() -> None:
@@ -174,7 +177,7 @@ def test_decode_batch_dead_letters_keep_raw_bytes_and_position() -> None:
     not_utf8 = b'{"event_type": "\xff"}'
     events, dead = decoder.decode_batch(RawBatch("school.jsonl", 0, [3, 7], [good, not_utf8]))
     assert [event.offset for event in events] == [3]
-    (letter,) = dead
+    (letter,) = rows.dead_letters(dead)
     assert (letter.origin, letter.partition, letter.offset, letter.reason) == (
         "school.jsonl",
         0,

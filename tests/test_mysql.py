@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, date, datetime
+import re
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from msgspec.structs import astuple
 
 from tests.services.mysql import ADMIN_ADDRESS, MysqlUser
-from writech.schema import ERROR_RECORD_COLUMNS, ErrorRecord
-from writech.settings import SettingsError
-from writech.sinks.mysql import MysqlError, MysqlErrorWriter
+from writech.rows import TableRows
+from writech.schema import ERROR_RECORD, ERROR_RECORD_MYSQL_DDL, ErrorRecord
+from writech.settings import Settings, SettingsError
+from writech.stores.mysql import MysqlError, MysqlErrorStore
+from writech.stores.sql import EPOCH, EPOCH_DATE
 
 pytestmark = pytest.mark.services
 
@@ -43,6 +47,26 @@ def _record(number: int, text: str = "plain") -> ErrorRecord:
     )
 
 
+class MysqlErrorWriter:
+    """The store under test, fed `ErrorRecord`s as the pipeline's rows."""
+
+    def __init__(self, url: str, deadline: float = 30.0) -> None:
+        self.store = MysqlErrorStore(Settings(mysql_url=url, store_deadline=deadline))
+
+    def write(self, records: list[ErrorRecord]) -> None:
+        self.store.insert(TableRows.from_rows(ERROR_RECORD, [_as_row(r) for r in records]))
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def _as_row(record: ErrorRecord) -> tuple[Any, ...]:
+    values = list(astuple(record))
+    values[-2] = (record.date - EPOCH_DATE).days
+    values[-1] = (record.created_at - EPOCH) // timedelta(microseconds=1)
+    return tuple(values)
+
+
 def _stored(user: MysqlUser, url: str) -> list[ErrorRecord]:
     database = urlsplit(url).path.strip("/")
     rows = user.query(f"SELECT * FROM `{database}`.error_record ORDER BY record_key")
@@ -50,7 +74,7 @@ def _stored(user: MysqlUser, url: str) -> list[ErrorRecord]:
 
 
 def _as_record(row: dict[str, Any]) -> ErrorRecord:
-    values = {name: row[name] for name in ERROR_RECORD_COLUMNS}
+    values = {name: row[name] for name in ERROR_RECORD.column_names}
     values["created_at"] = row["created_at"].replace(tzinfo=UTC)  # DATETIME holds UTC
     return ErrorRecord(**values)
 
@@ -68,7 +92,7 @@ def test_records_land_byte_identical_and_once(mysql_user: MysqlUser, mysql_datab
 def test_a_killed_connection_is_reestablished(
     mysql_user: MysqlUser, mysql_database: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    writer = MysqlErrorWriter(mysql_database, first_backoff=0.05)
+    writer = MysqlErrorWriter(mysql_database)
     first = [_record(n) for n in range(100)]
     writer.write(first)
     sessions = mysql_user.query(
@@ -78,7 +102,7 @@ def test_a_killed_connection_is_reestablished(
     mysql_user.execute(f"KILL {int(sessions[0]['id'])}")
 
     second = [_record(n) for n in range(100, 250)]
-    with caplog.at_level(logging.WARNING, logger="writech.sinks.retry"):
+    with caplog.at_level(logging.WARNING, logger="writech.stores.retry"):
         writer.write(second)
     writer.close()
     assert "retrying in" in caplog.text
@@ -107,7 +131,7 @@ def test_bad_credentials_fail_at_once_without_the_password(
 ) -> None:
     wrong = "Wr0ng-secret"
     url = mysql_user.url(urlsplit(mysql_database).path.strip("/"), password=wrong)
-    # "create table failed: ", not "create table failed 6 times": no retry
+    # "create table failed: ", not "create table failed 2 time(s)": no retry
     with pytest.raises(MysqlError, match=r"create table failed: .*Access denied") as failure:
         MysqlErrorWriter(url)
     message = str(failure.value)
@@ -133,3 +157,65 @@ def test_a_malformed_url_is_a_settings_error(url: str, complaint: str) -> None:
     with pytest.raises(SettingsError, match=complaint) as failure:
         MysqlErrorWriter(url)
     assert "s3cret" not in str(failure.value)
+
+
+def test_a_table_that_cannot_hold_cjk_is_refused(
+    mysql_user: MysqlUser, mysql_database: str
+) -> None:
+    """A pre-existing latin1 error_record on a lenient server stored 汉字 as `?` with exit 0."""
+    database = urlsplit(mysql_database).path.strip("/")
+    latin1 = ERROR_RECORD_MYSQL_DDL.replace("utf8mb4_bin", "latin1_bin").replace(
+        "utf8mb4", "latin1"
+    )
+    mysql_user.execute(f"USE `{database}`")
+    mysql_user.execute(latin1.replace("error_record", f"`{database}`.error_record", 1))
+    with pytest.raises(
+        MysqlError, match=r"cannot hold.*class_id \(latin1\).*CONVERT TO"
+    ) as failure:
+        MysqlErrorWriter(mysql_database)
+    assert mysql_user.password not in str(failure.value)
+    assert mysql_user.query(f"SELECT COUNT(*) AS n FROM `{database}`.error_record") == [{"n": 0}]
+
+
+def test_writes_are_strict_even_on_a_lenient_server(
+    mysql_user: MysqlUser, mysql_database: str
+) -> None:
+    """A value that does not fit is an error, never a truncated row: sessions run strict."""
+    database = urlsplit(mysql_database).path.strip("/")
+    MysqlErrorWriter(mysql_database).close()
+    mysql_user.execute(
+        f"ALTER TABLE `{database}`.error_record MODIFY homework_id VARCHAR(4) NOT NULL"
+    )
+    mysql_user.execute("SET GLOBAL sql_mode = ''")
+    try:
+        writer = MysqlErrorWriter(mysql_database)
+        with pytest.raises(MysqlError, match="Data too long"):
+            writer.write([_record(1, "longer than four")])
+        writer.close()
+    finally:
+        mysql_user.execute("SET GLOBAL sql_mode = DEFAULT")
+    assert mysql_user.query(f"SELECT COUNT(*) AS n FROM `{database}`.error_record") == [{"n": 0}]
+
+
+@pytest.mark.parametrize("password", ["Sx7k/b#c?dQ", "pQss@Zw/9#rd", "Xk?y=1#zW"])
+def test_an_unencoded_password_is_refused_without_showing_it(password: str) -> None:
+    url = f"mysql://writer:{password}@127.0.0.1:3306/writech"
+    with pytest.raises(SettingsError, match=r"percent-encoded.*WRITECH_MYSQL_PASSWORD") as failure:
+        MysqlErrorWriter(url)
+    message = str(failure.value)
+    assert "mysql://writer:***@127.0.0.1:3306/writech" in message
+    assert password not in message
+    for piece in re.split(r"[/#?@]", password):  # not even a piece of it
+        assert len(piece) < 4 or piece not in message
+
+
+def test_the_password_may_come_from_its_own_setting(
+    mysql_user: MysqlUser, mysql_database: str
+) -> None:
+    """No encoding needed there: WRITECH_MYSQL_PASSWORD(_FILE) beside a URL without one."""
+    database = urlsplit(mysql_database).path.strip("/")
+    url = f"mysql://{mysql_user.name}@{ADMIN_ADDRESS}/{database}"
+    store = MysqlErrorStore(Settings(mysql_url=url, mysql_password=mysql_user.password))
+    store.insert(TableRows.from_rows(ERROR_RECORD, [_as_row(_record(1))]))
+    store.close()
+    assert len(_stored(mysql_user, mysql_database)) == 1

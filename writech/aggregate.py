@@ -25,7 +25,7 @@ import operator
 import pickle
 from array import array
 from collections.abc import Callable, Iterable
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Final
 
 from msgspec import Struct
@@ -35,19 +35,23 @@ from writech.events import (
     ExamScore,
     GradeResult,
     HomeworkSubmit,
+    LoginEvent,
     OcrResult,
+    Payload,
     StrokeOrder,
     StrokeRaw,
     WritingQuality,
     dead_letter,
 )
-from writech.schema import DailyStats, DeadLetter, ErrorRecord, HomeworkResult, Metric
+from writech.schema import DeadLetterRow, ErrorRow, HomeworkRow, MetricRow, StatsRow
 
 MICRO: Final = 1_000_000
 CHINESE: Final = "chinese"  # the subject of OCR, stroke-order and quality events
 LOGIN_SUBJECT: Final = ""
 
 RowKey = tuple[int, str, str]  # (day, student_id, subject)
+# Rows carry dates as days since 1970-01-01; the state keys days by ordinal.
+EPOCH_ORDINAL: Final = date(1970, 1, 1).toordinal()
 
 # Sums of averaged values are integers in units of 2**-UNITS (and finer in a
 # row that needs it): a double of at least 2**-10 is an exact multiple of
@@ -164,30 +168,32 @@ class RowTotals:
             if seen > self.school_seen:
                 self.school_id, self.school_seen = event.school_id, seen
 
-    def to_row(self) -> DailyStats:
-        return DailyStats(
-            student_id=self.student_id,
-            date=date.fromordinal(self.day),
-            subject=self.subject,
-            class_id=self.class_id,
-            school_id=self.school_id,
-            homework_count=self.homework_count,
-            homework_completed=self.homework_completed,
-            homework_avg_score=self._mean(self.homework_score_sum, self.homework_completed),
-            study_duration_minutes=self.study_minutes,
-            stroke_count_total=self.strokes,
-            practice_total_chars=self.chars,
-            practice_count=self.stroke_order_count,
-            stroke_order_accuracy=self._mean(self.stroke_order_sum, self.stroke_order_count),
-            writing_quality_count=self.quality_count,
-            writing_quality_avg=self._mean(self.quality_sum, self.quality_count),
-            writing_speed_avg=self._mean(self.speed_sum, self.quality_count),
-            error_count=self.error_count,
-            error_knowledge_points=sorted(self.knowledge_points),
-            exam_count=self.exam_count,
-            exam_avg_score=self._mean(self.exam_sum, self.exam_count),
-            login_count=self.login_count,
-            version=self.events,
+    def to_row(self) -> StatsRow:
+        """The row of `student_daily_stats` (columns in `STUDENT_DAILY_STATS` order)."""
+        mean = self._mean
+        return (
+            self.student_id,
+            self.day - EPOCH_ORDINAL,
+            self.subject,
+            self.class_id,
+            self.school_id,
+            self.homework_count,
+            self.homework_completed,
+            mean(self.homework_score_sum, self.homework_completed),
+            self.study_minutes,
+            self.strokes,
+            self.chars,
+            self.stroke_order_count,
+            mean(self.stroke_order_sum, self.stroke_order_count),
+            self.quality_count,
+            mean(self.quality_sum, self.quality_count),
+            mean(self.speed_sum, self.quality_count),
+            self.error_count,
+            sorted(self.knowledge_points),
+            self.exam_count,
+            mean(self.exam_sum, self.exam_count),
+            self.login_count,
+            self.events,
         )
 
 
@@ -198,11 +204,11 @@ _row_state = operator.attrgetter(*RowTotals.__slots__)
 class ShardOutput(Struct, gc=False):
     """What one step of a shard produces, for the sinks and the counters."""
 
-    stats: list[DailyStats]
-    metrics: list[Metric]
-    errors: list[ErrorRecord]
-    dead_letters: list[DeadLetter]
-    homework: list[HomeworkResult] = []
+    stats: list[StatsRow]
+    metrics: list[MetricRow]
+    errors: list[ErrorRow]
+    dead_letters: list[DeadLetterRow]
+    homework: list[HomeworkRow] = []
     processed: int = 0
     duplicates: int = 0
 
@@ -286,9 +292,10 @@ class Shard:
             seen.add(event.dedup_key)
             day.ids.append(event.dedup_key)
             day.frozen = None
-            handler, subject = _HANDLERS[event.event_type]
+            payload = event.payload
+            handler, subject = _HANDLERS[type(payload)]
             if subject is None:
-                subject = event.payload.subject  # type: ignore[union-attr]
+                subject = payload.subject  # type: ignore[union-attr]  # a payload with a subject
             row = day.rows.get((event.student_id, subject))
             if row is None:
                 row = day.rows[(event.student_id, subject)] = RowTotals(
@@ -296,26 +303,26 @@ class Shard:
                 )
             row.events += 1
             row.note_membership(event)
-            handler(row, event, out)
+            handler(row, event, payload, out)
             self.dirty.add((day_number, event.student_id, subject))
             out.processed += 1
         out.stats = self._evict()
         return out
 
-    def flush(self) -> list[DailyStats]:
+    def flush(self) -> list[StatsRow]:
         """The rows changed since the last flush, and mark them clean."""
         days = self.days
         rows = [days[day].rows[(student, subject)].to_row() for day, student, subject in self.dirty]
         self.dirty.clear()
         return rows
 
-    def _evict(self) -> list[DailyStats]:
+    def _evict(self) -> list[StatsRow]:
         """Drop dates past retention with their identities, returning their rows not yet flushed."""
         cutoff = self.newest_day - self.retention_days
         expired = [day for day in self.days if day < cutoff]
         if not expired:
             return []
-        flushed: list[DailyStats] = []
+        flushed: list[StatsRow] = []
         for day_number in expired:
             day = self.days.pop(day_number)
             self.seen.difference_update(day.ids)
@@ -327,7 +334,7 @@ class Shard:
         return flushed
 
 
-def _too_late(event: Event, newest_day: int) -> DeadLetter:
+def _too_late(event: Event, newest_day: int) -> DeadLetterRow:
     return dead_letter(
         event.origin,
         event.partition,
@@ -343,26 +350,22 @@ def _too_late(event: Event, newest_day: int) -> DeadLetter:
 
 def _metric(
     event: Event, subject: str, metric_type: str, value: float, dimension: str = ""
-) -> Metric:
-    day = date.fromordinal(event.day)
-    return Metric(
-        metric_id=event.event_id,
-        student_id=event.student_id,
-        class_id=event.class_id,
-        school_id=event.school_id,
-        subject=subject,
-        metric_type=metric_type,
-        metric_value=value,
-        dimension=dimension,
-        period="daily",
-        period_start=day,
-        period_end=day,
-        created_at=_utc(event.time_us),
+) -> MetricRow:
+    day = event.day - EPOCH_ORDINAL
+    return (
+        event.event_id,
+        event.student_id,
+        event.class_id,
+        event.school_id,
+        subject,
+        metric_type,
+        value,
+        dimension,
+        "daily",
+        day,
+        day,
+        event.time_us,
     )
-
-
-def _utc(time_us: int) -> datetime:
-    return datetime.fromtimestamp(time_us / MICRO, UTC)
 
 
 def _record_key(student_id: str, event_id: str, position: int) -> str:
@@ -375,12 +378,10 @@ def _percent(score: float, total: float) -> float:
     return score / total * 100
 
 
-# -- one handler per event type: fold the event into its row --------------
+# -- one handler per payload type: fold the event into its row ----------------
 
 
-def _stroke_raw(row: RowTotals, event: Event, out: ShardOutput) -> None:
-    payload = event.payload
-    assert isinstance(payload, StrokeRaw)
+def _stroke_raw(row: RowTotals, event: Event, payload: StrokeRaw, out: ShardOutput) -> None:
     row.strokes += payload.stroke_count
     out.metrics.append(
         _metric(
@@ -389,70 +390,66 @@ def _stroke_raw(row: RowTotals, event: Event, out: ShardOutput) -> None:
     )
 
 
-def _grade_result(row: RowTotals, event: Event, out: ShardOutput) -> None:
-    payload = event.payload
-    assert isinstance(payload, GradeResult)
+def _grade_result(row: RowTotals, event: Event, payload: GradeResult, out: ShardOutput) -> None:
     percent = _percent(payload.score, payload.total_score)
     row.homework_completed += 1
     scaled = row.scaled(percent)
     row.homework_score_sum += scaled
+    day = event.day - EPOCH_ORDINAL
+    errors = payload.errors
     out.homework.append(
-        HomeworkResult(
-            event_id=event.event_id,
-            student_id=event.student_id,
-            class_id=event.class_id,
-            school_id=event.school_id,
-            homework_id=payload.homework_id,
-            subject=payload.subject,
-            score_percent=percent,
-            listed_errors=len(payload.errors),
-            errors=sum(1 for error in payload.errors if error.knowledge_point),
-            questions_with_errors=len({e.question_id for e in payload.errors if e.question_id}),
-            date=date.fromordinal(event.day),
-            created_at=_utc(event.time_us),
+        (
+            event.event_id,
+            event.student_id,
+            event.class_id,
+            event.school_id,
+            payload.homework_id,
+            payload.subject,
+            percent,
+            len(errors),
+            sum(1 for error in errors if error.knowledge_point),
+            len({error.question_id for error in errors if error.question_id}),
+            day,
+            event.time_us,
         )
     )
-    for position, error in enumerate(payload.errors):
+    for position, error in enumerate(errors):
         if not error.knowledge_point:
             continue
         row.error_count += 1
         row.knowledge_points.add(error.knowledge_point)
         out.errors.append(
-            ErrorRecord(
-                record_key=_record_key(event.student_id, event.event_id, position),
-                event_id=event.event_id,
-                position=position,
-                student_id=event.student_id,
-                class_id=event.class_id,
-                school_id=event.school_id,
-                homework_id=payload.homework_id,
-                question_id=error.question_id,
-                subject=payload.subject,
-                knowledge_point=error.knowledge_point,
-                error_type=error.error_type,
-                date=date.fromordinal(event.day),
-                created_at=_utc(event.time_us),
+            (
+                _record_key(event.student_id, event.event_id, position),
+                event.event_id,
+                position,
+                event.student_id,
+                event.class_id,
+                event.school_id,
+                payload.homework_id,
+                error.question_id,
+                payload.subject,
+                error.knowledge_point,
+                error.error_type,
+                day,
+                event.time_us,
             )
         )
 
 
-def _homework_submit(row: RowTotals, event: Event, out: ShardOutput) -> None:
-    payload = event.payload
-    assert isinstance(payload, HomeworkSubmit)
+def _homework_submit(
+    row: RowTotals, event: Event, payload: HomeworkSubmit, out: ShardOutput
+) -> None:
     row.homework_count += 1
     row.study_minutes += payload.time_cost_minutes
 
 
-def _ocr_result(row: RowTotals, event: Event, out: ShardOutput) -> None:
-    payload = event.payload
-    assert isinstance(payload, OcrResult)
+def _ocr_result(row: RowTotals, event: Event, payload: OcrResult, out: ShardOutput) -> None:
     row.chars += payload.char_count
     out.metrics.append(_metric(event, CHINESE, "ocr_confidence", payload.confidence))
 
 
-def _stroke_order(row: RowTotals, event: Event, out: ShardOutput) -> None:
-    payload = event.payload
-    assert isinstance(payload, StrokeOrder)
+def _stroke_order(row: RowTotals, event: Event, payload: StrokeOrder, out: ShardOutput) -> None:
     row.stroke_order_count += 1
     scaled = row.scaled(payload.score)
     row.stroke_order_sum += scaled
@@ -462,9 +459,9 @@ def _stroke_order(row: RowTotals, event: Event, out: ShardOutput) -> None:
     )
 
 
-def _writing_quality(row: RowTotals, event: Event, out: ShardOutput) -> None:
-    payload = event.payload
-    assert isinstance(payload, WritingQuality)
+def _writing_quality(
+    row: RowTotals, event: Event, payload: WritingQuality, out: ShardOutput
+) -> None:
     row.quality_count += 1
     scaled = row.scaled(payload.quality_score)
     row.quality_sum += scaled
@@ -472,9 +469,7 @@ def _writing_quality(row: RowTotals, event: Event, out: ShardOutput) -> None:
     row.speed_sum += scaled
 
 
-def _exam_score(row: RowTotals, event: Event, out: ShardOutput) -> None:
-    payload = event.payload
-    assert isinstance(payload, ExamScore)
+def _exam_score(row: RowTotals, event: Event, payload: ExamScore, out: ShardOutput) -> None:
     percent = _percent(payload.score, payload.total_score)
     row.exam_count += 1
     scaled = row.scaled(percent)
@@ -482,19 +477,19 @@ def _exam_score(row: RowTotals, event: Event, out: ShardOutput) -> None:
     out.metrics.append(_metric(event, payload.subject, "exam_score", percent, payload.exam_id))
 
 
-def _login_event(row: RowTotals, event: Event, out: ShardOutput) -> None:
+def _login_event(row: RowTotals, event: Event, payload: LoginEvent, out: ShardOutput) -> None:
     row.login_count += 1
     out.metrics.append(_metric(event, LOGIN_SUBJECT, "login", 1.0))
 
 
-# Per event type: its handler, and its row's subject (None: the payload's).
-_HANDLERS: Final[dict[str, tuple[Callable[[RowTotals, Event, ShardOutput], None], str | None]]] = {
-    "stroke_raw": (_stroke_raw, None),
-    "grade_result": (_grade_result, None),
-    "homework_submit": (_homework_submit, None),
-    "ocr_result": (_ocr_result, CHINESE),
-    "stroke_order": (_stroke_order, CHINESE),
-    "writing_quality": (_writing_quality, CHINESE),
-    "exam_score": (_exam_score, None),
-    "login_event": (_login_event, LOGIN_SUBJECT),
+# Per payload type: its handler, and its row's subject (None: the payload's).
+_HANDLERS: Final[dict[type[Payload], tuple[Callable[..., None], str | None]]] = {
+    StrokeRaw: (_stroke_raw, None),
+    GradeResult: (_grade_result, None),
+    HomeworkSubmit: (_homework_submit, None),
+    OcrResult: (_ocr_result, CHINESE),
+    StrokeOrder: (_stroke_order, CHINESE),
+    WritingQuality: (_writing_quality, CHINESE),
+    ExamScore: (_exam_score, None),
+    LoginEvent: (_login_event, LOGIN_SUBJECT),
 }

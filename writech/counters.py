@@ -21,6 +21,19 @@ ROWS_WRITTEN = Counter("writech_rows_written", "Rows written to a table", ["tabl
 SINK_BATCH_SECONDS = Histogram(
     "writech_sink_batch_seconds", "Time to write one batch to a table", ["table"]
 )
+STORE_RETRIES = Counter(
+    "writech_store_retries", "Requests to a store retried after a transient failure", ["store"]
+)
+KAFKA_CONSUMER_LAG = Gauge(
+    "writech_kafka_consumer_lag",
+    "Messages between a Kafka partition's next offset to read and its high watermark",
+    ["topic", "partition"],
+)
+KAFKA_OFFSETS_SKIPPED = Counter(
+    "writech_kafka_offsets_skipped",
+    "Kafka offsets deleted by the broker's retention before they were read",
+    ["topic", "partition"],
+)
 STATE_ROWS = Gauge("writech_state_rows", "Daily rows retained in this process's state")
 STATE_EVENT_IDS = Gauge(
     "writech_state_event_ids", "Event ids retained in this process's state for dedup"

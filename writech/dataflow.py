@@ -7,10 +7,12 @@ data into ./data. The repository's top-level `dataflow.py` imports it, for
 `python -m bytewax.run dataflow` and for the Bytewax Helm chart's ConfigMap.
 """
 
+from writech.failures import install_signal_handlers
 from writech.flow import build_flow, tune_gc
 from writech.logs import configure_logging
 from writech.settings import Settings
 
 configure_logging()
+install_signal_handlers()
 flow = build_flow(Settings.from_env())
 tune_gc()

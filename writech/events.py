@@ -24,7 +24,7 @@ import msgspec
 import xxhash
 from msgspec import Meta, Raw, Struct
 
-from writech.schema import DeadLetter
+from writech.schema import DeadLetterRow
 from writech.timestamps import TimestampError, TimestampParser
 
 Reason = Literal[
@@ -242,7 +242,6 @@ class Event(Struct, frozen=True, gc=False):
 
     event_id: str
     dedup_key: int  # 64-bit hash of (student_id, event_id): compact in state
-    event_type: str
     student_id: str
     class_id: str
     school_id: str
@@ -273,7 +272,7 @@ class RawBatch(Struct, frozen=True):
     partition: int
     offsets: list[int]
     messages: list[bytes]
-    rejected: list[DeadLetter] = []
+    rejected: list[DeadLetterRow] = []
     produced_at: list[float] = []
 
 
@@ -303,22 +302,13 @@ def dead_letter(
     reason: Reason,
     message: str,
     event_id: str = "",
-) -> DeadLetter:
-    """A dead-letter row keeping the raw bytes (base64 when not UTF-8)."""
+) -> DeadLetterRow:
+    """A `dead_letter` row keeping the raw bytes (base64 when not UTF-8)."""
     try:
         text, encoding = raw.decode(), "utf8"
     except UnicodeDecodeError:
         text, encoding = base64.b64encode(raw).decode(), "base64"
-    return DeadLetter(
-        origin=origin,
-        partition=partition,
-        offset=offset,
-        reason=reason,
-        message=message,
-        raw=text,
-        raw_encoding=encoding,
-        event_id=event_id,
-    )
+    return (origin, partition, offset, reason, message, text, encoding, event_id)
 
 
 class EventDecoder:
@@ -405,7 +395,6 @@ class EventDecoder:
         return Event(
             event_id=event_id,
             dedup_key=dedup_key_of(student_id, event_id),
-            event_type=message.__struct_config__.tag,  # type: ignore[arg-type]
             student_id=student_id,
             class_id=message.class_id,
             school_id=message.school_id,
@@ -420,14 +409,14 @@ class EventDecoder:
 
     def decode_batch(
         self, batch: RawBatch, now: float | None = None
-    ) -> tuple[list[Event], list[DeadLetter]]:
+    ) -> tuple[list[Event], list[DeadLetterRow]]:
         """Decode every message of a batch; failures become dead letters.
 
         `now` stands in for the batch's `produced_at` where the source gave none.
         """
         now = time.time() if now is None else now
         events: list[Event] = []
-        dead: list[DeadLetter] = list(batch.rejected)
+        dead: list[DeadLetterRow] = list(batch.rejected)
         origin, partition = batch.origin, batch.partition
         clocks = batch.produced_at or [now] * len(batch.messages)
         for offset, raw, clock in zip(batch.offsets, batch.messages, clocks, strict=True):

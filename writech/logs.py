@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 import threading
 from collections.abc import Callable
@@ -21,12 +20,12 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Final, TextIO
 
+from writech.failures import advice, interruption
+from writech.redaction import redact
 from writech.settings import Settings, SettingsError
 
 Redact = Callable[[str], str]
 
-# user:password@ in a URL; the password is masked, the user kept.
-_URL_PASSWORD: Final = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*):[^@\s]*@")
 # LogRecord's own attributes; anything else on a record came from `extra=`.
 _RECORD_FIELDS: Final = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
@@ -62,11 +61,6 @@ def configure_logging(
     logging.captureWarnings(True)
     sys.excepthook = _log_uncaught
     threading.excepthook = _log_uncaught_in_thread
-
-
-def mask_url_passwords(text: str) -> str:
-    """`text` with the password of every `scheme://user:password@` masked."""
-    return _URL_PASSWORD.sub(r"\g<scheme>:***@", text)
 
 
 class RedactingFilter(logging.Filter):
@@ -121,13 +115,8 @@ def _redactor(settings: Settings | None) -> Redact:
         try:
             settings = Settings.from_env()
         except SettingsError:
-            return mask_url_passwords
-    configured = settings
-
-    def redact(text: str) -> str:
-        return mask_url_passwords(configured.redact(text))
-
-    return redact
+            return redact  # URL passwords only: the code reading the settings reports the error
+    return settings.redact
 
 
 def _redact_value(redact: Redact, value: Any) -> Any:
@@ -140,13 +129,25 @@ def _redact_value(redact: Redact, value: Any) -> Any:
     return value
 
 
+def log_failure(error: BaseException) -> None:
+    """A run's end by `error`: what to do in one line first, then the details.
+
+    An interruption (Ctrl-C, SIGTERM) is a normal stop: that one line only.
+    """
+    log = logging.getLogger("writech")
+    line = advice(error)
+    if interruption(error):
+        log.warning("%s", line)
+        return
+    if line:
+        log.critical("%s", line)
+    log.critical("the run failed", exc_info=(type(error), error, error.__traceback__))
+
+
 def _log_uncaught(
     kind: type[BaseException], error: BaseException, traceback: TracebackType | None
 ) -> None:
-    if issubclass(kind, KeyboardInterrupt):
-        sys.__excepthook__(kind, error, traceback)
-        return
-    logging.getLogger("writech").critical("uncaught exception", exc_info=(kind, error, traceback))
+    log_failure(error.with_traceback(traceback))
 
 
 def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:

@@ -1,21 +1,71 @@
-"""The outputs: row Structs and every table's DDL, in one place (SPEC §3, §4, §10).
+"""Every output table in one registry: columns, row types, DDL per store (SPEC §3, §4, §10).
 
-ClickHouse DDL serves both the embedded chDB store and a ClickHouse server.
-Every table is a ReplacingMergeTree keyed so that writing a row again is a
-no-op once read with `FINAL`: replays and resumes re-emit rows, and the
-tables must not change (SPEC §6). `error_record` lives in SQLite or MySQL
-with a unique key for the same reason.
+A `Table` names its columns with their ClickHouse types; the rest follows
+from it: the DDL of each store, how a row is written, and the Struct that
+reads it back (`Table.row`, used by the reports and tests).
+
+Rows on the write path are plain tuples in column order (`StatsRow`,
+`MetricRow`, ...), built once per row by the aggregation, with dates as
+days since 1970-01-01 and times as integer microseconds (seconds for a
+`DateTime`): a tuple of primitives costs about 40 ns to build where a
+Struct holding `date` and `datetime` objects cost over 1 µs. Batches of
+them travel as columns (`writech.batching.TableRows`); each store turns
+columns into its own format (Arrow for ClickHouse, parameters for SQL).
+
+ClickHouse tables are ReplacingMergeTrees keyed by the identity of what
+they hold, so that writing a row again is a no-op once read with `FINAL`:
+replays and resumes re-emit rows, and the tables must not change
+(SPEC §6). `error_record` lives in SQLite or MySQL with a unique key for
+the same reason.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Final
+from typing import Final, Literal
 
 from msgspec import Struct
 
 DATABASE: Final = "writech"
+
+# Where a table lives: ClickHouse (chDB or a server), or the SQL store of
+# error records (SQLite or MySQL).
+Home = Literal["clickhouse", "sql"]
+
+# -- write-path rows: tuples in column order ---------------------------------
+
+StatsRow = tuple[
+    str, int, str, str, str,  # student_id, date, subject, class_id, school_id
+    int, int, float, int,  # homework_count, _completed, _avg_score, study minutes
+    int, int, int, float,  # strokes, characters, practice_count, stroke_order_accuracy
+    int, float, float,  # writing_quality_count, _avg, writing_speed_avg
+    int, list[str],  # error_count, error_knowledge_points
+    int, float, int,  # exam_count, exam_avg_score, login_count
+    int,  # version
+]  # fmt: skip
+MetricRow = tuple[
+    str, str, str, str, str,  # metric_id, student_id, class_id, school_id, subject
+    str, float, str, str,  # metric_type, metric_value, dimension, period
+    int, int, int,  # period_start, period_end, created_at
+]  # fmt: skip
+HomeworkRow = tuple[
+    str, str, str, str, str, str,  # event_id, student_id, class_id, school_id, homework_id, subject
+    float, int, int, int,  # score_percent, listed_errors, errors, questions_with_errors
+    int, int,  # date, created_at
+]  # fmt: skip
+ErrorRow = tuple[
+    str, str, int,  # record_key, event_id, position
+    str, str, str,  # student_id, class_id, school_id
+    str, str, str, str, str,  # homework_id, question_id, subject, knowledge_point, error_type
+    int, int,  # date, created_at
+]  # fmt: skip
+DeadLetterRow = tuple[
+    str, int, int,  # origin, partition, offset
+    str, str, str, str, str,  # reason, message, raw, raw_encoding, event_id
+]  # fmt: skip
+
+# -- read-path rows: what the reports and tests read back --------------------
 
 
 class DailyStats(Struct, frozen=True, gc=False):
@@ -65,6 +115,23 @@ class Metric(Struct, frozen=True, gc=False):
     created_at: datetime
 
 
+class HomeworkResult(Struct, frozen=True, gc=False):
+    """One row of `homework_result`: one graded homework (a `grade_result` event)."""
+
+    event_id: str
+    student_id: str
+    class_id: str
+    school_id: str
+    homework_id: str
+    subject: str
+    score_percent: float  # score / total_score * 100
+    listed_errors: int  # items in the event's `errors` list
+    errors: int  # of them, those with a knowledge point (the ones in error_record)
+    questions_with_errors: int  # distinct non-empty question ids among the listed errors
+    date: date  # local date
+    created_at: datetime  # event time, UTC
+
+
 class ErrorRecord(Struct, frozen=True, gc=False):
     """One row of `error_record`: a wrong answer with a knowledge point."""
 
@@ -83,23 +150,6 @@ class ErrorRecord(Struct, frozen=True, gc=False):
     created_at: datetime  # event time, UTC
 
 
-class HomeworkResult(Struct, frozen=True, gc=False):
-    """One row of `homework_result`: one graded homework (a `grade_result` event)."""
-
-    event_id: str
-    student_id: str
-    class_id: str
-    school_id: str
-    homework_id: str
-    subject: str
-    score_percent: float  # score / total_score * 100
-    listed_errors: int  # items in the event's `errors` list
-    errors: int  # of them, those with a knowledge point (the ones in error_record)
-    questions_with_errors: int  # distinct non-empty question ids among the listed errors
-    date: date  # local date
-    created_at: datetime  # event time, UTC
-
-
 class DeadLetter(Struct, frozen=True, gc=False):
     """One row of `dead_letter`: a message that could not be counted, and why."""
 
@@ -113,20 +163,33 @@ class DeadLetter(Struct, frozen=True, gc=False):
     event_id: str  # known only for valid events dead-lettered later (too_late)
 
 
+# -- the registry -----------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class Table:
-    """A ClickHouse table: its row type, columns and engine."""
+    """One output table: its columns (with ClickHouse types), read type and storage."""
 
     name: str
-    row: type[Struct]
-    columns: tuple[tuple[str, str], ...]
-    engine: str
+    row: type[Struct]  # the read type; its fields are the columns, in order
+    columns: tuple[tuple[str, str], ...]  # (name, ClickHouse type)
+    home: Home = "clickhouse"
+    engine: str = ""  # ClickHouse tables: the ENGINE clause
+
+    def __post_init__(self) -> None:
+        if self.column_names != self.row.__struct_fields__:
+            raise ValueError(f"{self.name}: columns and {self.row.__name__} disagree")
 
     @property
     def column_names(self) -> tuple[str, ...]:
         return tuple(name for name, _ in self.columns)
 
+    @property
+    def column_types(self) -> tuple[str, ...]:
+        return tuple(type_ for _, type_ in self.columns)
+
     def ddl(self, database: str = DATABASE) -> str:
+        """The ClickHouse CREATE statement."""
         columns = ",\n    ".join(f"`{name}` {type_}" for name, type_ in self.columns)
         return (
             f"CREATE TABLE IF NOT EXISTS `{database}`.`{self.name}` (\n"
@@ -134,9 +197,9 @@ class Table:
         )
 
 
-# Inserts carry a deduplication token derived from their content, so a
-# retried insert is dropped by the server; the window must be non-zero for
-# non-replicated tables to remember tokens.
+# Inserts into a ClickHouse server carry a deduplication token derived from
+# their content, so a retried insert is dropped by the server; the window
+# must be non-zero for non-replicated tables to remember tokens.
 _DEDUP: Final = "SETTINGS non_replicated_deduplication_window = 1000"
 
 STUDENT_DAILY_STATS: Final = Table(
@@ -234,9 +297,32 @@ DEAD_LETTER: Final = Table(
     engine=f"ENGINE = ReplacingMergeTree ORDER BY (origin, partition, offset) {_DEDUP}",
 )
 
-CLICKHOUSE_TABLES: Final = (STUDENT_DAILY_STATS, ANALYTICS_METRICS, HOMEWORK_RESULT, DEAD_LETTER)
+# Types as ClickHouse would name them; each SQL store maps them to its own
+# (`writech.stores.sql`).
+ERROR_RECORD: Final = Table(
+    name="error_record",
+    row=ErrorRecord,
+    home="sql",
+    columns=(
+        ("record_key", "String"),
+        ("event_id", "String"),
+        ("position", "Int32"),
+        ("student_id", "String"),
+        ("class_id", "String"),
+        ("school_id", "String"),
+        ("homework_id", "String"),
+        ("question_id", "String"),
+        ("subject", "String"),
+        ("knowledge_point", "String"),
+        ("error_type", "String"),
+        ("date", "Date"),
+        ("created_at", "DateTime64(6, 'UTC')"),
+    ),
+)
 
-ERROR_RECORD_COLUMNS: Final = tuple(ErrorRecord.__struct_fields__)
+TABLES: Final = (STUDENT_DAILY_STATS, ANALYTICS_METRICS, HOMEWORK_RESULT, ERROR_RECORD, DEAD_LETTER)
+CLICKHOUSE_TABLES: Final = tuple(table for table in TABLES if table.home == "clickhouse")
+TABLES_BY_NAME: Final = {table.name: table for table in TABLES}
 
 # Free-text columns are TEXT: any string an event carries must fit whole.
 ERROR_RECORD_SQLITE_DDL: Final = """\
@@ -257,6 +343,12 @@ CREATE TABLE IF NOT EXISTS error_record (
     UNIQUE (student_id, event_id, position)
 )"""
 
+ERROR_RECORD_SQLITE_INDEXES: Final = (
+    "CREATE INDEX IF NOT EXISTS error_record_student_date ON error_record (student_id, date)",
+)
+
+# record_key is a hash of the identity (student, event id, position), so one
+# fixed-width key serves as the unique key for event ids of any length.
 ERROR_RECORD_MYSQL_DDL: Final = """\
 CREATE TABLE IF NOT EXISTS error_record (
     record_key CHAR(32) CHARACTER SET ascii NOT NULL PRIMARY KEY,
@@ -274,7 +366,3 @@ CREATE TABLE IF NOT EXISTS error_record (
     created_at DATETIME(6) NOT NULL,
     KEY student_date (student_id, date)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin"""
-
-ERROR_RECORD_SQLITE_INDEXES: Final = (
-    "CREATE INDEX IF NOT EXISTS error_record_student_date ON error_record (student_id, date)",
-)

@@ -15,11 +15,13 @@ from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 from msgspec import Meta
+
+from writech.redaction import MASK, redact, url_password
 
 PREFIX: Final = "WRITECH_"
 SAMPLE_DATA: Final = Path(__file__).parent / "sample" / "events.jsonl.gz"
@@ -28,8 +30,9 @@ Positive = Annotated[int, Meta(ge=1)]
 Seconds = Annotated[float, Meta(gt=0)]
 
 # Fields whose values may hold credentials: masked in repr and logs.
-SECRET_FIELDS: Final = frozenset({"clickhouse_url", "mysql_url", "kafka_options"})
-_MASK: Final = "***"
+SECRET_FIELDS: Final = frozenset(
+    {"clickhouse_url", "clickhouse_password", "mysql_url", "mysql_password", "kafka_options"}
+)
 
 
 class SettingsError(ValueError):
@@ -49,6 +52,14 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     kafka_stop_at_end: bool = False
     # Extra librdkafka options (SASL, TLS, ...), as "key=value,key=value".
     kafka_options: dict[str, str] = {}
+    # When a Kafka partition's stored offset was deleted by the broker's
+    # retention before it was read: "earliest" continues from the oldest
+    # retained message (a warning, and the offsets skipped are counted),
+    # "error" stops. An offset beyond the partition's end always stops.
+    kafka_offset_reset: Literal["earliest", "error"] = "earliest"
+    # A consumer group to commit each partition's next offset to after
+    # every snapshot, for lag monitoring only (never read back); empty: none.
+    kafka_commit_group: str = ""
     batch_size: Positive = 2000
 
     # -- outputs ----------------------------------------------------------
@@ -57,6 +68,15 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     clickhouse_url: str = ""
     # mysql://user:password@host:port/database; empty: embedded SQLite
     mysql_url: str = ""
+    # The servers' passwords, when not in their URLs (no percent-encoding
+    # needed here; usually given as WRITECH_*_PASSWORD_FILE).
+    clickhouse_password: str = ""
+    mysql_password: str = ""
+    # Every network request to a store (connect, send, receive) gives up
+    # after this many seconds; a store failing for longer than
+    # `store_deadline` seconds, retries included, stops the run.
+    store_timeout: Seconds = 20.0
+    store_deadline: Seconds = 60.0
 
     # -- semantics (changing these changes results) ------------------------
     timezone: str = "Asia/Shanghai"
@@ -82,7 +102,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
 
     def __repr__(self) -> str:
         fields = ", ".join(
-            f"{name}={_MASK if name in SECRET_FIELDS and getattr(self, name) else repr(getattr(self, name))}"
+            f"{name}={MASK if name in SECRET_FIELDS and getattr(self, name) else repr(getattr(self, name))}"
             for name in self.__struct_fields__
         )
         return f"Settings({fields})"
@@ -142,16 +162,17 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
             raise SettingsError(_name_the_setting(str(exc))) from None
 
     def redact(self, text: str) -> str:
-        """`text` with every secret this configuration holds masked."""
-        for secret in self.secrets():
-            text = text.replace(secret, _MASK)
-        return text
+        """`text` with every secret this configuration holds masked (`writech.redaction`)."""
+        return redact(text, self.secrets())
 
     def secrets(self) -> list[str]:
+        """Every secret value configured: passwords as written and decoded, Kafka secrets."""
+        passwords = [url_password(url) for url in (self.clickhouse_url, self.mysql_url)]
         found = [
-            password
-            for url in (self.clickhouse_url, self.mysql_url)
-            if (password := urlsplit(url).password)
+            *passwords,
+            *map(unquote, passwords),
+            self.clickhouse_password,
+            self.mysql_password,
         ]
         found += [
             value
@@ -159,17 +180,6 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
             if "password" in key or "secret" in key
         ]
         return [secret for secret in found if secret]
-
-
-def without_password(url: str) -> str:
-    """A URL fit for logs: the password replaced by the mask."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username}:{_MASK}@{parts.hostname}"
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 _LIST_FIELDS: Final = frozenset({"input_paths", "kafka_brokers", "kafka_topics"})

@@ -6,9 +6,10 @@ from (`reason`, `message`, `origin`, `partition`, `offset`, and `event_id`
 when known), the key is `origin:partition` so the letters of one source
 partition stay in order.
 
-Every `write_batch` waits until the broker has acknowledged all its records
-and raises if any delivery failed: Bytewax may commit the epoch once it
+Every insert waits until the broker has acknowledged all its records and
+raises if any delivery failed: Bytewax may commit the epoch once the sink
 returns, so an unconfirmed record could otherwise be lost without a trace.
+librdkafka's `message.timeout.ms` (the store deadline) bounds the wait.
 """
 
 from __future__ import annotations
@@ -17,32 +18,19 @@ import base64
 from collections.abc import Callable
 from typing import Final
 
-from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import KafkaError, Message, Producer
 
+from writech.rows import TableRows
 from writech.schema import DeadLetter
 from writech.settings import Settings
+from writech.stores.base import StoreError
 
 # Room for the headers above a raw message of the largest allowed size.
 _HEADER_ROOM: Final = 64 * 1024
 
-OnDelivery = Callable[[KafkaError | None, Message], None]
 
-
-class DeadLetterDeliveryError(RuntimeError):
+class DeadLetterDeliveryError(StoreError):
     """The broker did not acknowledge some dead letters."""
-
-
-def dead_letter_sink(settings: Settings) -> DeadLetterSink:
-    config: dict[str, str | int | bool] = {
-        "bootstrap.servers": ",".join(settings.kafka_brokers),
-        "acks": "all",
-        "enable.idempotence": True,
-        # A `too_large` dead letter keeps up to `max_message_bytes` of its message.
-        "message.max.bytes": max(1_000_000, settings.max_message_bytes + _HEADER_ROOM),
-    }
-    config.update(settings.kafka_options)
-    return DeadLetterSink(settings.kafka_dlq_topic, config)
 
 
 def raw_bytes(letter: DeadLetter) -> bytes:
@@ -65,12 +53,25 @@ def headers(letter: DeadLetter) -> list[tuple[str, str | bytes | None]]:
     return [(name, value.encode()) for name, value in found]
 
 
-class _DeadLetterPartition(StatelessSinkPartition[list[DeadLetter]]):
-    def __init__(self, topic: str, producer: Producer) -> None:
-        self._topic = topic
-        self._producer = producer
+class DeadLetterTopic:
+    """Produces `dead_letter` rows to one topic; implements `writech.stores.base.RowsWriter`."""
 
-    def write_batch(self, items: list[list[DeadLetter]]) -> None:
+    def __init__(self, settings: Settings) -> None:
+        deadline_ms = round(settings.store_deadline * 1000)
+        config: dict[str, str | int | bool] = {
+            "bootstrap.servers": ",".join(settings.kafka_brokers),
+            "acks": "all",
+            "enable.idempotence": True,
+            # A `too_large` dead letter keeps up to `max_message_bytes` of its message.
+            "message.max.bytes": max(1_000_000, settings.max_message_bytes + _HEADER_ROOM),
+            "message.timeout.ms": deadline_ms,
+            "socket.timeout.ms": round(settings.store_timeout * 1000),
+        }
+        config.update(settings.kafka_options)
+        self.topic = settings.kafka_dlq_topic
+        self._producer = Producer(config)
+
+    def insert(self, rows: TableRows) -> None:
         failures: list[str] = []
 
         def delivered(error: KafkaError | None, record: Message) -> None:
@@ -78,25 +79,24 @@ class _DeadLetterPartition(StatelessSinkPartition[list[DeadLetter]]):
                 failures.append(error.str())
 
         sent = 0
-        for letters in items:
-            for letter in letters:
-                self._produce(letter, delivered)
-                sent += 1
-        # Waits for every acknowledgement; librdkafka's `message.timeout.ms`
-        # bounds the wait by failing what it could not deliver.
-        undelivered = self._producer.flush()
+        for row in rows.rows():
+            self._produce(DeadLetter(*row), delivered)
+            sent += 1
+        undelivered = self._producer.flush()  # waits for every acknowledgement
         if failures or undelivered:
             shown = "; ".join(sorted(set(failures))[:3])
             raise DeadLetterDeliveryError(
                 f"{len(failures) + undelivered} of {sent} dead letters were not delivered "
-                f"to Kafka topic {self._topic!r}: {shown}"
+                f"to Kafka topic {self.topic!r}: {shown}"
             )
 
-    def _produce(self, letter: DeadLetter, delivered: OnDelivery) -> None:
+    def _produce(
+        self, letter: DeadLetter, delivered: Callable[[KafkaError | None, Message], None]
+    ) -> None:
         while True:
             try:
                 self._producer.produce(
-                    self._topic,
+                    self.topic,
                     value=raw_bytes(letter),
                     key=f"{letter.origin}:{letter.partition}".encode(),
                     headers=headers(letter),
@@ -108,14 +108,3 @@ class _DeadLetterPartition(StatelessSinkPartition[list[DeadLetter]]):
 
     def close(self) -> None:
         self._producer.flush()
-
-
-class DeadLetterSink(DynamicSink[list[DeadLetter]]):
-    """Produces lists of dead letters to one topic, one producer per worker."""
-
-    def __init__(self, topic: str, config: dict[str, str | int | bool]) -> None:
-        self.topic = topic
-        self.config = config
-
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _DeadLetterPartition:
-        return _DeadLetterPartition(self.topic, Producer(self.config))

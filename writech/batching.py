@@ -1,0 +1,59 @@
+"""The `batch_rows` step's logic: one table's rows gathered into few, large inserts.
+
+Every insert has a fixed cost (and makes a part for ClickHouse to merge),
+so rows are written at most once per flush interval, or as soon as
+`max_rows` are pending. Pending rows are part of the snapshot: they are
+not lost when the process dies before writing them.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+
+from bytewax.operators import StatefulBatchLogic
+
+from writech.rows import TableRows
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class RowBatcher(StatefulBatchLogic[TableRows, TableRows, bytes]):
+    """Gathers one table's `TableRows` and emits them at most once per `interval`."""
+
+    def __init__(self, resume: bytes | None, interval: timedelta, max_rows: int) -> None:
+        self._pending: TableRows | None = pickle.loads(resume) if resume is not None else None
+        self._interval = interval
+        self._max_rows = max_rows
+        self._due: datetime | None = now() + interval if self._pending else None
+
+    def on_batch(self, values: list[TableRows]) -> tuple[Iterable[TableRows], bool]:
+        for rows in values:
+            if self._pending is None:
+                self._pending = rows
+            else:
+                self._pending.extend(rows)
+        if self._pending is not None and len(self._pending) >= self._max_rows:
+            return self._emit(), self.RETAIN
+        if self._due is None and self._pending:
+            self._due = now() + self._interval
+        return [], self.RETAIN
+
+    def notify_at(self) -> datetime | None:
+        return self._due
+
+    def on_notify(self) -> tuple[Iterable[TableRows], bool]:
+        return self._emit(), self.RETAIN
+
+    def on_eof(self) -> tuple[Iterable[TableRows], bool]:
+        return self._emit(), self.RETAIN
+
+    def snapshot(self) -> bytes:
+        return pickle.dumps(self._pending, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def _emit(self) -> list[TableRows]:
+        rows, self._pending, self._due = self._pending, None, None
+        return [rows] if rows else []

@@ -1,0 +1,134 @@
+"""Stopping, and what an operator does about a failure: one line, said before any backtrace.
+
+SIGTERM and Ctrl-C are normal stops (`install_signal_handlers`): the first
+one ends the input (`stop_requested`, checked by every source partition
+before each batch), so the dataflow finishes what it read, writes it, and
+exits as at the end of its input, with one line saying what stopped it
+and what a resume does. A second signal interrupts at once (`Interrupted`).
+
+`advice(error)` recognises the failures with a known remedy anywhere in an
+exception's chain (Bytewax wraps a step's exception in its own): a full
+disk, a damaged store, an interrupted run.
+"""
+
+from __future__ import annotations
+
+import atexit
+import errno
+import logging
+import signal
+import threading
+from collections.abc import Iterator
+from types import FrameType
+from typing import Final
+
+RESUME: Final = (
+    "run the same command again to resume: with a recovery store it continues from the last "
+    "snapshot, and every write may be repeated safely, so nothing is lost or counted twice"
+)
+_DISK_FULL: Final = (
+    "No space left on device",
+    "NOT_ENOUGH_SPACE",
+    "database or disk is full",
+    "Cannot reserve",
+)
+_DAMAGED: Final = (
+    "database disk image is malformed",
+    "file is not a database",
+    "CORRUPTED_DATA",
+    "CHECKSUM_DOESNT_MATCH",
+    "CANNOT_READ_ALL_DATA",
+)
+
+
+class Interrupted(KeyboardInterrupt):
+    """The run was asked to stop by a signal (SIGTERM); a normal stop, like Ctrl-C."""
+
+    def __init__(self, signal_name: str) -> None:
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+
+
+_stop = threading.Event()
+_stopped_by: list[str] = []
+
+
+def stop_requested() -> bool:
+    """Whether a signal asked the run to stop: sources then end their input."""
+    return _stop.is_set()
+
+
+def stopped_by() -> str | None:
+    """The signal that stopped the run ("SIGTERM", "SIGINT"), if one did."""
+    return _stopped_by[0] if _stopped_by else None
+
+
+def install_signal_handlers() -> None:
+    """SIGTERM and SIGINT: the first ends the input, a second interrupts at once."""
+
+    def stop(number: int, frame: FrameType | None) -> None:
+        name = signal.Signals(number).name
+        if _stop.is_set():
+            raise Interrupted(name)
+        _stopped_by.append(name)
+        _stop.set()
+        logging.getLogger("writech").warning(
+            "%s: finishing the batches already read, then stopping (again to stop at once)", name
+        )
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    atexit.register(_say_why_stopped)
+
+
+def _say_why_stopped() -> None:
+    name = stopped_by()
+    if name:
+        logging.getLogger("writech").warning("%s", stop_message(name))
+
+
+def stop_message(signal_name: str) -> str:
+    return f"stopped by {signal_name}; {RESUME}"
+
+
+def chain(error: BaseException) -> Iterator[BaseException]:
+    """`error` and every exception that caused it or was being handled when it was raised."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def interruption(error: BaseException) -> str | None:
+    """The name of what interrupted the run ("SIGTERM", "Ctrl-C"), if it was interrupted."""
+    for cause in chain(error):
+        if isinstance(cause, Interrupted):
+            return cause.signal_name
+        if isinstance(cause, KeyboardInterrupt):
+            return "SIGINT"
+    return None
+
+
+def advice(error: BaseException) -> str | None:
+    """One line saying what happened and what to do, for failures with a known remedy."""
+    signal_name = interruption(error)
+    if signal_name:
+        return stop_message(signal_name)
+    for cause in chain(error):
+        text = str(cause)
+        if (isinstance(cause, OSError) and cause.errno == errno.ENOSPC) or any(
+            marker in text for marker in _DISK_FULL
+        ):
+            return (
+                "a disk is full (the stores' data dir or the recovery store): nothing of the "
+                f"failed epoch was committed; free space or enlarge the volume, then {RESUME}"
+            )
+        if any(marker in text for marker in _DAMAGED):
+            return (
+                "a store's files are damaged (see the error below for which): restore it from a "
+                "backup, or move it aside and rebuild it by replaying the input with a new "
+                "recovery store; the other stores are untouched"
+            )
+    return None

@@ -1,0 +1,153 @@
+"""The `shard` and `aggregate` steps' logic: routing by student, and one `Shard` per state key.
+
+Students hash (CRC-32 of the id) into `shards` state keys; each key's
+state is a `writech.aggregate.Shard`. Messages travel to their shard's
+worker still raw (`split_by_shard` reads only their student id) and are
+decoded there: bytes cost next to nothing to send to another process,
+decoded events a pickle each.
+
+A shard's snapshot records the shard count it was made with: a resume
+under another `WRITECH_SHARDS` would split students from their state, so
+`restore_shard` refuses it.
+"""
+
+from __future__ import annotations
+
+import functools
+import pickle
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+
+from bytewax.operators import StatefulBatchLogic
+
+from writech import counters
+from writech.aggregate import Shard, ShardOutput
+from writech.batching import now
+from writech.events import Event, EventDecoder, RawBatch
+from writech.rows import TableRows
+from writech.schema import (
+    ANALYTICS_METRICS,
+    DEAD_LETTER,
+    ERROR_RECORD,
+    HOMEWORK_RESULT,
+    STUDENT_DAILY_STATS,
+    DeadLetterRow,
+)
+from writech.settings import SettingsError
+
+_REASON = DEAD_LETTER.column_names.index("reason")
+
+
+@functools.lru_cache(maxsize=1 << 16)  # students recur: hashing each message's id shows in profiles
+def shard_key(student_id: str, shards: int) -> str:
+    """The state key of a student: stable across processes, runs and Python versions."""
+    return f"{zlib.crc32(student_id.encode()) % shards:04d}"
+
+
+def split_by_shard(
+    shards: int, batch: RawBatch, student_of: Callable[[bytes], str]
+) -> list[tuple[str, RawBatch]]:
+    """A batch's messages grouped by their student's shard, still raw.
+
+    Messages naming no readable student (all invalid) group under the
+    shard of "", with the source's rejections.
+    """
+    groups: dict[str, list[int]] = {}
+    for index, raw in enumerate(batch.messages):
+        groups.setdefault(shard_key(student_of(raw), shards), []).append(index)
+    nobody = shard_key("", shards)
+    if batch.rejected and nobody not in groups:
+        groups[nobody] = []
+    offsets, messages, produced_at = batch.offsets, batch.messages, batch.produced_at
+    return [
+        (key, RawBatch(
+            batch.origin, batch.partition,
+            [offsets[i] for i in indexes], [messages[i] for i in indexes],
+            batch.rejected if key == nobody else [],
+            [produced_at[i] for i in indexes] if produced_at else [],
+        ))
+        for key, indexes in groups.items()
+    ]  # fmt: skip
+
+
+def restore_shard(snapshot: bytes, shards: int) -> Shard:
+    """The `Shard` of an `aggregate` snapshot, refused if made under another shard count."""
+    made_with: int
+    shard: Shard
+    made_with, shard = pickle.loads(snapshot)
+    if made_with != shards:
+        raise SettingsError(
+            f"WRITECH_SHARDS is {shards}, but the recovery store holds state for {made_with} "
+            f"shards: resume with WRITECH_SHARDS={made_with}, or start a new recovery store"
+        )
+    return shard
+
+
+def tables_of(out: ShardOutput) -> list[tuple[str, TableRows]]:
+    """A shard's output as one `TableRows` per table that has rows, keyed by table name."""
+    return [
+        (table.name, TableRows.from_rows(table, rows))
+        for table, rows in (
+            (STUDENT_DAILY_STATS, out.stats),
+            (ANALYTICS_METRICS, out.metrics),
+            (HOMEWORK_RESULT, out.homework),
+            (ERROR_RECORD, out.errors),
+            (DEAD_LETTER, out.dead_letters),
+        )
+        if rows
+    ]
+
+
+class ShardLogic(StatefulBatchLogic[RawBatch, ShardOutput, bytes]):
+    """Bytewax glue around one `Shard`: decoding its messages, flush timing and snapshots."""
+
+    def __init__(
+        self, shard: Shard, decoder: EventDecoder, flush_interval: timedelta, shards: int
+    ) -> None:
+        self._shard = shard
+        self._decoder = decoder
+        self._shards = shards
+        self._flush_interval = flush_interval
+        self._next_flush = now() + flush_interval
+        # what this shard last added to the process-wide state gauges
+        self._rows_reported = 0
+        self._ids_reported = 0
+
+    def on_batch(self, values: list[RawBatch]) -> tuple[Iterable[ShardOutput], bool]:
+        events: list[Event] = []
+        invalid: list[DeadLetterRow] = []
+        for batch in values:
+            decoded, rejected = self._decoder.decode_batch(batch)
+            events += decoded
+            invalid += rejected
+        out = self._shard.apply(events)
+        out.dead_letters[:0] = invalid
+        counters.PROCESSED.inc(out.processed)
+        counters.DUPLICATES.inc(out.duplicates)
+        for reason, count in Counter(row[_REASON] for row in out.dead_letters).items():
+            counters.DEAD_LETTERED.labels(reason).inc(count)
+        return [out], self.RETAIN
+
+    def notify_at(self) -> datetime | None:
+        return self._next_flush if self._shard.dirty else None
+
+    def on_notify(self) -> tuple[Iterable[ShardOutput], bool]:
+        self._next_flush = now() + self._flush_interval
+        return self._flush(), self.RETAIN
+
+    def on_eof(self) -> tuple[Iterable[ShardOutput], bool]:
+        return self._flush(), self.RETAIN
+
+    def snapshot(self) -> bytes:
+        # Pickled now: the shard keeps changing after this returns.
+        return pickle.dumps((self._shards, self._shard), protocol=pickle.HIGHEST_PROTOCOL)
+
+    def _flush(self) -> list[ShardOutput]:
+        rows_retained, ids_retained = self._shard.retained_rows, self._shard.retained_event_ids
+        counters.STATE_ROWS.inc(rows_retained - self._rows_reported)
+        counters.STATE_EVENT_IDS.inc(ids_retained - self._ids_reported)
+        self._rows_reported, self._ids_reported = rows_retained, ids_retained
+        rows = self._shard.flush()
+        return [ShardOutput(rows, [], [], [])] if rows else []

@@ -1,0 +1,72 @@
+"""What every store offers, and which stores a configuration means (SPEC §7).
+
+Embedded by default (chDB for the ClickHouse tables, SQLite for
+`error_record`); a ClickHouse URL or a MySQL URL switch to the servers.
+Every store writes `TableRows` idempotently (writing a row twice changes
+nothing), verifies that what it sent was stored, and raises `StoreError`
+otherwise, so a failed write stops the run before its epoch commits.
+The server modules are imported only when configured.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from writech.rows import TableRows
+from writech.schema import CLICKHOUSE_TABLES, DATABASE
+from writech.settings import Settings
+
+
+class StoreError(RuntimeError):
+    """A store could not do what was asked; the message names it, never a secret."""
+
+
+class RowsWriter(Protocol):
+    """Writes rows to the tables it holds, idempotently."""
+
+    def insert(self, rows: TableRows) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class ClickHouse(RowsWriter, Protocol):
+    """A ClickHouse, embedded or server: what the pipeline and the reports need of it."""
+
+    def command(self, sql: str) -> None: ...
+
+    def query(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]: ...
+
+
+def create_schema(store: ClickHouse) -> None:
+    """Create the database and every ClickHouse table if missing (idempotent)."""
+    store.command(f"CREATE DATABASE IF NOT EXISTS `{DATABASE}`")
+    for table in CLICKHOUSE_TABLES:
+        store.command(table.ddl())
+
+
+def open_clickhouse(settings: Settings) -> ClickHouse:
+    """The configured ClickHouse, schema applied; the caller closes it."""
+    if settings.clickhouse_url:
+        from writech.stores import clickhouse
+
+        return clickhouse.open_store(settings)
+    from writech.stores import chdb
+
+    return chdb.open_store(settings.clickhouse_dir)
+
+
+def open_error_store(settings: Settings) -> RowsWriter:
+    """The configured store of `error_record`; the caller closes it."""
+    if settings.mysql_url:
+        from writech.stores.mysql import MysqlErrorStore
+
+        return MysqlErrorStore(settings)
+    from writech.stores.sqlite import SqliteErrorStore
+
+    return SqliteErrorStore(settings.sqlite_path)
+
+
+def init_db(settings: Settings) -> None:
+    """Create every table the configuration writes to (idempotent)."""
+    open_clickhouse(settings).close()
+    open_error_store(settings).close()

@@ -1,0 +1,149 @@
+"""Embedded ClickHouse: chDB on disk under `DATA_DIR/clickhouse` (SPEC §7, §10).
+
+chDB runs one ClickHouse engine per process, so every worker thread of a
+process shares one session per path, behind a lock.
+
+Rows go in as Arrow: written to a file beside the store (an Arrow IPC
+stream, one C call), then read by `INSERT ... SELECT FROM file(...)`, a
+query that raises when the engine cannot store them. Two other ways were
+tried and dropped: chDB's streaming insert (`send_insert`) returned
+normally on a full disk, even reporting every row as written, while
+nothing was stored; its `Python()` table function deadlocked with a second
+worker thread converting rows at the same time. Each insert is checked
+besides: rows written must equal rows sent, or the run stops before its
+epoch commits. The batch file lives on the store's own disk, so a full
+disk fails already when the batch is written.
+"""
+
+from __future__ import annotations
+
+import atexit
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pyarrow as pa
+from chdb import ChdbError as EngineError
+from chdb import session as chdb_session
+
+from writech.rows import TableRows
+from writech.schema import DATABASE
+from writech.stores.arrow import to_arrow
+from writech.stores.base import StoreError, create_schema
+
+
+class ChdbError(StoreError):
+    """The embedded ClickHouse could not do what was asked (disk full, a damaged part, ...)."""
+
+
+class _Result(msgspec.Struct):
+    data: list[dict[str, Any]] = []
+
+
+_result_decoder = msgspec.json.Decoder(_Result)
+_stores: dict[Path, ChdbStore] = {}
+_stores_lock = threading.Lock()
+
+
+def open_store(path: str | Path) -> ChdbStore:
+    """The process's store at `path`, with the schema applied; `close()` it when done."""
+    key = Path(path).resolve()
+    with _stores_lock:
+        store = _stores.get(key)
+        if store is None:
+            store = _stores[key] = ChdbStore(key)
+        store._users += 1
+        return store
+
+
+class ChdbStore:
+    """A chDB session; implements `writech.stores.base.ClickHouse`."""
+
+    def __init__(self, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        try:
+            self._session = chdb_session.Session(str(path))
+        except (EngineError, RuntimeError) as exc:
+            raise ChdbError(f"embedded ClickHouse at {path} cannot open: {exc}") from None
+        self._lock = threading.Lock()
+        self._users = 0
+        self._batches = path / "batches"  # Arrow files on their way in
+        self._batches.mkdir(exist_ok=True)
+        self.command("SET output_format_json_quote_64bit_integers = 0")
+        create_schema(self)
+
+    def command(self, sql: str) -> None:
+        with self._lock:
+            self._run(sql)
+
+    def insert(self, rows: TableRows) -> None:
+        sent = len(rows)
+        if not sent:
+            return
+        arrow = to_arrow(rows)
+        with tempfile.NamedTemporaryFile(dir=self._batches, suffix=".arrow") as batch:
+            try:
+                with (
+                    pa.OSFile(batch.name, "wb") as sink,
+                    pa.ipc.new_stream(sink, arrow.schema) as stream,
+                ):
+                    stream.write_table(arrow)
+            except OSError as exc:
+                raise ChdbError(
+                    f"embedded ClickHouse at {self.path}: cannot write a batch of "
+                    f"{rows.table.name} beside the store: {exc}"
+                ) from None
+            source = batch.name.replace("\\", "\\\\").replace("'", "\\'")
+            sql = (
+                f"INSERT INTO `{DATABASE}`.`{rows.table.name}` "
+                f"SELECT * FROM file('{source}', 'ArrowStream')"
+            )
+            with self._lock:
+                written = self._run(sql).rows_written()
+        if written != sent:
+            raise ChdbError(
+                f"embedded ClickHouse at {self.path}: {rows.table.name} stored {written} of "
+                f"{sent} rows; nothing is committed, and a resume writes them again"
+            )
+
+    def query(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            raw = self._run(sql, "JSON", params).bytes()
+        return _result_decoder.decode(raw).data if raw else []
+
+    def _run(self, sql: str, output: str = "CSV", params: dict[str, Any] | None = None) -> Any:
+        try:
+            return self._session.query(sql, output, params=params)
+        except (EngineError, RuntimeError) as exc:
+            raise ChdbError(f"embedded ClickHouse at {self.path}: {exc}") from None
+
+    def close(self) -> None:
+        """Release this user's hold; the last one closes the session.
+
+        Closing a chDB session from a Bytewax worker thread while another
+        worker is still live has been seen to deadlock, so a worker thread
+        leaves the session open for the process to close at exit.
+        """
+        with _stores_lock:
+            self._users -= 1
+            if self._users > 0:
+                return
+            if threading.current_thread() is not threading.main_thread():
+                atexit.register(_close_idle)
+                return
+            _stores.pop(self.path, None)
+        with self._lock:
+            self._session.close()
+
+
+def _close_idle() -> None:
+    """Close every session no one holds (at exit, from the main thread)."""
+    with _stores_lock:
+        idle = [path for path, store in _stores.items() if store._users == 0]
+        stores = [_stores.pop(path) for path in idle]
+    for store in stores:
+        with store._lock:
+            store._session.close()

@@ -1,0 +1,186 @@
+"""The production `error_record` store: MySQL or MariaDB over PyMySQL (SPEC §4, §7).
+
+The URL is `mysql://user:password@host:port/database` (the password may
+come from `WRITECH_MYSQL_PASSWORD` instead); the database must exist (the
+table is created if missing; a user without the CREATE grant works once
+`writech init-db` has made it). Optional URL parameters `ssl_ca`,
+`ssl_cert`, `ssl_key` turn on TLS.
+
+Each write is one transaction of multi-row inserts (PyMySQL's
+`executemany`), all parameterised. A record already stored (same
+`record_key`) is left as it is, which makes writes idempotent. That is
+`ON DUPLICATE KEY UPDATE record_key = record_key` rather than `INSERT
+IGNORE`: IGNORE would also turn real errors (a value too long, a bad
+date) into warnings and store mangled rows. For the same reason every
+session runs in strict SQL mode, and at start-up the table must store its
+text as utf8mb4: a table left in latin1 on a lenient server stored CJK and
+emoji as `?` without an error, so it is refused with what to do instead.
+
+A lost connection (server restart, network failure, a killed session) is
+re-established and the whole batch retried within `WRITECH_STORE_DEADLINE`;
+every network call is bounded by `WRITECH_STORE_TIMEOUT`; anything else
+(bad credentials, a missing database) fails at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Final, TypeVar
+
+import pymysql
+from pymysql.connections import Connection
+from pymysql.cursors import Cursor
+
+from writech.rows import TableRows
+from writech.schema import ERROR_RECORD_MYSQL_DDL
+from writech.settings import Settings, SettingsError
+from writech.stores.base import StoreError
+from writech.stores.retry import Retrying
+from writech.stores.sql import day_of, insert_statement, instant_of, parameters
+from writech.stores.urls import ServerUrl, parse_server_url
+
+T = TypeVar("T")
+
+_INSERT: Final = insert_statement(
+    "INSERT", "%s", " ON DUPLICATE KEY UPDATE record_key = record_key"
+)
+# Errors after which a new connection (or a second try) may succeed.
+TRANSIENT_CODES: Final = frozenset(
+    {
+        1053,  # ER_SERVER_SHUTDOWN
+        1205,  # ER_LOCK_WAIT_TIMEOUT
+        1213,  # ER_LOCK_DEADLOCK
+        1927,  # ER_CONNECTION_KILLED (MariaDB)
+        2003,  # CR_CONN_HOST_ERROR: cannot connect
+        2006,  # CR_SERVER_GONE_ERROR
+        2013,  # CR_SERVER_LOST
+        2055,  # CR_SERVER_LOST_EXTENDED
+        4031,  # ER_CLIENT_INTERACTION_TIMEOUT (MySQL)
+    }
+)
+_TLS_PARAMETERS: Final = frozenset({"ssl_ca", "ssl_cert", "ssl_key"})
+_SHAPE: Final = "mysql://user:password@host:port/database"
+# Strict mode on top of whatever the server has: a value that does not fit is
+# an error, never a silently mangled row.
+_STRICT: Final = "SET SESSION sql_mode = CONCAT_WS(',', @@SESSION.sql_mode, 'STRICT_ALL_TABLES')"
+_TEXT_CHARSETS: Final = """\
+SELECT column_name, character_set_name FROM information_schema.columns
+WHERE table_schema = DATABASE() AND table_name = 'error_record'
+AND character_set_name IS NOT NULL AND column_name != 'record_key'"""
+
+
+class MysqlError(StoreError):
+    """A MySQL request failed for good."""
+
+
+def mysql_url(settings: Settings) -> ServerUrl:
+    """The configured MySQL URL, checked (`SettingsError` names the variable)."""
+    url = parse_server_url(
+        settings.mysql_url,
+        "WRITECH_MYSQL_URL",
+        _SHAPE,
+        {"mysql": 3306},
+        settings.mysql_password,
+        _TLS_PARAMETERS,
+    )
+    if not url.path:
+        raise SettingsError(f"WRITECH_MYSQL_URL: expected {_SHAPE}, got {url.shown!r}")
+    return url
+
+
+def connect_arguments(settings: Settings) -> dict[str, Any]:
+    """PyMySQL's connection arguments for the configured server (TLS by the URL's parameters)."""
+    url = mysql_url(settings)
+    timeout = max(1, round(settings.store_timeout))
+    return {
+        "host": url.host,
+        "port": url.port,
+        "user": url.username,
+        "password": url.password,
+        "database": url.path,
+        "charset": "utf8mb4",
+        "autocommit": False,
+        "init_command": _STRICT,
+        "connect_timeout": timeout,
+        "read_timeout": timeout,
+        "write_timeout": timeout,
+        **url.parameters,
+    }
+
+
+def is_transient(error: Exception) -> bool:
+    """Whether the request may succeed on a new connection."""
+    if isinstance(error, pymysql.InterfaceError):  # the connection is already closed
+        return True
+    code = error.args[0] if error.args else None
+    return isinstance(error, pymysql.OperationalError) and code in TRANSIENT_CODES
+
+
+class MysqlErrorStore:
+    """Writes `error_record` rows to MySQL."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._connect_arguments = connect_arguments(settings)
+        self._retry = Retrying.for_url(
+            "mysql", mysql_url(settings), settings, MysqlError, pymysql.MySQLError, is_transient
+        )
+        self._connection: Connection[Cursor] | None = None
+        self._retrying("create table", _create_table_if_missing)
+        wrong = self._retrying("check character sets", _columns_not_utf8mb4)
+        if wrong:
+            columns = ", ".join(f"{name} ({charset})" for name, charset in wrong)
+            raise MysqlError(
+                f"{self._retry.target}: error_record stores text in a character set that cannot "
+                f"hold every character of Chinese names or emoji: {columns}. Convert it "
+                "(ALTER TABLE error_record CONVERT TO CHARACTER SET utf8mb4 COLLATE utf8mb4_bin) "
+                "or drop it and let `writech init-db` create it; nothing was written"
+            )
+
+    def insert(self, rows: TableRows) -> None:
+        if not len(rows):
+            return
+        values = list(parameters(rows, day_of, lambda us: instant_of(us).replace(tzinfo=None)))
+        self._retrying(
+            f"insert of {len(values)} error records",
+            lambda cursor: cursor.executemany(_INSERT, values),
+        )
+
+    def close(self) -> None:
+        self._abandon_connection()
+
+    def _retrying(self, what: str, request: Callable[[Cursor], T]) -> T:
+        """Run `request` in one transaction, on a new connection after a transient failure."""
+
+        def transaction() -> T:
+            if self._connection is None:
+                self._connection = pymysql.connect(**self._connect_arguments)
+            with self._connection.cursor() as cursor:
+                result = request(cursor)
+            self._connection.commit()
+            return result
+
+        return self._retry.run(what, transaction, self._abandon_connection)
+
+    def _abandon_connection(self) -> None:
+        """Drop the connection (the server rolls back what it had not committed)."""
+        if self._connection is not None and self._connection.open:
+            self._connection.close()  # swallows a failing goodbye on a dead socket
+        self._connection = None
+
+
+def _create_table_if_missing(cursor: Cursor) -> None:
+    """The DDL only when needed: once `writech init-db` has run, no CREATE grant is needed."""
+    cursor.execute(
+        "SELECT COUNT(*) FROM information_schema.tables "
+        "WHERE table_schema = DATABASE() AND table_name = 'error_record'"
+    )
+    found = cursor.fetchone()
+    if not found or not found[0]:
+        cursor.execute(ERROR_RECORD_MYSQL_DDL)
+
+
+def _columns_not_utf8mb4(cursor: Cursor) -> list[tuple[str, str]]:
+    cursor.execute(_TEXT_CHARSETS)
+    return [
+        (str(name), str(charset)) for name, charset in cursor.fetchall() if charset != "utf8mb4"
+    ]

@@ -1,0 +1,76 @@
+"""Embedded `error_record` store: SQLite at `DATA_DIR/writech.db` (SPEC §4, §10).
+
+Each worker opens its own connection (SQLite connections are per thread);
+WAL and a busy timeout let them write side by side. `INSERT OR IGNORE` on
+the unique key makes a re-inserted record a no-op. SQLite raises on a full
+disk or a damaged file (`sqlite3.OperationalError`, `DatabaseError`); the
+error reaches the dataflow before its epoch commits.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Final
+
+from writech.rows import TableRows
+from writech.schema import ERROR_RECORD_SQLITE_DDL, ERROR_RECORD_SQLITE_INDEXES
+from writech.stores.base import StoreError
+from writech.stores.sql import day_of, insert_statement, instant_of, parameters
+
+_INSERT: Final = insert_statement("INSERT OR IGNORE", "?")
+# Page cache per connection (SQLite's default is 2 MB): inserts into the
+# unique indexes land at random pages, which then stay cached.
+_CACHE_KIB: Final = 16 * 1024
+
+# Switching to WAL ignores the busy timeout, so workers opening their
+# connections at the same moment take turns.
+_setup_lock = threading.Lock()
+
+
+class SqliteError(StoreError):
+    """The embedded error_record store could not write (disk full, a damaged file, ...)."""
+
+
+def connect(path: str | Path) -> sqlite3.Connection:
+    """A connection to the store at `path`, with the schema applied."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    connection = sqlite3.connect(path, timeout=60, isolation_level=None)
+    with _setup_lock:
+        connection.execute("PRAGMA journal_mode = WAL")
+        connection.execute("PRAGMA synchronous = NORMAL")
+        connection.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
+        connection.execute(ERROR_RECORD_SQLITE_DDL)
+        for ddl in ERROR_RECORD_SQLITE_INDEXES:
+            connection.execute(ddl)
+    return connection
+
+
+class SqliteErrorStore:
+    """Writes `error_record` rows to SQLite, one transaction per batch."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self._connection = connect(path)
+        except sqlite3.Error as exc:
+            raise SqliteError(f"SQLite store at {path} cannot open: {exc}") from None
+
+    def insert(self, rows: TableRows) -> None:
+        values = list(
+            parameters(
+                rows, lambda days: day_of(days).isoformat(), lambda us: instant_of(us).isoformat()
+            )
+        )
+        try:
+            with self._connection:
+                self._connection.execute("BEGIN")
+                self._connection.executemany(_INSERT, values)
+        except sqlite3.Error as exc:
+            raise SqliteError(
+                f"SQLite store at {self.path}: insert into error_record failed: {exc}"
+            ) from None
+
+    def close(self) -> None:
+        self._connection.close()
