@@ -112,8 +112,9 @@ def _replay(args: argparse.Namespace) -> int:
     from bytewax.recovery import RecoveryConfig
     from bytewax.run import cli_main
 
-    from writech.flow import build_flow
+    from writech.flow import FLOW_ID, build_flow
     from writech.sources.files import JsonLinesSource, total_bytes
+    from writech.sources.resume import resume_states
 
     settings = _settings(args, source="files", input_paths=tuple(args.paths))
     source = JsonLinesSource(settings.inputs, settings.batch_size)
@@ -125,6 +126,7 @@ def _replay(args: argparse.Namespace) -> int:
                 f"create it with `writech recovery init --dir {args.recovery}`"
             )
         recovery = RecoveryConfig(args.recovery, timedelta(seconds=args.backup_interval))
+        source.check_resume(resume_states(Path(args.recovery), f"{FLOW_ID}.read"))
     flow = build_flow(settings, source)
     progress = None
     if not args.quiet and sys.stderr.isatty():

@@ -2,27 +2,124 @@
 
 Each file is one partition, so several files are read in parallel across
 workers. A partition yields `RawBatch`es of up to `batch_size` lines and
-snapshots its byte offset and line number, so a resume continues exactly
-after the last line whose batch was committed.
+snapshots a `FilePosition`: how far it read, and the file's `Fingerprint`
+taken when it first opened the file.
+
+- A resume continues exactly after the last line whose batch was
+  committed, but only in the same file: one whose size, modification time
+  or first bytes changed since is refused (`InputChanged`), as its stored
+  offset no longer points at the same lines.
+- Every message carries the modification time recorded in the fingerprint
+  as its `produced_at`, so that a re-read line is judged by the future-skew
+  check exactly as it was the first time.
+- A damaged `.jsonl.gz` (truncated, corrupt, not gzip at all) is read up to
+  the damage: every complete line before it is a message as usual; the rest
+  becomes one `damaged_input` dead letter and the partition ends, while
+  the other files go on.
 """
 
 from __future__ import annotations
 
 import gzip
-import itertools
-from collections.abc import Iterable, Sequence
+import hashlib
+import io
+import os
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
+from typing import Any, Final
 
+import msgspec
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from writech import counters
-from writech.events import RawBatch
+from writech.events import RawBatch, dead_letter
+from writech.schema import DeadLetterRow
+from writech.settings import SettingsError
 
 SUFFIXES = (".jsonl", ".jsonl.gz")
+# Bytes of a file hashed into its fingerprint; also the most of a damaged
+# rest kept as its dead letter's raw bytes.
+HEAD_BYTES: Final = 64 * 1024
+# Decoded bytes read at a time.
+CHUNK_BYTES: Final = 1 << 20
+# What reading a damaged gzip stream raises (BadGzipFile is an OSError; other
+# OSErrors are failures of the disk, not of the data, and stop the run).
+DAMAGE: Final = (EOFError, zlib.error, gzip.BadGzipFile)
 
-# (byte offset in the uncompressed stream, number of lines consumed)
-FilePosition = tuple[int, int]
+
+class InputChanged(SettingsError):
+    """A resume would read input files other than those its recovery store holds positions in."""
+
+
+class Fingerprint(msgspec.Struct, frozen=True):
+    """What identifies a file's content, cheaply."""
+
+    size: int
+    mtime_ns: int
+    head: bytes  # BLAKE2b digest of the first HEAD_BYTES bytes as stored
+
+    @classmethod
+    def of(cls, path: str) -> Fingerprint:
+        with open(path, "rb") as file:
+            stat = os.fstat(file.fileno())
+            head = hashlib.blake2b(file.read(HEAD_BYTES), digest_size=16).digest()
+        return cls(stat.st_size, stat.st_mtime_ns, head)
+
+
+class FilePosition(msgspec.Struct, frozen=True):
+    """A file partition's state: how far it was read, and what it was read from."""
+
+    offset: int  # bytes of the decoded stream consumed
+    line: int  # lines consumed, blank ones included
+    input: Fingerprint  # the file as first opened
+    damaged: bool = False  # the rest was damaged and dead-lettered: nothing left to read
+
+    @property
+    def position(self) -> tuple[int, int]:
+        return (self.offset, self.line)
+
+
+def changes(recorded: Fingerprint, current: Fingerprint) -> list[str]:
+    """How the file `current` describes differs from the `recorded` one, in words."""
+    found = []
+    if current.size != recorded.size:
+        found.append(f"size {recorded.size:,} -> {current.size:,} bytes")
+    if current.mtime_ns != recorded.mtime_ns:
+        found.append(f"modified {_utc(recorded.mtime_ns)} -> {_utc(current.mtime_ns)}")
+    if current.head != recorded.head:
+        found.append(f"content of its first {HEAD_BYTES // 1024} KiB")
+    return found
+
+
+def refuse_if_changed(path: str, recorded: Fingerprint) -> None:
+    """Raise `InputChanged` unless `path` is still the file `recorded` describes."""
+    try:
+        different = changes(recorded, Fingerprint.of(path))
+    except FileNotFoundError:
+        raise InputChanged(_missing_message([path])) from None
+    if different:
+        raise InputChanged(
+            f"{path} changed since the recovery store began reading it "
+            f"({'; '.join(different)}): its stored position no longer points at the same "
+            "lines. Give the original file, or start a new recovery store to read the new one "
+            "from its start."
+        )
+
+
+def _missing_message(paths: Sequence[str]) -> str:
+    files = ", ".join(paths)
+    return (
+        f"the recovery store holds positions in {files}, which "
+        f"{'is' if len(paths) == 1 else 'are'} not among the inputs now. A resume reads "
+        "every file the store has read (new files may be added), each named as it was "
+        "(the same relative or absolute path): give it again, or start a new recovery store."
+    )
+
+
+def _utc(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, UTC).isoformat(timespec="microseconds")
 
 
 def expand(paths: Iterable[str]) -> list[str]:
@@ -47,49 +144,116 @@ def total_bytes(paths: Sequence[str]) -> int:
     return sum(Path(path).stat().st_size for path in paths)
 
 
+# What a resume may receive: a position, or (byte offset, line) as stored
+# before positions held fingerprints (the file is then fingerprinted as found).
+ResumeState = FilePosition | tuple[int, int] | None
+
+
 class _FilePartition(StatefulSourcePartition[RawBatch, FilePosition]):
-    def __init__(self, path: str, batch_size: int, resume: FilePosition | None) -> None:
+    def __init__(self, path: str, batch_size: int, resume: ResumeState) -> None:
+        if isinstance(resume, FilePosition):
+            refuse_if_changed(path, resume.input)
+            self._input, self._damaged = resume.input, resume.damaged
+            self._offset, self._line = resume.offset, resume.line
+        else:
+            self._input, self._damaged = Fingerprint.of(path), False
+            self._offset, self._line = resume or (0, 0)
         self._path = path
         self._batch_size = batch_size
-        self._raw: IO[bytes] = open(path, "rb")  # noqa: SIM115 - closed in close()
-        self._lines: IO[bytes] | gzip.GzipFile = (
+        self._produced_at = self._input.mtime_ns / 1e9
+        self._raw = open(path, "rb")  # noqa: SIM115 - closed in close()
+        self._stream: io.BufferedIOBase = (
             gzip.GzipFile(fileobj=self._raw, mode="rb") if path.endswith(".gz") else self._raw
         )
-        self._offset, self._line = resume or (0, 0)
-        if self._offset:
-            self._lines.seek(self._offset)
+        if self._offset and not self._damaged:
+            self._stream.seek(self._offset)
         self._reported = self._raw.tell()
+        self._lines: list[bytes] = []  # complete lines decoded, not yet emitted, without "\n"
+        self._tail = b""  # what follows the last "\n" decoded
+        self._at_end = self._damaged  # nothing more to decode
+        self._damage: str | None = None  # what went wrong, if the stream ended in damage
 
     def next_batch(self) -> list[RawBatch]:
-        lines = list(itertools.islice(self._lines, self._batch_size))
-        if not lines:
+        if self._at_end and not self._lines and not self._tail and self._damage is None:
             raise StopIteration
+        while len(self._lines) < self._batch_size and not self._at_end:
+            self._decode_chunk()
+        lines = self._lines[: self._batch_size]
+        del self._lines[: self._batch_size]
+        self._offset += sum(map(len, lines)) + len(lines)  # each line ended by "\n"
+        last = self._at_end and not self._lines
+        if last and self._damage is None and self._tail:  # a last line without "\n"
+            lines.append(self._tail)
+            self._offset += len(self._tail)
         offsets: list[int] = []
         messages: list[bytes] = []
         number = self._line
         for line in lines:
             number += 1
-            self._offset += len(line)
-            message = line.rstrip(b"\r\n")
+            message = line.rstrip(b"\r")
             if message.strip():  # blank lines are not messages (SPEC §1)
                 offsets.append(number)
                 messages.append(message)
         self._line = number
-        consumed = self._raw.tell()
-        counters.BYTES_READ.inc(consumed - self._reported)
-        self._reported = consumed
-        counters.MESSAGES_READ.inc(len(messages))
-        if not messages:
+        rejected: list[DeadLetterRow] = []
+        if last and self._damage is not None:
+            # the part of a line before the damage belongs to the damaged rest
+            rejected.append(self._damage_letter(self._damage, number + 1))
+            self._damaged = True
+        if last:
+            self._tail, self._damage = b"", None
+        position = self._raw.tell()
+        counters.BYTES_READ.inc(position - self._reported)
+        self._reported = position
+        counters.MESSAGES_READ.inc(len(messages) + len(rejected))
+        if not messages and not rejected:
             return []
-        return [RawBatch(self._path, 0, offsets, messages)]
+        produced_at = [self._produced_at] * len(messages)
+        return [RawBatch(self._path, 0, offsets, messages, rejected, produced_at)]
 
     def snapshot(self) -> FilePosition:
-        return (self._offset, self._line)
+        return FilePosition(self._offset, self._line, self._input, self._damaged)
 
     def close(self) -> None:
-        if self._lines is not self._raw:
-            self._lines.close()
+        if self._stream is not self._raw:
+            self._stream.close()
         self._raw.close()
+
+    def _decode_chunk(self) -> None:
+        try:
+            chunk = self._stream.read1(CHUNK_BYTES)
+        except DAMAGE as exc:
+            self._at_end, self._damage = True, _what_is_wrong(exc)
+            return
+        if not chunk:
+            self._at_end = True
+            return
+        lines = (self._tail + chunk).split(b"\n")
+        self._tail = lines.pop()
+        self._lines += lines
+
+    def _damage_letter(self, damage: str, line: int) -> DeadLetterRow:
+        """The damaged rest of the file as one dead letter at `line`, the first line it lacks.
+
+        Its raw bytes are how the rest begins: the part of a line decoded
+        before the damage, or, for a file unreadable from its first byte,
+        the file's first bytes as stored.
+        """
+        raw = self._tail[:HEAD_BYTES]
+        if line == 1 and not raw:
+            with open(self._path, "rb") as file:
+                raw = file.read(HEAD_BYTES)
+        decoded = self._offset + len(self._tail)
+        message = f"{damage}: line {line} on could not be read ({decoded:,} bytes decoded before)"
+        return dead_letter(self._path, 0, line, raw, "damaged_input", message)
+
+
+def _what_is_wrong(exc: BaseException) -> str:
+    if isinstance(exc, EOFError):
+        return f"truncated gzip stream ({exc})"
+    if isinstance(exc, gzip.BadGzipFile) and str(exc).startswith("Not a gzipped file"):
+        return f"not gzip data ({exc})"
+    return f"corrupt gzip data ({exc})"
 
 
 class JsonLinesSource(FixedPartitionedSource[RawBatch, FilePosition]):
@@ -102,7 +266,15 @@ class JsonLinesSource(FixedPartitionedSource[RawBatch, FilePosition]):
     def list_parts(self) -> list[str]:
         return self.paths
 
-    def build_part(
-        self, step_id: str, for_part: str, resume_state: FilePosition | None
-    ) -> _FilePartition:
+    def build_part(self, step_id: str, for_part: str, resume_state: ResumeState) -> _FilePartition:
         return _FilePartition(for_part, self.batch_size, resume_state)
+
+    def check_resume(self, stored: Mapping[str, Any]) -> None:
+        """Refuse to resume from `stored` (positions by file) unless every file it read is
+        among the inputs, unchanged. New files are fine: they are read from their start."""
+        missing = [path for path in stored if path not in self.paths]
+        if missing:
+            raise InputChanged(_missing_message(missing))
+        for path, state in stored.items():
+            if isinstance(state, FilePosition):
+                refuse_if_changed(path, state.input)
