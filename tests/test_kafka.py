@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import time
-from collections import Counter
 
 import pytest
-from bytewax.connectors.kafka import KafkaError, KafkaSourceMessage
-from confluent_kafka import KafkaError as ConsumerError
 from confluent_kafka import KafkaException
 
 from tests.services.kafka import consume_all, headers_of, produce
 from tests.services.ports import free_port
 from writech import counters
 from writech.events import EventDecoder, RawBatch, dead_letter
+from writech.rows import TableRows
+from writech.schema import DEAD_LETTER, DeadLetter, DeadLetterRow
 from writech.settings import Settings
-from writech.sinks.kafka import DeadLetterDeliveryError, dead_letter_sink
-from writech.sources.kafka import ConsumerItem, KafkaBatchSource, kafka_source, to_raw_batch
+from writech.sources.kafka import KafkaBatchSource, KafkaPosition, kafka_source
+from writech.stores.kafka import DeadLetterDeliveryError, DeadLetterTopic
+from writech.stores.sink import RowsSink
 
 pytestmark = pytest.mark.services
 
@@ -33,7 +33,18 @@ def _settings(broker: str, topic: str, **overrides: object) -> Settings:
     )
 
 
-def _drain(source: KafkaBatchSource, part: str, resume: int | None = None) -> list[RawBatch]:
+def _topic_sink(settings: Settings) -> RowsSink:
+    """The dataflow's sink for the dead-letter topic, as `writech.flow` builds it."""
+    return RowsSink("dead_letter_topic", lambda: DeadLetterTopic(settings))
+
+
+def _letters(*rows: DeadLetterRow) -> TableRows:
+    return TableRows.from_rows(DEAD_LETTER, list(rows))
+
+
+def _drain(
+    source: KafkaBatchSource, part: str, resume: KafkaPosition | None = None
+) -> list[RawBatch]:
     """Every batch of one partition until it is drained (the source stops at the end)."""
     partition = source.build_part("read", part, resume)
     batches: list[RawBatch] = []
@@ -82,7 +93,8 @@ def test_a_record_without_value_dead_letters_as_empty(kafka_broker: str, kafka_t
     [batch] = _drain(kafka_source(_settings(kafka_broker, kafka_topic)), f"0-{kafka_topic}")
     events, dead = EventDecoder(Settings().tz).decode_batch(batch)
     assert events == []
-    assert [(d.reason, d.message, d.raw, d.origin, d.offset) for d in dead] == [
+    letters = [DeadLetter(*row) for row in dead]
+    assert [(d.reason, d.message, d.raw, d.origin, d.offset) for d in letters] == [
         ("bad_json", "empty message", "", kafka_topic, 0)
     ]
 
@@ -97,33 +109,11 @@ def test_a_partition_resumes_after_its_snapshot(kafka_broker: str, kafka_topic: 
         first = partition.next_batch()
     snapshot = partition.snapshot()
     partition.close()
-    assert snapshot == first[0].offsets[-1] + 1
+    assert snapshot.next_offset == first[0].offsets[-1] + 1
 
     rest = _drain(source, part, resume=snapshot)
     offsets = [offset for batch in first + rest for offset in batch.offsets]
     assert offsets == list(range(30))
-
-
-def test_consumer_errors_become_broker_error_dead_letters(kafka_topic: str) -> None:
-    """What the connector yields for a consumer error (`raise_on_errors=False`)."""
-    error = ConsumerError(ConsumerError._TRANSPORT, "broker connection lost")
-    items: list[ConsumerItem] = [
-        KafkaSourceMessage(key=None, value=b'{"a": 1}', topic=kafka_topic, offset=41, partition=2),
-        KafkaError(error, KafkaSourceMessage(key=None, value=None, topic=kafka_topic, partition=2)),
-        KafkaSourceMessage(key=None, value=b'{"a": 2}', topic=kafka_topic, offset=42, partition=2),
-    ]
-    batch = to_raw_batch(kafka_topic, 2, items)
-
-    assert batch.offsets == [41, 42]
-    assert batch.messages == [b'{"a": 1}', b'{"a": 2}']
-    [rejected] = batch.rejected
-    assert (rejected.origin, rejected.partition, rejected.offset) == (kafka_topic, 2, -1)
-    assert rejected.reason == "broker_error"
-    assert "broker connection lost" in rejected.message
-    # The decoder passes them on with the batch's own dead letters.
-    _, dead = EventDecoder(Settings().tz).decode_batch(batch)
-    assert rejected in dead
-    assert Counter(d.reason for d in dead) == {"broker_error": 1, "missing_field": 2}
 
 
 def test_kafka_options_reach_librdkafka(kafka_broker: str, kafka_topic: str) -> None:
@@ -131,7 +121,7 @@ def test_kafka_options_reach_librdkafka(kafka_broker: str, kafka_topic: str) -> 
     with pytest.raises(KafkaException, match=r"no\.such\.option"):
         kafka_source(settings).build_part("read", f"0-{kafka_topic}", None)
     with pytest.raises(KafkaException, match=r"no\.such\.option"):
-        dead_letter_sink(settings).build("write", 0, 1)
+        _topic_sink(settings).build("write", 0, 1)
 
 
 def test_dead_letters_reach_the_topic_with_their_headers(
@@ -145,9 +135,9 @@ def test_dead_letters_reach_the_topic_with_their_headers(
         dead_letter(kafka_topic, 2, 5, b"\xff\xfe not utf-8", "bad_json", "not UTF-8"),
         dead_letter("in.jsonl", 0, 3, "汉字 ✍️".encode(), "too_late", "evicted", event_id="e-1"),
     ]
-    assert letters[1].raw_encoding == "base64"
-    partition = dead_letter_sink(settings).build("write", 0, 1)
-    partition.write_batch([letters[:2], letters[2:]])
+    assert DeadLetter(*letters[1]).raw_encoding == "base64"
+    partition = _topic_sink(settings).build("write", 0, 1)
+    partition.write_batch([_letters(*letters[:2]), _letters(*letters[2:])])
     partition.close()
 
     records = consume_all(kafka_broker, settings.kafka_dlq_topic)
@@ -171,8 +161,8 @@ def test_an_undelivered_dead_letter_is_an_error(kafka_topic: str) -> None:
     settings = _settings(
         f"127.0.0.1:{free_port()}", kafka_topic, kafka_options={"message.timeout.ms": "1500"}
     )
-    partition = dead_letter_sink(settings).build("write", 0, 1)
+    partition = _topic_sink(settings).build("write", 0, 1)
     started = time.monotonic()
     with pytest.raises(DeadLetterDeliveryError, match="1 of 1 dead letters were not delivered"):
-        partition.write_batch([[dead_letter(kafka_topic, 0, 1, b"x", "bad_json", "x")]])
+        partition.write_batch([_letters(dead_letter(kafka_topic, 0, 1, b"x", "bad_json", "x"))])
     assert time.monotonic() - started < 10

@@ -1,123 +1,488 @@
-"""Kafka topics as a Bytewax source, on Bytewax's own Kafka connector (SPEC §7).
+"""Kafka topics as a Bytewax source (SPEC §7).
 
-`bytewax.connectors.kafka.KafkaSource` spreads the topics' partitions over
-the workers and keeps each partition's next offset in the recovery state;
-this wraps its partitions so that each consumer batch becomes ONE
-`RawBatch` (Bytewax's cost is per item, so items are batches, never single
-messages). A consumer error becomes a `broker_error` dead letter in the
-batch instead of stopping the flow, and a record without a value is passed
-on as empty bytes (it then dead-letters as an empty message).
+Bytewax's `KafkaSource` lists the topics' partitions (parts named
+"<partition>-<topic>", spread over the workers by Bytewax); each is read by
+a partition built here on a confluent-kafka consumer of its own rather than
+by the connector's, for what production needs from it:
+
+- No offset moves silently. librdkafka's `auto.offset.reset` is "error".
+  A next offset below the oldest retained one (deleted by the broker's
+  retention before it was read) follows `kafka_offset_reset`: continue from
+  the oldest, with a warning and `writech_kafka_offsets_skipped`, or stop.
+  A next offset beyond the partition's end (the topic re-created, the
+  broker's log lost) always stops the run with `KafkaPositionError`; it is
+  checked against the watermarks of every fetch, the first one after a
+  resume included.
+- The topic's identity is checked too: the broker's id of the topic is
+  kept in the snapshot and asked again when a partition starts and every
+  few seconds. A topic deleted while it is read, or deleted and created
+  again since the snapshot (even with more messages than were read), stops
+  the run with `KafkaPositionError`.
+- A record's timestamp (CreateTime or LogAppendTime) is its `produced_at`,
+  the reference of the future-skew check, so that a message re-read after
+  a resume is judged as it was the first time. A record without one takes
+  the newest timestamp read before it in its partition (kept in the
+  snapshot); only a partition that never had one falls back to the clock.
+- `writech_kafka_consumer_lag{topic,partition}`: messages between the next
+  offset to read and the partition's high watermark; with
+  `kafka_commit_group` set, each snapshot's next offset is also committed to
+  that consumer group for the usual lag tools (monitoring only: a resume
+  reads offsets from the recovery store, never from the group).
+
+Each consumer batch becomes ONE `RawBatch` (Bytewax's cost is per item). A
+transient consumer error becomes a `broker_error` dead letter in the batch
+instead of stopping the flow; a record without a value is passed on as
+empty bytes (it then dead-letters as an empty message).
+
+Why not the connector's partition: it leaves `auto.offset.reset` at
+librdkafka's default (the partition's end: offsets out of range are skipped
+without a word) and knows nothing of the topic's identity. The segmentation
+fault seen when a topic is deleted mid-run was suspected to come from its
+statistics callback, which indexes librdkafka's statistics by topic; it does
+not (they still list a deleted topic for a while). The fault is librdkafka's
+own (2.16, as confluent-kafka 2.16 bundles it), with statistics off and with
+a bare consumer alike: a fetch reply for an unknown topic that carries a
+leader hint but no topic id (Tansu's answer for a deleted topic) makes it
+look the topic up in its metadata cache by a NULL name, which crashes
+whenever that cache holds any topic.
+
+The consumers here therefore keep metadata cached for 10 ms only
+(`metadata.max.age.ms`); they need none between fetches, and with an empty
+cache librdkafka logs "Topic (null) not found in cache" instead. The price
+is one metadata request per second and consumer (librdkafka refreshes a
+topic whose metadata expired), and what remains of the risk: a deletion
+answered within the 10 ms after such a refresh still crashes (none did in
+the tests). For the same reason topic ids are asked by a separate admin
+client, whose cache may hold what it likes: it never fetches.
 
 Settings used: `kafka_brokers`, `kafka_topics`, `batch_size`,
-`kafka_stop_at_end` (exit once every partition is drained) and
-`kafka_options`, passed to librdkafka as they are (SASL, TLS, a
-`group.id` where ACLs require one: offsets are never committed to the
-broker, the recovery state holds them).
+`kafka_stop_at_end` (exit once every partition is drained),
+`kafka_offset_reset`, `kafka_commit_group` and `kafka_options`, passed to
+librdkafka as they are (SASL, TLS, a `group.id` where ACLs require one).
 """
 
 from __future__ import annotations
 
-from typing import Final
+import functools
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Final, Literal
 
-from bytewax.connectors.kafka import KafkaError, KafkaSource, KafkaSourceMessage
+import msgspec
+from bytewax.connectors.kafka import KafkaSource
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicCollection,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient
 
 from writech import counters
 from writech.events import RawBatch, dead_letter
-from writech.schema import DeadLetter
-from writech.settings import Settings
+from writech.schema import DeadLetterRow
+from writech.settings import PREFIX, Settings, SettingsError
+
+log = logging.getLogger(__name__)
 
 # Where a consumer error carries no offset of its own.
 NO_OFFSET: Final = -1
+# How long one poll of a partition's consumer may wait for records.
+POLL_SECONDS: Final = 0.001
+# How often a partition asks the broker whether its topic still exists,
+# and how long it waits for the answer.
+WATCH_SECONDS: Final = 5.0
+WATCH_TIMEOUT_SECONDS: Final = 2.0
+# How long a consumer's librdkafka keeps metadata cached (see the module docstring).
+METADATA_MAX_AGE_MS: Final = 10
+# The group id librdkafka requires; no group is joined, and none committed
+# to unless `kafka_commit_group` names one.
+UNUSED_GROUP: Final = "BYTEWAX_IGNORED"
 
-# What the connector's partitions yield, and their state: the next offset to read.
-ConsumerItem = (
-    KafkaSourceMessage[bytes | None, bytes | None] | KafkaError[bytes | None, bytes | None]
+# What a fetch says when the offset asked for is not in the partition's log.
+_OUT_OF_RANGE: Final = frozenset({KafkaError._AUTO_OFFSET_RESET, KafkaError.OFFSET_OUT_OF_RANGE})
+# What librdkafka and the broker say of a topic or partition that is gone.
+_GONE: Final = frozenset(
+    {
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError.UNKNOWN_TOPIC_ID,
+        KafkaError._UNKNOWN_TOPIC,
+        KafkaError._UNKNOWN_PARTITION,
+    }
 )
-NextOffset = int | None
 
 
-def kafka_source(settings: Settings) -> KafkaBatchSource:
-    return KafkaBatchSource(
-        KafkaSource(
-            list(settings.kafka_brokers),
-            list(settings.kafka_topics),
-            tail=not settings.kafka_stop_at_end,
-            add_config=dict(settings.kafka_options),
-            batch_size=settings.batch_size,
-            raise_on_errors=False,
-        )
+class KafkaPositionError(RuntimeError):
+    """A partition cannot go on from its offset without silently skipping or mixing messages."""
+
+
+class KafkaPosition(msgspec.Struct, frozen=True):
+    """A Kafka partition's state."""
+
+    next_offset: int | None  # None: nothing read yet; start at the oldest retained record
+    # The newest record timestamp read, in seconds: the `produced_at` of a
+    # record that has none.
+    newest_timestamp: float | None = None
+    # The broker's id of the topic: another one means the topic was deleted
+    # and created again, its offsets counting from 0 again.
+    topic_id: str | None = None
+
+    @property
+    def position(self) -> int | None:
+        return self.next_offset
+
+    @classmethod
+    def of(cls, state: KafkaPosition | int | None) -> KafkaPosition:
+        """The position a resume state means; stores written by Bytewax's own partition hold
+        the next offset alone (negative when nothing was read)."""
+        if isinstance(state, KafkaPosition):
+            return state
+        return cls(state if state is not None and state >= 0 else None)
+
+
+def out_of_range(next_offset: int, low: int, high: int) -> Literal["deleted", "beyond_end"] | None:
+    """Whether `next_offset` lies outside a partition's log of offsets `low` to `high` - 1.
+
+    Reading may stand at `high`, waiting for the next message; anything
+    beyond it means the partition's offsets started over.
+    """
+    if next_offset > high:
+        return "beyond_end"
+    if next_offset < low:
+        return "deleted"
+    return None
+
+
+def beyond_end_message(topic: str, partition: int, next_offset: int, high: int) -> str:
+    return (
+        f"Kafka topic {topic!r} partition {partition}: the next offset to read, {next_offset:,}, "
+        f"is beyond the partition's end, {high:,}. Its offsets started over (the topic was "
+        "deleted and created again, or the broker lost its log), so the recovery store's "
+        "positions no longer point at the messages they were taken at, and reading on would "
+        "skip or mix them up. Start a new recovery store (writech recovery init --dir NEW; or "
+        "delete this one and init it again) to read the topic from its start."
     )
 
 
-def to_raw_batch(topic: str, partition: int, items: list[ConsumerItem]) -> RawBatch:
-    """One consumer batch of `topic`/`partition` as a `RawBatch`, errors as dead letters."""
-    offsets: list[int] = []
-    messages: list[bytes] = []
-    rejected: list[DeadLetter] = []
-    for item in items:
-        if isinstance(item, KafkaError):
-            rejected.append(
-                dead_letter(
-                    topic,
-                    partition,
-                    _offset(item.msg.offset),
-                    item.msg.value or b"",
-                    "broker_error",
-                    f"Kafka consumer error: {item.err.str()} ({item.err.name()})",
-                )
-            )
-        else:
-            offsets.append(_offset(item.offset))
-            messages.append(item.value or b"")
-    return RawBatch(topic, partition, offsets, messages, rejected)
+def deleted_message(topic: str, partition: int, next_offset: int, low: int) -> str:
+    return (
+        f"Kafka topic {topic!r} partition {partition}: offsets {next_offset:,} to {low - 1:,} "
+        f"were deleted by the broker's retention before they were read; the oldest retained "
+        f"offset is {low:,}."
+    )
 
 
-def _offset(offset: int | None) -> int:
-    return NO_OFFSET if offset is None or offset < 0 else offset
+def gone_message(topic: str, partition: int, next_offset: int | None, error: str) -> str:
+    where = "before anything was read" if next_offset is None else f"at offset {next_offset:,}"
+    return (
+        f"Kafka topic {topic!r} partition {partition} no longer exists on the broker ({error}): "
+        f"it was deleted while being read, {where}. If it is created again, its offsets start "
+        "over: start a new recovery store (writech recovery init --dir NEW) to read it from "
+        "its start; if it is gone for good, remove it from "
+        f"{PREFIX}KAFKA_TOPICS and start a new recovery store."
+    )
 
 
-class _BatchingPartition(StatefulSourcePartition[RawBatch, NextOffset]):
-    """One Kafka partition: the connector's partition, its batches as `RawBatch`es."""
+def recreated_message(
+    topic: str, partition: int, next_offset: int | None, was: str, now: str
+) -> str:
+    where = "" if next_offset is None else f" (the next offset to read is {next_offset:,})"
+    return (
+        f"Kafka topic {topic!r} partition {partition}: the topic is not the one the recovery "
+        f"store read (its id was {was}, it is {now}): it was deleted and created again, or the "
+        "broker lost its log. Its offsets start over, so the store's positions no longer point "
+        f"at the messages they were taken at{where}, and reading on would skip or mix them up. "
+        "Start a new recovery store (writech recovery init --dir NEW; or delete this one and "
+        "init it again) to read the topic from its start."
+    )
+
+
+class TopicGone(Exception):
+    """The broker does not know the topic (any more)."""
+
+
+class TopicIds:
+    """Asks the broker for topics' ids, through an admin client of its own.
+
+    Not through the consumers: a metadata answer would fill a consumer's
+    cache, which must stay empty (see the module docstring).
+    """
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self._admin = AdminClient(config)
+
+    def __call__(self, topic: str) -> str | None:
+        """The topic's id; None while the broker does not answer; `TopicGone` once it is gone."""
+        [future] = self._admin.describe_topics(
+            TopicCollection([topic]), request_timeout=WATCH_TIMEOUT_SECONDS
+        ).values()
+        try:
+            return str(future.result(2 * WATCH_TIMEOUT_SECONDS).topic_id)
+        except KafkaException as exc:
+            error: KafkaError = exc.args[0]
+            if error.code() in _GONE:
+                raise TopicGone(error.str()) from None
+            return None
+        except TimeoutError:
+            return None
+
+
+def consumer_config(settings: Settings) -> dict[str, Any]:
+    """The librdkafka configuration of every partition's consumer."""
+    if "auto.offset.reset" in settings.kafka_options:
+        raise SettingsError(
+            f"{PREFIX}KAFKA_OPTIONS: auto.offset.reset is not an option here; "
+            f"{PREFIX}KAFKA_OFFSET_RESET says what happens to offsets deleted by retention"
+        )
+    config: dict[str, Any] = {
+        "bootstrap.servers": ",".join(settings.kafka_brokers),
+        "group.id": UNUSED_GROUP,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "enable.partition.eof": settings.kafka_stop_at_end,
+        "metadata.max.age.ms": METADATA_MAX_AGE_MS,
+        **settings.kafka_options,
+        "auto.offset.reset": "error",
+        "on_commit": _log_failed_commit,
+    }
+    if settings.kafka_commit_group:
+        config["group.id"] = settings.kafka_commit_group
+    return config
+
+
+def _log_failed_commit(error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+    failed = [tp for tp in partitions if tp.error is not None]
+    if error is not None or failed:
+        log.warning(
+            "committing Kafka offsets to the consumer group failed (monitoring only): %s",
+            error or "; ".join(f"{tp.topic}[{tp.partition}]: {tp.error}" for tp in failed),
+        )
+
+
+def kafka_source(settings: Settings) -> KafkaBatchSource:
+    return KafkaBatchSource(settings)
+
+
+class KafkaPartition(StatefulSourcePartition[RawBatch, KafkaPosition]):
+    """One Kafka partition read by its own consumer, each consumer batch one `RawBatch`."""
 
     def __init__(
         self,
-        consumer: StatefulSourcePartition[ConsumerItem, NextOffset],
+        consumer: Consumer,
         topic: str,
         partition: int,
+        resume: KafkaPosition,
+        settings: Settings,
+        topic_ids: Callable[[str], str | None],
     ) -> None:
         self._consumer = consumer
         self._topic = topic
         self._partition = partition
+        self._topic_ids = topic_ids
+        self._next_offset = resume.next_offset
+        self._newest = resume.newest_timestamp
+        self._topic_id = resume.topic_id
+        self._batch_size = settings.batch_size
+        self._stop_at_end = settings.kafka_stop_at_end
+        self._offset_reset = settings.kafka_offset_reset
+        self._commits = bool(settings.kafka_commit_group)
+        self._committed = resume.next_offset
+        self._drained = False
+        self._next_watch = time.monotonic()  # the topic's identity is checked first of all
+        self._lag = counters.KAFKA_CONSUMER_LAG.labels(topic, str(partition))
+        self._skipped = counters.KAFKA_OFFSETS_SKIPPED.labels(topic, str(partition))
+        self._assign(OFFSET_BEGINNING if resume.next_offset is None else resume.next_offset)
 
     def next_batch(self) -> list[RawBatch]:
-        items = list(self._consumer.next_batch())  # raises StopIteration once drained
-        if not items:
+        if self._drained:
+            raise StopIteration
+        if time.monotonic() >= self._next_watch:
+            self._watch()
+        records: list[Message] = self._consumer.consume(self._batch_size, POLL_SECONDS)
+        offsets: list[int] = []
+        messages: list[bytes] = []
+        produced_at: list[float] = []
+        rejected: list[DeadLetterRow] = []
+        newest = self._newest
+        for record in records:
+            error = record.error()
+            if error is None:
+                kind, milliseconds = record.timestamp()
+                if kind != TIMESTAMP_NOT_AVAILABLE and milliseconds >= 0:
+                    seconds = milliseconds / 1000
+                    if newest is None or seconds > newest:
+                        newest = seconds
+                else:  # the deterministic stand-in: the newest timestamp before it
+                    seconds = time.time() if newest is None else newest
+                offset = record.offset()
+                assert offset is not None  # every record read has one
+                offsets.append(offset)
+                messages.append(record.value() or b"")
+                produced_at.append(seconds)
+                self._next_offset = offset + 1
+            elif error.code() == KafkaError._PARTITION_EOF:
+                self._drained = self._stop_at_end
+            elif error.code() in _OUT_OF_RANGE:
+                self._out_of_range()
+            elif error.code() in _GONE:
+                raise KafkaPositionError(
+                    gone_message(self._topic, self._partition, self._next_offset, error.str())
+                )
+            elif error.fatal():
+                raise KafkaException(error)
+            else:
+                rejected.append(self._broker_error(record, error))
+        self._newest = newest
+        self._check_position()
+        counters.MESSAGES_READ.inc(len(messages) + len(rejected))
+        if not messages and not rejected:
             return []
-        counters.MESSAGES_READ.inc(len(items))
-        return [to_raw_batch(self._topic, self._partition, items)]
+        return [RawBatch(self._topic, self._partition, offsets, messages, rejected, produced_at)]
 
-    def snapshot(self) -> NextOffset:
-        return self._consumer.snapshot()
+    def snapshot(self) -> KafkaPosition:
+        if (due := self._commit_due()) is not None:
+            self._consumer.commit(offsets=[due], asynchronous=True)
+        return KafkaPosition(self._next_offset, self._newest, self._topic_id)
 
     def close(self) -> None:
-        self._consumer.close()
+        try:
+            if (due := self._commit_due()) is not None:
+                self._consumer.commit(offsets=[due], asynchronous=False)
+        except KafkaException as exc:
+            _log_failed_commit(exc.args[0], [])
+        finally:
+            self._consumer.close()
+
+    def _commit_due(self) -> TopicPartition | None:
+        """The next offset to commit to the consumer group, if any is due; noted as committed."""
+        offset = self._next_offset
+        if not self._commits or offset is None or offset == self._committed:
+            return None
+        self._committed = offset
+        return TopicPartition(self._topic, self._partition, offset)
+
+    def _assign(self, offset: int) -> None:
+        self._consumer.assign([TopicPartition(self._topic, self._partition, offset)])
+
+    def _check_position(self) -> None:
+        """Compare the next offset with the watermarks of the latest fetch; update the lag.
+
+        A broker answers a fetch beyond a partition's end with an error or,
+        as Tansu does, with no records: either way the watermarks it sends
+        tell. (Offsets below `low` are left to the broker to refuse: records
+        fetched before a deletion by retention may still wait in the consumer.)
+        """
+        low, high = self._consumer.get_watermark_offsets(
+            TopicPartition(self._topic, self._partition), cached=True
+        )
+        if high < 0:  # no fetch answered yet
+            return
+        next_offset = self._next_offset
+        if next_offset is not None and out_of_range(next_offset, low, high) == "beyond_end":
+            raise KafkaPositionError(
+                beyond_end_message(self._topic, self._partition, next_offset, high)
+            )
+        self._lag.set(high - (low if next_offset is None else next_offset))
+
+    def _watch(self) -> None:
+        """Check that the topic is still the one read so far (a deleted one may go quiet)."""
+        self._next_watch = time.monotonic() + WATCH_SECONDS
+        try:
+            topic_id = self._topic_ids(self._topic)
+        except TopicGone as gone:
+            raise KafkaPositionError(
+                gone_message(self._topic, self._partition, self._next_offset, str(gone))
+            ) from None
+        if topic_id is None:  # no answer: a broker away is waited for, as the consumer does
+            return
+        if self._topic_id is None:
+            self._topic_id = topic_id
+        elif topic_id != self._topic_id:
+            raise KafkaPositionError(
+                recreated_message(
+                    self._topic, self._partition, self._next_offset, self._topic_id, topic_id
+                )
+            )
+
+    def _out_of_range(self) -> None:
+        """The broker refused a fetch at the next offset: its log lies elsewhere now."""
+        low, high = self._consumer.get_watermark_offsets(
+            TopicPartition(self._topic, self._partition), timeout=WATCH_TIMEOUT_SECONDS
+        )
+        next_offset = low if self._next_offset is None else self._next_offset
+        if out_of_range(next_offset, low, high) != "deleted":
+            raise KafkaPositionError(
+                beyond_end_message(self._topic, self._partition, next_offset, high)
+            )
+        deleted = deleted_message(self._topic, self._partition, next_offset, low)
+        skipped = low - next_offset
+        if self._offset_reset == "error":
+            raise KafkaPositionError(
+                f"{deleted} Those {skipped:,} messages were never read. Set "
+                f"{PREFIX}KAFKA_OFFSET_RESET=earliest to continue from offset {low:,}."
+            )
+        log.warning(
+            "%s Skipping those %s messages, continuing from offset %s (%sKAFKA_OFFSET_RESET=earliest).",
+            deleted,
+            f"{skipped:,}",
+            f"{low:,}",
+            PREFIX,
+        )
+        self._skipped.inc(skipped)
+        self._next_offset = low
+        self._assign(low)
+
+    def _broker_error(self, record: Message, error: KafkaError) -> DeadLetterRow:
+        offset = record.offset()
+        return dead_letter(
+            self._topic,
+            self._partition,
+            NO_OFFSET if offset is None or offset < 0 else offset,
+            record.value() or b"",
+            "broker_error",
+            f"Kafka consumer error: {error.str()} ({error.name()})",
+        )
 
 
-class KafkaBatchSource(FixedPartitionedSource[RawBatch, NextOffset]):
-    """Bytewax's `KafkaSource`, yielding one `RawBatch` per consumer batch."""
+class KafkaBatchSource(FixedPartitionedSource[RawBatch, KafkaPosition]):
+    """The configured topics' partitions, listed by Bytewax's `KafkaSource`."""
 
-    def __init__(self, connector: KafkaSource) -> None:
-        self.connector = connector
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._config = consumer_config(settings)
+        self._connector = KafkaSource(
+            list(settings.kafka_brokers),
+            list(settings.kafka_topics),
+            add_config=dict(settings.kafka_options),
+        )
 
     def list_parts(self) -> list[str]:
-        parts: list[str] = self.connector.list_parts()
+        parts: list[str] = self._connector.list_parts()
         return parts
 
     def build_part(
-        self, step_id: str, for_part: str, resume_state: NextOffset
-    ) -> _BatchingPartition:
+        self, step_id: str, for_part: str, resume_state: KafkaPosition | int | None
+    ) -> KafkaPartition:
         # The connector names its parts "<partition>-<topic>".
         partition, _, topic = for_part.partition("-")
-        consumer = self.connector.build_part(step_id, for_part, resume_state)
-        return _BatchingPartition(consumer, topic, int(partition))
+        resume = KafkaPosition.of(resume_state)
+        consumer = Consumer(self._config)
+        return KafkaPartition(
+            consumer, topic, int(partition), resume, self.settings, self._topic_ids
+        )
+
+    @functools.cached_property
+    def _topic_ids(self) -> TopicIds:
+        """One admin client for the partitions of this process."""
+        return TopicIds(
+            {
+                "bootstrap.servers": ",".join(self.settings.kafka_brokers),
+                **self.settings.kafka_options,
+            }
+        )
