@@ -498,3 +498,15 @@ def test_a_mean_below_a_millionth_is_not_zero() -> None:
     )
     (row,) = rows.stats(shard.flush())
     assert row.writing_speed_avg == float(Fraction(4e-7) / 2 + Fraction(2e-7) / 2)
+
+
+def test_forgetting_a_student_drops_their_rows_and_keeps_the_others() -> None:
+    shard = Shard()
+    shard.apply(
+        decode([day_event(2, student_id="stu-a", event_id="1"), day_event(2, event_id="2")])
+    )
+    assert shard.forget(["stu-a"]) == 1
+    assert [row.student_id for row in rows.stats(shard.flush())] == ["stu-x"]
+    resumed: Shard = pickle.loads(pickle.dumps(shard))
+    again = resumed.apply(decode([day_event(2, student_id="stu-a", event_id="1")]))
+    assert again.duplicates == 1  # a re-delivered event of theirs is not counted again

@@ -309,6 +309,22 @@ class Shard:
         out.stats = self._evict()
         return out
 
+    def forget(self, student_ids: Iterable[str]) -> int:
+        """Drop every retained row of these students (deletion on request); the rows dropped.
+
+        Their events' identities stay: they are one-way hashes, and keep a
+        re-delivered event of a forgotten student from being counted again.
+        """
+        forgotten = set(student_ids)
+        dropped = 0
+        for day_number, day in self.days.items():
+            for key in [key for key in day.rows if key[0] in forgotten]:
+                del day.rows[key]
+                self.dirty.discard((day_number, *key))
+                dropped += 1
+            day.frozen = None
+        return dropped
+
     def flush(self) -> list[StatsRow]:
         """The rows changed since the last flush, and mark them clean."""
         days = self.days
@@ -345,6 +361,7 @@ def _too_late(event: Event, newest_day: int) -> DeadLetterRow:
         f"period behind {date.fromordinal(newest_day)}; its row was already "
         "finalised",
         event.event_id,
+        event.produced_at,
     )
 
 

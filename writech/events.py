@@ -252,6 +252,7 @@ class Event(Struct, frozen=True, gc=False):
     partition: int  # Kafka partition; 0 for files
     offset: int  # Kafka offset or 1-based line number
     raw: bytes  # kept for a possible `too_late` dead letter
+    produced_at: float  # when its message was produced (RawBatch.produced_at)
 
 
 class RawBatch(Struct, frozen=True):
@@ -302,13 +303,20 @@ def dead_letter(
     reason: Reason,
     message: str,
     event_id: str = "",
+    produced_at: float | None = None,
 ) -> DeadLetterRow:
-    """A `dead_letter` row keeping the raw bytes (base64 when not UTF-8)."""
+    """A `dead_letter` row keeping the raw bytes (base64 when not UTF-8).
+
+    `produced_at` is when the message was produced, in seconds (the wall
+    clock now where a source has no such time for what it rejects).
+    """
     try:
         text, encoding = raw.decode(), "utf8"
     except UnicodeDecodeError:
         text, encoding = base64.b64encode(raw).decode(), "base64"
-    return (origin, partition, offset, reason, message, text, encoding, event_id)
+    produced = time.time() if produced_at is None else produced_at
+    micros = round(produced * 1_000_000)
+    return (origin, partition, offset, reason, message, text, encoding, event_id, micros)
 
 
 class EventDecoder:
@@ -405,6 +413,7 @@ class EventDecoder:
             partition=partition,
             offset=offset,
             raw=raw,
+            produced_at=now,
         )
 
     def decode_batch(
@@ -425,7 +434,11 @@ class EventDecoder:
             except Invalid as exc:
                 if exc.reason == "too_large":
                     raw = raw[: self.max_message_bytes]
-                dead.append(dead_letter(origin, partition, offset, raw, exc.reason, exc.message))
+                dead.append(
+                    dead_letter(
+                        origin, partition, offset, raw, exc.reason, exc.message, produced_at=clock
+                    )
+                )
         return events, dead
 
     def _diagnose(self, raw: bytes, now: float) -> Invalid:

@@ -60,9 +60,28 @@ ErrorRow = tuple[
     str, str, str, str, str,  # homework_id, question_id, subject, knowledge_point, error_type
     int, int,  # date, created_at
 ]  # fmt: skip
+StudentMinuteRow = tuple[
+    str, str, str,  # student_id, class_id, school_id
+    int, int,  # window_start (seconds since the epoch), window_seconds
+    int, int,  # events, strokes
+    int, float, int, float,  # stroke_order_count, _avg, writing_quality_count, _avg
+    int,  # homework_submitted
+    list[str], list[int], list[float],  # characters, character_attempts, character_scores
+    int,  # version
+]  # fmt: skip
+ClassMinuteRow = tuple[
+    str, str,  # class_id, school_id
+    int, int,  # window_start, window_seconds
+    int, int, int,  # active_students, events, strokes
+    int, float, int, float,  # stroke_order_count, _avg, writing_quality_count, _avg
+    int,  # homework_submitted
+    list[str], list[int], list[float],  # characters, character_attempts, character_scores
+    int,  # version
+]  # fmt: skip
 DeadLetterRow = tuple[
     str, int, int,  # origin, partition, offset
     str, str, str, str, str,  # reason, message, raw, raw_encoding, event_id
+    int,  # produced_at
 ]  # fmt: skip
 
 # -- read-path rows: what the reports and tests read back --------------------
@@ -150,6 +169,48 @@ class ErrorRecord(Struct, frozen=True, gc=False):
     created_at: datetime  # event time, UTC
 
 
+class StudentMinute(Struct, frozen=True, gc=False):
+    """One row of `student_minute_stats`: a student's writing in one event-time window."""
+
+    student_id: str
+    class_id: str  # of the latest event in the window that names one
+    school_id: str
+    window_start: datetime  # UTC, aligned to the epoch
+    window_seconds: int
+    events: int  # distinct events counted
+    strokes: int  # stroke_count of stroke_raw
+    stroke_order_count: int
+    stroke_order_avg: float  # mean stroke_order score (0-100)
+    writing_quality_count: int
+    writing_quality_avg: float
+    homework_submitted: int
+    characters: list[str]  # characters practised (stroke_order), sorted
+    character_attempts: list[int]  # per character: stroke_order events
+    character_scores: list[float]  # per character: mean stroke_order score
+    version: int  # distinct events counted: the newest emission wins
+
+
+class ClassMinute(Struct, frozen=True, gc=False):
+    """One row of `class_minute_stats`: a class's writing in one event-time window."""
+
+    class_id: str
+    school_id: str
+    window_start: datetime
+    window_seconds: int
+    active_students: int  # students with at least one event in the window
+    events: int
+    strokes: int
+    stroke_order_count: int
+    stroke_order_avg: float
+    writing_quality_count: int
+    writing_quality_avg: float
+    homework_submitted: int
+    characters: list[str]
+    character_attempts: list[int]
+    character_scores: list[float]
+    version: int
+
+
 class DeadLetter(Struct, frozen=True, gc=False):
     """One row of `dead_letter`: a message that could not be counted, and why."""
 
@@ -161,6 +222,9 @@ class DeadLetter(Struct, frozen=True, gc=False):
     raw: str  # the message itself, or its base64 when not UTF-8
     raw_encoding: str  # "utf8" or "base64"
     event_id: str  # known only for valid events dead-lettered later (too_late)
+    # when the message was produced (its Kafka timestamp, or its file's
+    # modification time): part of the input, so a re-emitted letter is equal
+    produced_at: datetime
 
 
 # -- the registry -----------------------------------------------------------
@@ -293,6 +357,7 @@ DEAD_LETTER: Final = Table(
         ("raw", "String"),
         ("raw_encoding", "LowCardinality(String)"),
         ("event_id", "String"),
+        ("produced_at", "DateTime64(6, 'UTC')"),
     ),
     engine=f"ENGINE = ReplacingMergeTree ORDER BY (origin, partition, offset) {_DEDUP}",
 )
@@ -320,7 +385,63 @@ ERROR_RECORD: Final = Table(
     ),
 )
 
-TABLES: Final = (STUDENT_DAILY_STATS, ANALYTICS_METRICS, HOMEWORK_RESULT, ERROR_RECORD, DEAD_LETTER)
+_WINDOW_MEASURES: Final = (
+    ("events", "UInt32"),
+    ("strokes", "UInt64"),
+    ("stroke_order_count", "UInt32"),
+    ("stroke_order_avg", "Float64"),
+    ("writing_quality_count", "UInt32"),
+    ("writing_quality_avg", "Float64"),
+    ("homework_submitted", "UInt32"),
+    ("characters", "Array(String)"),
+    ("character_attempts", "Array(UInt32)"),
+    ("character_scores", "Array(Float64)"),
+    ("version", "UInt64"),
+)
+
+STUDENT_MINUTE_STATS: Final = Table(
+    name="student_minute_stats",
+    row=StudentMinute,
+    columns=(
+        ("student_id", "String"),
+        ("class_id", "LowCardinality(String)"),
+        ("school_id", "LowCardinality(String)"),
+        ("window_start", "DateTime('UTC')"),
+        ("window_seconds", "UInt32"),
+        *_WINDOW_MEASURES,
+    ),
+    engine=(
+        "ENGINE = ReplacingMergeTree(version) PARTITION BY toYYYYMM(window_start) "
+        f"ORDER BY (student_id, window_start) {_DEDUP}"
+    ),
+)
+
+CLASS_MINUTE_STATS: Final = Table(
+    name="class_minute_stats",
+    row=ClassMinute,
+    columns=(
+        ("class_id", "String"),
+        ("school_id", "LowCardinality(String)"),
+        ("window_start", "DateTime('UTC')"),
+        ("window_seconds", "UInt32"),
+        ("active_students", "UInt32"),
+        *_WINDOW_MEASURES,
+    ),
+    engine=(
+        "ENGINE = ReplacingMergeTree(version) PARTITION BY toYYYYMM(window_start) "
+        f"ORDER BY (class_id, window_start) {_DEDUP}"
+    ),
+)
+
+TABLES: Final = (
+    STUDENT_DAILY_STATS,
+    ANALYTICS_METRICS,
+    HOMEWORK_RESULT,
+    ERROR_RECORD,
+    DEAD_LETTER,
+    STUDENT_MINUTE_STATS,
+    CLASS_MINUTE_STATS,
+)
 CLICKHOUSE_TABLES: Final = tuple(table for table in TABLES if table.home == "clickhouse")
 TABLES_BY_NAME: Final = {table.name: table for table in TABLES}
 
