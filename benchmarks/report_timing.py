@@ -98,7 +98,7 @@ def main() -> None:
                 lambda: build.build_class_report("class-0000", "school-000", data, now),
                 args.repeats,
             )
-            print(f"read the stores   {load * 1000:8.1f} ms  ({len(data.daily):,} daily rows)")
+            print(f"read the stores   {load * 1000:8.1f} ms  ({len(data.rows.daily):,} daily rows)")
             print(f"build the model   {building * 1000:8.1f} ms")
             rendering = {}
             for fmt in FORMATS:
