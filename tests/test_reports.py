@@ -1028,3 +1028,88 @@ def test_json_schema_is_published() -> None:
         schema["$defs"]
     )
     assert "schema_version" in schema["$defs"]["StudentReport"]["properties"]
+
+
+def expected_mastered_points(dataset: Dataset, student: str) -> dict[tuple[str, str], int]:
+    """Points the student got right in every homework (two at least) where classmates erred on them."""
+    graded = [
+        e for e in dataset.of(PERIOD, class_id=CLASS) if e.kind == "grade_result" and e.believed
+    ]
+    asked: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for e in graded:
+        for error in e.errors:
+            if error.get("knowledge_point"):
+                asked[e.subject, error["knowledge_point"]].add(e.payload.get("homework_id", ""))
+    own = [e for e in graded if e.student == student]
+    handed_in = {e.payload.get("homework_id", "") for e in own}
+    erred = {
+        (e.subject, x["knowledge_point"]) for e in own for x in e.errors if x.get("knowledge_point")
+    }
+    return {
+        point: len(homework & handed_in)
+        for point, homework in asked.items()
+        if point not in erred and len(homework & handed_in) >= REPEATED_IN
+    }
+
+
+@pytest.mark.parametrize("student", ["stu-000003", "stu-000010", "stu-000020"])
+def test_strengths_rest_on_the_raw_events(dataset: Dataset, student: str) -> None:
+    data = report(dataset, "student", student)
+    events = dataset.of(PERIOD, student=student)
+    now, before = (
+        shown(student_values(events)),
+        shown(student_values(dataset.of(PREVIOUS, student=student))),
+    )
+    medians = class_medians(dataset.of(PERIOD, class_id=CLASS))
+    characters = character_means(events)[student]
+    graded = [e for e in events if e.kind == "grade_result" and e.believed]
+    mastered = expected_mastered_points(dataset, student)
+
+    def notable(key: str, reference: float) -> float:
+        return 5.0 if key in SCORES else 0.1 * abs(reference)
+
+    eligible: set[str] = set()
+    for key in (*SCORES, "writing_speed"):
+        value, median, old = now[key], medians[key], before[key]
+        if (
+            value is not None
+            and median is not None
+            and value - median >= notable(key, median) - 2 * APPROX
+        ):
+            eligible.add("above_class")
+        elif (
+            value is not None and old is not None and value - old >= notable(key, old) - 2 * APPROX
+        ):
+            eligible.add("improved")
+    if any(c["mean"] is not None and c["mean"] >= 90 for c in characters.values()):
+        eligible.add("characters_mastered")
+    if any(c["change"] is not None and c["change"] >= IMPROVING for c in characters.values()):
+        eligible.add("characters_improving")
+    if mastered:
+        eligible.add("points_mastered")
+    if any(percent(e.payload) >= 100 for e in graded):
+        eligible.add("full_marks")
+    if len({e.day for e in events}) >= max(2, math.ceil(0.7 * len(PERIOD))):
+        eligible.add("steady_practice")
+
+    kinds = {s["kind"] for s in data["strengths"]}
+    assert kinds <= eligible
+    if len(eligible) <= 5:
+        assert kinds == eligible  # one of each kind first
+    for strength in data["strengths"]:
+        if strength["kind"] == "above_class":
+            key = strength["indicator"]
+            assert strength["value"] == approx(now[key])
+            assert strength["class_median"] == approx(medians[key])
+        elif strength["kind"] == "points_mastered":
+            for point in strength["points"]:
+                assert mastered[point["subject"], point["knowledge_point"]] == point["homework"]
+        elif strength["kind"] == "full_marks":
+            assert strength == {
+                "kind": "full_marks",
+                "homework": sum(percent(e.payload) >= 100 for e in graded),
+                "graded_homework": len(graded),
+            }
+        elif strength["kind"] == "characters_mastered":
+            for character in strength["characters"]:
+                assert characters[character["character"]]["mean"] >= 90 - APPROX
