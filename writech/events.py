@@ -39,6 +39,7 @@ Reason = Literal[
     "too_late",  # its date was already evicted from state (SPEC §5)
     "broker_error",  # the Kafka consumer reported an error instead of a message
     "damaged_input",  # the rest of an input file could not be read (truncated or corrupt)
+    "forgotten",  # its student's data was deleted on request (`writech forget`): raw not kept
 ]
 
 EVENT_TYPES: Final = (

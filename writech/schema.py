@@ -83,6 +83,14 @@ DeadLetterRow = tuple[
     str, str, str, str, str,  # reason, message, raw, raw_encoding, event_id
     int,  # produced_at
 ]  # fmt: skip
+ForgetRequestRow = tuple[
+    str, str, int,  # request_id, student_hash, requested_at
+    str, int,  # table, rows_removed
+]  # fmt: skip
+RedriveRow = tuple[
+    str, int, int,  # origin, partition, offset: the dead letter
+    int, str, int, int, str,  # redriven_at, topic, topic_partition, topic_offset, event_id
+]  # fmt: skip
 
 # -- read-path rows: what the reports and tests read back --------------------
 
@@ -225,6 +233,29 @@ class DeadLetter(Struct, frozen=True, gc=False):
     # when the message was produced (its Kafka timestamp, or its file's
     # modification time): part of the input, so a re-emitted letter is equal
     produced_at: datetime
+
+
+class ForgetRequest(Struct, frozen=True, gc=False):
+    """One row of `forget_requests`: what one deletion request removed from one table."""
+
+    request_id: str
+    student_hash: str  # `writech.admin.student_hash` of the student id, never the id itself
+    requested_at: datetime  # messages produced before it are the student's deleted data
+    table: str
+    rows_removed: int
+
+
+class Redrive(Struct, frozen=True, gc=False):
+    """One row of `dead_letter_redrive`: a dead letter, corrected, produced to the input again."""
+
+    origin: str  # the dead letter's position
+    partition: int
+    offset: int
+    redriven_at: datetime
+    topic: str  # where the corrected message went
+    topic_partition: int
+    topic_offset: int
+    event_id: str  # the corrected message's event id (or the hash of its bytes)
 
 
 # -- the registry -----------------------------------------------------------
@@ -433,6 +464,36 @@ CLASS_MINUTE_STATS: Final = Table(
     ),
 )
 
+# Written by `writech forget` and `writech dead-letters redrive`, never by the flow.
+FORGET_REQUESTS: Final = Table(
+    name="forget_requests",
+    row=ForgetRequest,
+    columns=(
+        ("request_id", "String"),
+        ("student_hash", "String"),
+        ("requested_at", "DateTime64(6, 'UTC')"),
+        ("table", "LowCardinality(String)"),
+        ("rows_removed", "UInt64"),
+    ),
+    engine="ENGINE = ReplacingMergeTree ORDER BY (request_id, table)",
+)
+
+DEAD_LETTER_REDRIVE: Final = Table(
+    name="dead_letter_redrive",
+    row=Redrive,
+    columns=(
+        ("origin", "String"),
+        ("partition", "Int32"),
+        ("offset", "Int64"),
+        ("redriven_at", "DateTime64(6, 'UTC')"),
+        ("topic", "String"),
+        ("topic_partition", "Int32"),
+        ("topic_offset", "Int64"),
+        ("event_id", "String"),
+    ),
+    engine="ENGINE = ReplacingMergeTree ORDER BY (origin, partition, offset, redriven_at)",
+)
+
 TABLES: Final = (
     STUDENT_DAILY_STATS,
     ANALYTICS_METRICS,
@@ -441,6 +502,8 @@ TABLES: Final = (
     DEAD_LETTER,
     STUDENT_MINUTE_STATS,
     CLASS_MINUTE_STATS,
+    FORGET_REQUESTS,
+    DEAD_LETTER_REDRIVE,
 )
 CLICKHOUSE_TABLES: Final = tuple(table for table in TABLES if table.home == "clickhouse")
 TABLES_BY_NAME: Final = {table.name: table for table in TABLES}

@@ -10,6 +10,7 @@ The server modules are imported only when configured.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from writech.rows import TableRows
@@ -36,6 +37,33 @@ class ClickHouse(RowsWriter, Protocol):
 
     def query(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]: ...
 
+    def delete(self, table: str, where: str, params: dict[str, Any]) -> None: ...
+
+
+class ErrorStore(RowsWriter, Protocol):
+    """The store of `error_record` (SQLite or MySQL)."""
+
+    def delete_students(self, student_ids: Sequence[str]) -> int: ...
+
+
+def delete_counted(store: ClickHouse, table: str, where: str, params: dict[str, Any]) -> int:
+    """Delete the rows of `table` matching `where`; how many there were (as read with FINAL).
+
+    Raises `StoreError` when a matching row is still there afterwards (a
+    server set to delete asynchronously, say): a deletion must be checked.
+    """
+    count = f"SELECT count() AS n FROM `{DATABASE}`.`{table}` {{final}} WHERE {where}"
+    found = int(store.query(count.format(final="FINAL"), params)[0]["n"])
+    if found:
+        store.delete(table, where, params)
+    left = int(store.query(count.format(final=""), params)[0]["n"])
+    if left:
+        raise StoreError(
+            f"{table}: {left} matching rows are still there after the delete; deletes must be "
+            "synchronous (lightweight_deletes_sync = 2, the default)"
+        )
+    return found
+
 
 def create_schema(store: ClickHouse) -> None:
     """Create the database and every ClickHouse table if missing (idempotent)."""
@@ -55,7 +83,7 @@ def open_clickhouse(settings: Settings) -> ClickHouse:
     return chdb.open_store(settings.clickhouse_dir)
 
 
-def open_error_store(settings: Settings) -> RowsWriter:
+def open_error_store(settings: Settings) -> ErrorStore:
     """The configured store of `error_record`; the caller closes it."""
     if settings.mysql_url:
         from writech.stores.mysql import MysqlErrorStore

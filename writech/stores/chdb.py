@@ -114,6 +114,11 @@ class ChdbStore:
             raw = self._run(sql, "JSON", params).bytes()
         return _result_decoder.decode(raw).data if raw else []
 
+    def delete(self, table: str, where: str, params: dict[str, Any]) -> None:
+        """A lightweight delete, finished when it returns (chDB waits for it)."""
+        with self._lock:
+            self._run(f"DELETE FROM `{DATABASE}`.`{table}` WHERE {where}", params=params)
+
     def _run(self, sql: str, output: str = "CSV", params: dict[str, Any] | None = None) -> Any:
         try:
             return self._session.query(sql, output, params=params)

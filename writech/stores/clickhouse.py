@@ -173,6 +173,16 @@ class ClickHouseServerStore:
         )
         return _json_result.decode(raw).data if raw else []
 
+    def delete(self, table: str, where: str, params: dict[str, Any]) -> None:
+        """A lightweight delete; the server waits for it (`lightweight_deletes_sync`, 2 by default).
+
+        Retried like any request: deleting twice removes nothing more.
+        """
+        sql = f"DELETE FROM `{DATABASE}`.`{table}` WHERE {where}"
+        self._retry.run(
+            f"delete from {table}", lambda: self._client.command(sql, parameters=params)
+        )
+
     def missing_tables(self) -> list[str]:
         """Names of the schema's tables the server does not have (or this user cannot see)."""
         present = {

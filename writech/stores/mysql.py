@@ -24,7 +24,7 @@ every network call is bounded by `WRITECH_STORE_TIMEOUT`; anything else
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Final, TypeVar
 
 import pymysql
@@ -36,7 +36,13 @@ from writech.schema import ERROR_RECORD_MYSQL_DDL
 from writech.settings import Settings, SettingsError
 from writech.stores.base import StoreError
 from writech.stores.retry import Retrying
-from writech.stores.sql import day_of, insert_statement, instant_of, parameters
+from writech.stores.sql import (
+    day_of,
+    delete_statement,
+    insert_statement,
+    instant_of,
+    parameters,
+)
 from writech.stores.urls import ServerUrl, parse_server_url
 
 T = TypeVar("T")
@@ -143,6 +149,13 @@ class MysqlErrorStore:
         self._retrying(
             f"insert of {len(values)} error records",
             lambda cursor: cursor.executemany(_INSERT, values),
+        )
+
+    def delete_students(self, student_ids: Sequence[str]) -> int:
+        """Delete every error record of these students, in one transaction; the records deleted."""
+        statement = delete_statement("%s", len(student_ids))
+        return self._retrying(
+            "delete of error records", lambda cursor: cursor.execute(statement, tuple(student_ids))
         )
 
     def close(self) -> None:

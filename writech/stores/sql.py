@@ -42,6 +42,14 @@ def parameters(
         yield tuple(values)
 
 
+def delete_statement(placeholder: str, students: int) -> str:
+    """Delete the error records of `students` students (one placeholder each)."""
+    return (
+        "DELETE FROM error_record WHERE student_id IN "
+        f"({', '.join(placeholder for _ in range(students))})"
+    )
+
+
 def insert_statement(verb: str, placeholder: str, suffix: str = "") -> str:
     return (
         f"{verb} INTO error_record ({', '.join(COLUMNS)}) "

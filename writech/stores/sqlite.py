@@ -11,13 +11,20 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
 from writech.rows import TableRows
 from writech.schema import ERROR_RECORD_SQLITE_DDL, ERROR_RECORD_SQLITE_INDEXES
 from writech.stores.base import StoreError
-from writech.stores.sql import day_of, insert_statement, instant_of, parameters
+from writech.stores.sql import (
+    day_of,
+    delete_statement,
+    insert_statement,
+    instant_of,
+    parameters,
+)
 
 _INSERT: Final = insert_statement("INSERT OR IGNORE", "?")
 # Page cache per connection (SQLite's default is 2 MB): inserts into the
@@ -71,6 +78,20 @@ class SqliteErrorStore:
             raise SqliteError(
                 f"SQLite store at {self.path}: insert into error_record failed: {exc}"
             ) from None
+
+    def delete_students(self, student_ids: Sequence[str]) -> int:
+        """Delete every error record of these students; the records deleted."""
+        try:
+            with self._connection:
+                self._connection.execute("BEGIN")
+                deleted = self._connection.execute(
+                    delete_statement("?", len(student_ids)), tuple(student_ids)
+                )
+        except sqlite3.Error as exc:
+            raise SqliteError(
+                f"SQLite store at {self.path}: delete from error_record failed: {exc}"
+            ) from None
+        return deleted.rowcount
 
     def close(self) -> None:
         self._connection.close()
