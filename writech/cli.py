@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from writech import counters
+from writech.admin import add_admin_commands
 from writech.logs import configure_logging
 from writech.reports.cli import add_report_command
 from writech.settings import Settings, SettingsError
@@ -99,6 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     recovery_init.set_defaults(run=_recovery_init)
     add_report_command(commands)
+    add_admin_commands(commands)
     return parser
 
 

@@ -239,7 +239,7 @@ class ForgetRequest(Struct, frozen=True, gc=False):
     """One row of `forget_requests`: what one deletion request removed from one table."""
 
     request_id: str
-    student_hash: str  # `writech.admin.student_hash` of the student id, never the id itself
+    student_hash: str  # `writech.privacy.student_hash` of the student id, never the id itself
     requested_at: datetime  # messages produced before it are the student's deleted data
     table: str
     rows_removed: int

@@ -52,11 +52,11 @@ def delete_counted(store: ClickHouse, table: str, where: str, params: dict[str, 
     Raises `StoreError` when a matching row is still there afterwards (a
     server set to delete asynchronously, say): a deletion must be checked.
     """
-    count = f"SELECT count() AS n FROM `{DATABASE}`.`{table}` {{final}} WHERE {where}"
-    found = int(store.query(count.format(final="FINAL"), params)[0]["n"])
+    rows = f"`{DATABASE}`.`{table}`"
+    found = int(store.query(f"SELECT count() AS n FROM {rows} FINAL WHERE {where}", params)[0]["n"])
     if found:
         store.delete(table, where, params)
-    left = int(store.query(count.format(final=""), params)[0]["n"])
+    left = int(store.query(f"SELECT count() AS n FROM {rows} WHERE {where}", params)[0]["n"])
     if left:
         raise StoreError(
             f"{table}: {left} matching rows are still there after the delete; deletes must be "

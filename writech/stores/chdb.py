@@ -21,7 +21,7 @@ import atexit
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 import pyarrow as pa
@@ -121,7 +121,7 @@ class ChdbStore:
 
     def _run(self, sql: str, output: str = "CSV", params: dict[str, Any] | None = None) -> Any:
         try:
-            return self._session.query(sql, output, params=params)
+            return self._session.query(sql, output, params=params and _escaped(params))
         except (EngineError, RuntimeError) as exc:
             raise ChdbError(f"embedded ClickHouse at {self.path}: {exc}") from None
 
@@ -142,6 +142,21 @@ class ChdbStore:
             _stores.pop(self.path, None)
         with self._lock:
             self._session.close()
+
+
+_ESCAPES: Final = str.maketrans({"\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"})
+
+
+def _escaped(params: dict[str, Any]) -> dict[str, Any]:
+    """Text parameters as ClickHouse reads them: in the escaped format, as a server gets them.
+
+    chDB hands values to the engine as they are, and the engine unescapes
+    them: a backslash or a newline in an id would otherwise change it.
+    """
+    return {
+        name: value.translate(_ESCAPES) if isinstance(value, str) else value
+        for name, value in params.items()
+    }
 
 
 def _close_idle() -> None:
