@@ -77,10 +77,20 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     # `store_deadline` seconds, retries included, stops the run.
     store_timeout: Seconds = 20.0
     store_deadline: Seconds = 60.0
+    # Days a dead letter's raw message is kept, counted from when it was
+    # produced (the table's TTL): raw messages are personal data (PIPL:
+    # kept no longer than needed). 0 keeps them until deleted.
+    dead_letter_ttl_days: Annotated[int, Meta(ge=0)] = 30
 
     # -- semantics (changing these changes results) ------------------------
     timezone: str = "Asia/Shanghai"
     retention_days: Positive = 7
+    # Event-time windows of the live class board (student_minute_stats,
+    # class_minute_stats): their length, and how long after a window ends
+    # a late event may still change it (the state keeps that much; by
+    # default the retention of SPEC §5).
+    window_seconds: Annotated[int, Meta(ge=1, le=86400)] = 60
+    window_lateness: Annotated[int, Meta(ge=0)] = 7 * 86400
     max_future_skew: Seconds = 86400.0
     max_message_bytes: Positive = 1 << 20
     # Number of state shards students are hashed into. Part of the recovery
@@ -93,6 +103,19 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     # Rows of one table are inserted together, once per flush interval or
     # as soon as this many are pending: few large inserts are cheap.
     sink_batch_rows: Positive = 50_000
+
+    # -- the teachers' web app (`writech serve`) ----------------------------
+    # Who may sign in, and which school each one sees (TOML; README's
+    # "Live class board"). Re-read when it changes. Required to serve.
+    serve_access_file: str = ""
+    # Display names for student and class ids (a roster CSV, as for
+    # `writech report --roster`); empty: ids are shown.
+    serve_roster_file: str = ""
+    # On the live board, a student with no event in this many minutes is
+    # silent, and "the characters right now" are those practised in them.
+    serve_recent_minutes: Annotated[int, Meta(ge=1, le=120)] = 5
+    # Seconds between the live board's refreshes.
+    serve_refresh_seconds: Annotated[float, Meta(ge=1, le=300)] = 5.0
 
     def __post_init__(self) -> None:
         try:

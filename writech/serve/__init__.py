@@ -1,0 +1,1 @@
+"""`writech serve`: the teachers' web app (the live class board and the reports, per school)."""

@@ -1,0 +1,252 @@
+"""Who may sign in to `writech serve`, and which school each one sees.
+
+The access file is TOML, one table per user:
+
+    [users.wang-laoshi]
+    school = "school-000"
+    password = "scrypt$16384$8$1$<salt>$<key>"   # from `writech serve --hash-password`
+
+Browsers sign in with HTTP Basic authentication (over TLS, which the
+Ingress or gateway in front of the app provides). Passwords are stored
+only as scrypt keys (standard library, memory-hard); a successful check is
+remembered under an HMAC of the credentials with a key that lives only in
+this process, so the board's refresh every few seconds costs no scrypt.
+The file is read again when it changes (a Kubernetes Secret updated in
+place); a changed file that does not parse is refused with a logged error
+and the previous one stays in force.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+import threading
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Final
+
+import msgspec
+from msgspec import Meta
+
+SCHEME: Final = "scrypt"
+# scrypt's cost: about 16 MiB and some 50 ms a check, per RFC 7914's advice
+# for interactive logins.
+COST: Final = 1 << 14
+BLOCK_SIZE: Final = 8
+PARALLELISM: Final = 1
+_KEY_BYTES: Final = 32
+_SALT_BYTES: Final = 16
+# Stored parameters are bounded, so that a mistyped file cannot ask for
+# gigabytes of memory per sign-in.
+_MAX_COST: Final = 1 << 20
+_MAX_BLOCK_SIZE: Final = 32
+_REMEMBERED: Final = 1024  # successful checks kept; forgotten all at once when full
+
+log = logging.getLogger(__name__)
+
+
+class AccessError(ValueError):
+    """The access file cannot be used; the message says why, never a password."""
+
+
+@dataclass(frozen=True)
+class User:
+    """A signed-in user: their name in the access file and the one school they see."""
+
+    name: str
+    school: str
+
+
+@dataclass(frozen=True)
+class PasswordHash:
+    cost: int
+    block_size: int
+    parallelism: int
+    salt: bytes
+    key: bytes
+
+    @classmethod
+    def parse(cls, text: str) -> PasswordHash:
+        """`scrypt$N$r$p$salt$key` (salt and key in base64)."""
+        parts = text.split("$")
+        if len(parts) != 6 or parts[0] != SCHEME:
+            raise AccessError(f"not a {SCHEME}$N$r$p$salt$key password hash")
+        try:
+            cost, block_size, parallelism = (int(part) for part in parts[1:4])
+            salt, key = (base64.b64decode(part, validate=True) for part in parts[4:])
+        except (ValueError, binascii.Error):
+            raise AccessError("a password hash has a malformed number or base64 part") from None
+        if not (
+            1 < cost <= _MAX_COST
+            and cost & (cost - 1) == 0
+            and 1 <= block_size <= _MAX_BLOCK_SIZE
+            and 1 <= parallelism <= 16
+            and salt
+            and len(key) >= 16
+        ):
+            raise AccessError("a password hash has parameters out of range")
+        return cls(cost, block_size, parallelism, salt, key)
+
+    def __str__(self) -> str:
+        encoded = (base64.b64encode(part).decode() for part in (self.salt, self.key))
+        return "$".join(
+            (SCHEME, str(self.cost), str(self.block_size), str(self.parallelism), *encoded)
+        )
+
+    def matches(self, password: str) -> bool:
+        derived = _scrypt(password, self.salt, self.cost, self.block_size, self.parallelism)
+        return hmac.compare_digest(derived[: len(self.key)], self.key)
+
+
+def _scrypt(password: str, salt: bytes, cost: int, block_size: int, parallelism: int) -> bytes:
+    return hashlib.scrypt(
+        password.encode(),
+        salt=salt,
+        n=cost,
+        r=block_size,
+        p=parallelism,
+        maxmem=2 * 128 * cost * block_size * parallelism + (1 << 20),
+        dklen=_KEY_BYTES,
+    )
+
+
+def hash_password(
+    password: str,
+    *,
+    cost: int = COST,
+    block_size: int = BLOCK_SIZE,
+    parallelism: int = PARALLELISM,
+) -> str:
+    """The access file's form of `password`, with a fresh random salt."""
+    salt = secrets.token_bytes(_SALT_BYTES)
+    key = _scrypt(password, salt, cost, block_size, parallelism)
+    return str(PasswordHash(cost, block_size, parallelism, salt, key))
+
+
+# -- the file ----------------------------------------------------------------
+
+SchoolId = Annotated[str, Meta(min_length=1)]
+# A Basic-auth user name cannot hold a colon.
+UserName = Annotated[str, Meta(min_length=1, pattern=r"^[^:\s]+$")]
+
+
+class _Entry(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    school: SchoolId
+    password: str
+
+
+class _File(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    users: dict[UserName, _Entry] = {}
+
+
+@dataclass(frozen=True)
+class _Account:
+    user: User
+    password: PasswordHash
+
+
+def parse_access(text: str) -> dict[str, _Account]:
+    """The accounts an access file's text defines; `AccessError` if any part is wrong."""
+    try:
+        table = msgspec.convert(tomllib.loads(text), _File)
+    except tomllib.TOMLDecodeError as exc:
+        raise AccessError(f"not TOML: {exc}") from None
+    except msgspec.ValidationError as exc:
+        raise AccessError(str(exc)) from None
+    if not table.users:
+        raise AccessError("no [users.NAME] table: nobody could sign in")
+    accounts = {}
+    for name, entry in table.users.items():
+        try:
+            password = PasswordHash.parse(entry.password)
+        except AccessError as exc:
+            raise AccessError(f"users.{name}.password: {exc}") from None
+        accounts[name] = _Account(User(name, entry.school), password)
+    return accounts
+
+
+def basic_credentials(authorization: str) -> tuple[str, str] | None:
+    """The (user, password) of an `Authorization: Basic ...` header, None if it is not one."""
+    scheme, _, encoded = authorization.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    user, colon, password = decoded.partition(":")
+    return (user, password) if colon else None
+
+
+class AccessFile:
+    """The access file at `path`, read again whenever it changes."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._remember_key = secrets.token_bytes(32)
+        self._remembered: dict[bytes, User] = {}
+        # A hash to check unknown names against, so that they take as long
+        # as known ones: the time of an answer does not tell who exists.
+        self._decoy = PasswordHash.parse(hash_password(secrets.token_urlsafe()))
+        self._stamp, self._accounts = self._read()
+
+    def _read(self) -> tuple[tuple[int, int, int], dict[str, _Account]]:
+        try:
+            status = self.path.stat()
+            text = self.path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise AccessError(f"cannot read the access file {self.path}: {exc}") from None
+        try:
+            accounts = parse_access(text)
+        except AccessError as exc:
+            raise AccessError(f"the access file {self.path}: {exc}") from None
+        return (status.st_mtime_ns, status.st_size, status.st_ino), accounts
+
+    def _current(self) -> dict[str, _Account]:
+        """The accounts, re-read first if the file changed since it was last read."""
+        try:
+            status = os.stat(self.path)
+        except OSError:
+            return self._accounts  # being replaced: the previous file stays in force
+        if (status.st_mtime_ns, status.st_size, status.st_ino) == self._stamp:
+            return self._accounts
+        with self._lock:
+            try:
+                self._stamp, accounts = self._read()
+            except AccessError as exc:
+                log.error("%s; the previous access file stays in force", exc)
+                return self._accounts
+            self._accounts = accounts
+            self._remembered = {}
+        return accounts
+
+    def authenticate(self, authorization: str) -> User | None:
+        """The user an `Authorization` header signs in, None if it signs in nobody."""
+        credentials = basic_credentials(authorization)
+        if credentials is None:
+            return None
+        name, password = credentials
+        accounts = self._current()
+        remembered_as = hmac.digest(self._remember_key, f"{name}\0{password}".encode(), "sha256")
+        user = self._remembered.get(remembered_as)
+        if user is not None:
+            return user
+        account = accounts.get(name)
+        if account is None:
+            self._decoy.matches(password)
+            return None
+        if not account.password.matches(password):
+            return None
+        with self._lock:
+            if accounts is self._accounts:  # not re-read meanwhile
+                if len(self._remembered) >= _REMEMBERED:
+                    self._remembered = {}
+                self._remembered[remembered_as] = account.user
+        return account.user

@@ -1,0 +1,90 @@
+"""`writech serve`: the teachers' web app, and `--hash-password` for its access file."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from pathlib import Path
+
+from writech.settings import PREFIX, Settings, SettingsError
+
+
+def add_serve_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `serve` to the `writech` command."""
+    serve = commands.add_parser(
+        "serve",
+        help="the teachers' web app: the live class board and the reports, per school",
+    )
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: this machine only)",
+    )
+    serve.add_argument("--port", type=int, default=8080, help="default 8080")
+    serve.add_argument(
+        "--data-dir", help="where the embedded stores live (default: $WRITECH_DATA_DIR or ./data)"
+    )
+    serve.add_argument(
+        "--access-file",
+        help=f"who may sign in (TOML; default: ${PREFIX}SERVE_ACCESS_FILE)",
+    )
+    serve.add_argument(
+        "--hash-password",
+        action="store_true",
+        help="read a password (from the terminal, or one line of stdin) and print the "
+        "hash to put in the access file; serves nothing",
+    )
+    serve.set_defaults(run=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    if args.hash_password:
+        return _hash_password()
+    overrides = {"data_dir": args.data_dir} if args.data_dir else {}
+    if args.access_file:
+        overrides["serve_access_file"] = args.access_file
+    settings = Settings.from_env(**overrides)
+    if not settings.serve_access_file:
+        raise SettingsError(
+            f"{PREFIX}SERVE_ACCESS_FILE (or --access-file): no access file, so nobody could "
+            "sign in; README's 'Live class board' shows how to write one"
+        )
+
+    import uvicorn
+
+    from writech.reports.roster import Roster, RosterError, parse_roster
+    from writech.serve.access import AccessError, AccessFile
+    from writech.serve.app import Context, create_app
+
+    try:
+        access = AccessFile(settings.serve_access_file)
+    except AccessError as exc:
+        raise SettingsError(f"{PREFIX}SERVE_ACCESS_FILE: {exc}") from None
+    roster = Roster()
+    if settings.serve_roster_file:
+        try:
+            roster = parse_roster(Path(settings.serve_roster_file).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, RosterError) as exc:
+            raise SettingsError(f"{PREFIX}SERVE_ROSTER_FILE: {exc}") from None
+    app = create_app(Context(settings, access, roster))
+    # log_config=None: the process's logging (JSON lines, secrets redacted) stays
+    uvicorn.run(app, host=args.host, port=args.port, log_config=None, server_header=False)
+    return 0
+
+
+def _hash_password() -> int:
+    from writech.serve.access import hash_password
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            print("writech: the two passwords differ", file=sys.stderr)
+            return 2
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        print("writech: an empty password", file=sys.stderr)
+        return 2
+    print(hash_password(password))
+    return 0
