@@ -132,8 +132,6 @@ def hash_password(
 # -- the file ----------------------------------------------------------------
 
 SchoolId = Annotated[str, Meta(min_length=1)]
-# A Basic-auth user name cannot hold a colon.
-UserName = Annotated[str, Meta(min_length=1, pattern=r"^[^:\s]+$")]
 
 
 class _Entry(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -142,7 +140,7 @@ class _Entry(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class _File(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    users: dict[UserName, _Entry] = {}
+    users: dict[str, _Entry] = {}
 
 
 @dataclass(frozen=True)
@@ -163,6 +161,9 @@ def parse_access(text: str) -> dict[str, _Account]:
         raise AccessError("no [users.NAME] table: nobody could sign in")
     accounts = {}
     for name, entry in table.users.items():
+        if not name or ":" in name or any(character.isspace() for character in name):
+            # Basic authentication cannot carry a colon in a user name
+            raise AccessError(f"users.{name!r}: a user name holds no colon or space")
         try:
             password = PasswordHash.parse(entry.password)
         except AccessError as exc:

@@ -223,22 +223,27 @@ def _period(context: Context, user: User, picks: Picks) -> Period:
     return Period(start, end)
 
 
-@contextmanager
-def wrong_answers(settings: Settings) -> Iterator[WrongAnswers]:
-    """The `error_record` store, opened for reading only."""
+def read_only_connection(settings: Settings) -> tuple[Any, str]:
+    """A connection to the `error_record` store that cannot write, and its placeholder."""
     if settings.mysql_url:
         import pymysql
 
         from writech.stores.mysql import connect_arguments
 
         connection: Any = pymysql.connect(**connect_arguments(settings))
-        connection.cursor().execute("SET SESSION TRANSACTION READ ONLY")
-        reader = WrongAnswers(connection, "%s")
-    else:
-        path = settings.sqlite_path.resolve()
-        if not path.exists():
-            raise ReportError(f"no error records stored yet ({settings.sqlite_path})")
-        reader = WrongAnswers(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True), "?")
+        with connection.cursor() as cursor:
+            cursor.execute("SET SESSION TRANSACTION READ ONLY")
+        return connection, "%s"
+    path = settings.sqlite_path.resolve()
+    if not path.exists():
+        raise ReportError(f"no error records stored yet ({settings.sqlite_path})")
+    return sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True), "?"
+
+
+@contextmanager
+def wrong_answers(settings: Settings) -> Iterator[WrongAnswers]:
+    """The reports' reader of `error_record`, over a read-only connection."""
+    reader = WrongAnswers(*read_only_connection(settings))
     try:
         yield reader
     finally:
