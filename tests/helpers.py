@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 from urllib.parse import quote
 
 import pytest
@@ -30,6 +31,8 @@ TABLE_QUERIES = {
     "student_daily_stats": "SELECT * FROM writech.student_daily_stats FINAL ORDER BY student_id, date, subject",
     "analytics_metrics": "SELECT * FROM writech.analytics_metrics FINAL ORDER BY student_id, metric_id",
     "homework_result": "SELECT * FROM writech.homework_result FINAL ORDER BY student_id, event_id",
+    "student_minute_stats": "SELECT * FROM writech.student_minute_stats FINAL ORDER BY student_id, window_start",
+    "class_minute_stats": "SELECT * FROM writech.class_minute_stats FINAL ORDER BY class_id, window_start",
     "dead_letter": "SELECT * FROM writech.dead_letter FINAL ORDER BY origin, partition, offset",
 }
 
@@ -92,7 +95,8 @@ class Workload:
 
     def as_read_from_kafka(self, topic: str, partitions: int = 3) -> Tables:
         """The tables a clean run leaves when the messages were produced round-robin to
-        `topic` (`tests.services.kafka.produce`): only the dead letters' positions differ."""
+        `topic` (`tests.services.kafka.produce`): only the dead letters' positions differ,
+        and their `produced_at`, the records' timestamps (whenever the test produced them)."""
         first_message = {}  # file -> index of its first line's message
         number = 0
         for path in self.files:
@@ -104,6 +108,7 @@ class Workload:
             letters.append(
                 letter
                 | {"origin": topic, "partition": index % partitions, "offset": index // partitions}
+                | {"produced_at": ANY}
             )
         letters.sort(key=lambda letter: (letter["partition"], letter["offset"]))
         return self.tables | {"dead_letter": letters}
@@ -294,6 +299,8 @@ TABLES = (
     "homework_result",
     "error_record",
     "dead_letter",
+    "student_minute_stats",
+    "class_minute_stats",
 )
 
 

@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -228,6 +229,9 @@ class Expected:
     processed: int
     duplicates: int
     read: int
+    # (student_id, window start in seconds) and (class_id, window start)
+    student_minutes: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
+    class_minutes: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
 
 
 def _subject(event: Valid) -> str:
@@ -336,7 +340,55 @@ def expected(messages: list[bytes], tz: str = "Asia/Shanghai") -> Expected:
                             "date": event.day.isoformat(),
                         }
     processed = sum(len(events) for events in by_row.values())
-    return Expected(stats, metrics, errors, dead, processed, duplicates, len(messages))
+    counted = [event for events in by_row.values() for event in events]
+    return Expected(
+        stats,
+        metrics,
+        errors,
+        dead,
+        processed,
+        duplicates,
+        len(messages),
+        _windows(counted, lambda e: e.student_id),
+        _windows([e for e in counted if e.class_id], lambda e: e.class_id),
+    )
+
+
+def _windows(
+    events: list[Valid], key: Callable[[Valid], str], seconds: int = 60
+) -> dict[tuple[str, int], dict[str, Any]]:
+    """Minute windows of `events` grouped by `key`: what student/class_minute_stats hold."""
+    grouped: dict[tuple[str, int], list[Valid]] = defaultdict(list)
+    for event in events:
+        instant = int(event.instant.timestamp())
+        grouped[(key(event), instant - instant % seconds)].append(event)
+    found = {}
+    for window, members in grouped.items():
+        orders = [e for e in members if e.event_type == "stroke_order"]
+        quality = [e for e in members if e.event_type == "writing_quality"]
+        characters: dict[str, list[float]] = defaultdict(list)
+        for e in orders:
+            characters[e.payload.get("character", "")].append(float(e.payload.get("score", 0)))
+        names = sorted(characters)
+        found[window] = {
+            "active_students": len({e.student_id for e in members}),
+            "events": len(members),
+            "strokes": sum(
+                e.payload.get("stroke_count", 0) for e in members if e.event_type == "stroke_raw"
+            ),
+            "stroke_order_count": len(orders),
+            "stroke_order_avg": _mean([float(e.payload.get("score", 0)) for e in orders]),
+            "writing_quality_count": len(quality),
+            "writing_quality_avg": _mean(
+                [float(e.payload.get("quality_score", 0)) for e in quality]
+            ),
+            "homework_submitted": sum(e.event_type == "homework_submit" for e in members),
+            "characters": names,
+            "character_attempts": [len(characters[n]) for n in names],
+            "character_scores": [_mean(characters[n]) for n in names],
+            "version": len(members),
+        }
+    return found
 
 
 def _metric_of(event: Valid) -> dict[str, Any] | None:

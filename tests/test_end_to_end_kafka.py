@@ -138,7 +138,7 @@ def _server_tables(
             "created_at": row["created_at"].replace(tzinfo=UTC).isoformat(),
         }
         for row in mysql_user.query(
-            f"SELECT * FROM `{database}`.error_record ORDER BY event_id, position"
+            f"SELECT * FROM `{database}`.error_record ORDER BY student_id, event_id, position"
         )
     ]
     return tables

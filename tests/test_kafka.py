@@ -7,12 +7,13 @@ import time
 import pytest
 from confluent_kafka import KafkaException
 
+from tests import rows
 from tests.services.kafka import consume_all, headers_of, produce
 from tests.services.ports import free_port
 from writech import counters
 from writech.events import EventDecoder, RawBatch, dead_letter
 from writech.rows import TableRows
-from writech.schema import DEAD_LETTER, DeadLetter, DeadLetterRow
+from writech.schema import DEAD_LETTER, DeadLetterRow
 from writech.settings import Settings
 from writech.sources.kafka import KafkaBatchSource, KafkaPosition, kafka_source
 from writech.stores.kafka import DeadLetterDeliveryError, DeadLetterTopic
@@ -93,7 +94,7 @@ def test_a_record_without_value_dead_letters_as_empty(kafka_broker: str, kafka_t
     [batch] = _drain(kafka_source(_settings(kafka_broker, kafka_topic)), f"0-{kafka_topic}")
     events, dead = EventDecoder(Settings().tz).decode_batch(batch)
     assert events == []
-    letters = [DeadLetter(*row) for row in dead]
+    letters = rows.dead_letters(dead)
     assert [(d.reason, d.message, d.raw, d.origin, d.offset) for d in letters] == [
         ("bad_json", "empty message", "", kafka_topic, 0)
     ]
@@ -135,7 +136,7 @@ def test_dead_letters_reach_the_topic_with_their_headers(
         dead_letter(kafka_topic, 2, 5, b"\xff\xfe not utf-8", "bad_json", "not UTF-8"),
         dead_letter("in.jsonl", 0, 3, "汉字 ✍️".encode(), "too_late", "evicted", event_id="e-1"),
     ]
-    assert DeadLetter(*letters[1]).raw_encoding == "base64"
+    assert rows.dead_letters(letters[1:2])[0].raw_encoding == "base64"
     partition = _topic_sink(settings).build("write", 0, 1)
     partition.write_batch([_letters(*letters[:2]), _letters(*letters[2:])])
     partition.close()

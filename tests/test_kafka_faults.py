@@ -30,6 +30,7 @@ from confluent_kafka.admin import AdminClient
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests import rows
 from tests.helpers import (
     dataflow_command,
     init_recovery_store,
@@ -44,7 +45,6 @@ from tests.services.kafka import TansuBroker, create_topic, produce
 from writech import counters
 from writech.events import EventDecoder, RawBatch
 from writech.generate import generate
-from writech.schema import DeadLetter
 from writech.settings import Settings, SettingsError
 from writech.sources.kafka import (
     KafkaBatchSource,
@@ -348,7 +348,7 @@ def test_record_timestamps_decide_the_future_skew_alike_after_a_resume(
         for batch in batches:
             events_, dead = decoder.decode_batch(batch)
             fate = {event.offset: "counted" for event in events_}
-            fate |= {DeadLetter(*row).offset: DeadLetter(*row).reason for row in dead}
+            fate |= {letter.offset: letter.reason for letter in rows.dead_letters(dead)}
             found += [
                 (o, t, fate[o]) for o, t in zip(batch.offsets, batch.produced_at, strict=True)
             ]
@@ -427,7 +427,7 @@ def test_consumer_errors_become_broker_error_dead_letters() -> None:
     [batch] = scripted(consumer, KafkaPosition(41)).next_batch()
 
     assert (batch.offsets, batch.messages) == ([41, 42], [b"{}", b"{}"])
-    [rejected] = [DeadLetter(*row) for row in batch.rejected]
+    [rejected] = rows.dead_letters(batch.rejected)
     assert (rejected.origin, rejected.partition, rejected.offset) == (TOPIC, 0, -1)
     assert rejected.reason == "broker_error"
     assert "broker connection lost" in rejected.message

@@ -36,15 +36,18 @@ from writech.generate import generate
 from writech.rows import TableRows
 from writech.schema import (
     ANALYTICS_METRICS,
+    CLASS_MINUTE_STATS,
     DEAD_LETTER,
     ERROR_RECORD,
     HOMEWORK_RESULT,
     STUDENT_DAILY_STATS,
+    STUDENT_MINUTE_STATS,
 )
 from writech.settings import Settings
 from writech.shards import restore_shard
 from writech.stores.base import open_clickhouse, open_error_store
 from writech.stores.sink import RowsSink
+from writech.windows import ClassWindows, StudentWindows
 
 # (table, rows): what the sinks receive, in order.
 Emission = tuple[str, list[Any]]
@@ -94,16 +97,21 @@ def clean_run_emissions() -> list[Emission]:
     )
     batch = RawBatch("events.jsonl", 0, list(range(1, len(messages) + 1)), messages)
     events, dead = EventDecoder(Settings().tz).decode_batch(batch, now=2e9)
-    shard = Shard()
+    shard, windows, classes = Shard(), StudentWindows(60, 86400), ClassWindows(60, 86400)
     emissions: list[Emission] = [(DEAD_LETTER.name, dead)]
     half = len(events) // 2
     for step in (events[:half], events[half:]):
         out = shard.apply(step)
+        for delta in windows.apply(out.counted):
+            if delta[-2] == "class-0000":  # one class's windows: one class step's state
+                classes.apply([delta])
         emissions += [
             (ANALYTICS_METRICS.name, out.metrics),
             (HOMEWORK_RESULT.name, out.homework),
             (ERROR_RECORD.name, out.errors),
             (STUDENT_DAILY_STATS.name, shard.flush()),
+            (STUDENT_MINUTE_STATS.name, windows.flush()),
+            (CLASS_MINUTE_STATS.name, classes.flush()),
         ]
     return emissions
 
@@ -112,7 +120,7 @@ def resumed_emissions(clean: list[Emission]) -> list[Emission]:
     """What resumes may send again after all of `clean` was written: everything from
     the start (older daily rows after newer ones), and the second step again in
     other batches, in another order."""
-    second_step = clean[5:]
+    second_step = clean[7:]
     regrouped = [
         (table, list(reversed(rows))[part::3]) for table, rows in second_step for part in range(3)
     ]
@@ -125,6 +133,8 @@ TABLES_WRITTEN = (
     HOMEWORK_RESULT,
     ERROR_RECORD,
     DEAD_LETTER,
+    STUDENT_MINUTE_STATS,
+    CLASS_MINUTE_STATS,
 )
 
 
@@ -132,7 +142,8 @@ def write(settings: Settings, emissions: list[Emission]) -> None:
     """Write through the dataflow's own sinks, one `write_batch` per emission."""
     sinks = {
         table.name: RowsSink(table.name, lambda: open_clickhouse(settings))
-        for table in (STUDENT_DAILY_STATS, ANALYTICS_METRICS, HOMEWORK_RESULT, DEAD_LETTER)
+        for table in TABLES_WRITTEN
+        if table is not ERROR_RECORD
     }
     sinks[ERROR_RECORD.name] = RowsSink(ERROR_RECORD.name, lambda: open_error_store(settings))
     partitions = {name: sink.build(f"write_{name}", 0, 1) for name, sink in sinks.items()}
@@ -185,7 +196,7 @@ def test_server_writes_are_idempotent(
 
 def shards_in(recovery: Path) -> list[Shard]:
     """The aggregation state a resume from `recovery` would start with."""
-    return [restore_shard(state, 64) for state in snapshots(recovery, "aggregate").values()]
+    return [restore_shard(state, 64)[0] for state in snapshots(recovery, "aggregate").values()]
 
 
 def replay_in_two_halves(messages: list[bytes], retention: int, folder: Path) -> list[bytes]:

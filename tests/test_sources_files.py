@@ -18,6 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests import rows
 from tests.helpers import REPO, read_tables, run_writech, summary_numbers
 from writech import counters
 from writech.events import EventDecoder, RawBatch
@@ -64,7 +65,7 @@ def messages_of(batches: list[RawBatch]) -> list[bytes]:
 
 
 def letters_of(batches: list[RawBatch]) -> list[DeadLetter]:
-    return [DeadLetter(*row) for batch in batches for row in batch.rejected]
+    return rows.dead_letters(row for batch in batches for row in batch.rejected)
 
 
 def write_gz(path: Path, lines: list[bytes]) -> bytes:
@@ -176,7 +177,7 @@ def test_the_future_skew_decision_is_the_same_when_a_resume_re_reads(tmp_path: P
         for batch in batches:
             events, dead = decoder.decode_batch(batch)
             found |= {event.offset: "counted" for event in events}
-            found |= {DeadLetter(*row).offset: DeadLetter(*row).reason for row in dead}
+            found |= {letter.offset: letter.reason for letter in rows.dead_letters(dead)}
         return found
 
     first_reading = {line: fate for line, fate in fates(before_crash).items() if line > 1}

@@ -211,6 +211,8 @@ class ShardOutput(Struct, gc=False):
     homework: list[HomeworkRow] = []
     processed: int = 0
     duplicates: int = 0
+    # the events counted by this step, for the minute windows (never sent on)
+    counted: list[Event] = []
 
 
 class _Day:
@@ -275,7 +277,7 @@ class Shard:
         is written once per flush interval rather than once per event.
         """
         out = ShardOutput([], [], [], [])
-        days, seen = self.days, self.seen
+        days, seen, counted = self.days, self.seen, out.counted
         for event in events:
             if event.dedup_key in seen:  # counted before, on this date or another
                 out.duplicates += 1
@@ -305,7 +307,8 @@ class Shard:
             row.note_membership(event)
             handler(row, event, payload, out)
             self.dirty.add((day_number, event.student_id, subject))
-            out.processed += 1
+            counted.append(event)
+        out.processed = len(counted)
         out.stats = self._evict()
         return out
 

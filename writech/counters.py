@@ -34,6 +34,10 @@ KAFKA_OFFSETS_SKIPPED = Counter(
     "Kafka offsets deleted by the broker's retention before they were read",
     ["topic", "partition"],
 )
+WINDOW_EVENTS_TOO_LATE = Counter(
+    "writech_window_events_too_late",
+    "Events counted in their daily row whose minute window was already final",
+)
 STATE_ROWS = Gauge("writech_state_rows", "Daily rows retained in this process's state")
 STATE_EVENT_IDS = Gauge(
     "writech_state_event_ids", "Event ids retained in this process's state for dedup"

@@ -1,19 +1,25 @@
 """The Bytewax dataflow: wiring of `writech`'s logic to sources and stores, nothing more.
 
-    read ─ shard ─ aggregate ─ by_table ─ batch_rows ─┬─ write_stats
-                                                      ├─ write_metrics
-                                                      ├─ write_homework
-                                                      ├─ write_errors
-                                                      └─ write_dead_letters (+ Kafka topic)
+    read ─ shard ─ aggregate ─┬─ by_table ──────────────────┬─ batch_rows ─┬─ write_stats
+                              └─ by_class ─ class_windows ─┘              ├─ write_metrics
+                                                                          ├─ write_homework
+                                                                          ├─ write_errors
+                                                                          ├─ write_minutes
+                                                                          ├─ write_class_minutes
+                                                                          └─ write_dead_letters
+                                                                             (+ Kafka topic)
 
 Items are batches, never single events: Bytewax's cost is per item.
 `shard` routes raw messages to their student's shard (`writech.shards`),
-`aggregate` decodes and counts them there, `by_table` turns each output
-into columns per table, and `batch_rows` (`writech.batching`) gathers a
-table's rows into few, large inserts through `writech.stores.sink`.
+`aggregate` decodes and counts them there (daily rows and students'
+minute windows), `by_table` turns each output into columns per table,
+`class_windows` sums the shards' exact deltas per class (`writech.windows`),
+and `batch_rows` (`writech.batching`) gathers a table's rows into few,
+large inserts through `writech.stores.sink`.
 
 Step ids are part of the recovery state: `read` keeps input positions,
-`aggregate` the shards and `batch_rows` the rows not yet written.
+`aggregate` the shards and their windows, `class_windows` the classes'
+windows and `batch_rows` the rows not yet written.
 Renaming any of them, or the flow id `writech`, makes a resume start
 those steps from nothing. Do not rename them.
 """
@@ -21,6 +27,7 @@ those steps from nothing. Do not rename them.
 from __future__ import annotations
 
 import gc
+import pickle
 from datetime import timedelta
 from functools import partial
 
@@ -34,17 +41,27 @@ from writech.events import EventDecoder, RawBatch
 from writech.rows import TableRows
 from writech.schema import (
     ANALYTICS_METRICS,
+    CLASS_MINUTE_STATS,
     DEAD_LETTER,
     ERROR_RECORD,
     HOMEWORK_RESULT,
     STUDENT_DAILY_STATS,
+    STUDENT_MINUTE_STATS,
     Table,
 )
 from writech.settings import Settings
-from writech.shards import ShardLogic, restore_shard, split_by_shard, tables_of
+from writech.shards import (
+    ClassWindowLogic,
+    ShardLogic,
+    class_deltas_of,
+    restore_shard,
+    split_by_shard,
+    tables_of,
+)
 from writech.sources import StoppableSource, open_source
 from writech.stores.base import open_clickhouse, open_error_store
 from writech.stores.sink import RowsSink
+from writech.windows import ClassWindows, StudentWindows
 
 FLOW_ID = "writech"
 # Young-generation threshold of the garbage collector (CPython's default: 700).
@@ -57,6 +74,8 @@ _WRITE_STEPS = (
     ("write_homework", HOMEWORK_RESULT),
     ("write_errors", ERROR_RECORD),
     ("write_dead_letters", DEAD_LETTER),
+    ("write_minutes", STUDENT_MINUTE_STATS),
+    ("write_class_minutes", CLASS_MINUTE_STATS),
 )
 
 
@@ -76,19 +95,33 @@ def build_flow(settings: Settings, source: Source[RawBatch] | None = None) -> Da
     flush_interval = timedelta(seconds=settings.flush_interval)
 
     def build_shard(resume: bytes | None) -> ShardLogic:
-        shard = (
-            restore_shard(resume, settings.shards)
-            if resume is not None
-            else Shard(settings.retention_days)
-        )
+        if resume is None:
+            shard = Shard(settings.retention_days)
+            windows = StudentWindows(settings.window_seconds, settings.lateness_seconds)
+        else:
+            shard, windows = restore_shard(resume, settings.shards)
         shard.retention_days = settings.retention_days
-        return ShardLogic(shard, decoder, flush_interval, settings.shards)
+        windows.lateness = settings.lateness_seconds
+        return ShardLogic(shard, windows, decoder, flush_interval, settings.shards)
 
     aggregated = op.stateful_batch("aggregate", keyed, build_shard)
     by_table = op.flat_map("by_table", aggregated, lambda pair: tables_of(pair[1]))
+    by_class = op.flat_map("by_class", aggregated, lambda pair: class_deltas_of(pair[1]))
+
+    def build_class(resume: bytes | None) -> ClassWindowLogic:
+        windows = (
+            pickle.loads(resume)
+            if resume is not None
+            else ClassWindows(settings.window_seconds, settings.lateness_seconds)
+        )
+        windows.lateness = settings.lateness_seconds
+        return ClassWindowLogic(windows, flush_interval)
+
+    class_rows = op.stateful_batch("class_windows", by_class, build_class)
+    class_tables = op.map("class_rows", class_rows, lambda pair: (CLASS_MINUTE_STATS.name, pair[1]))
     batched = op.stateful_batch(
         "batch_rows",
-        by_table,
+        op.merge("all_rows", by_table, class_tables),
         lambda resume: RowBatcher(resume, flush_interval, settings.sink_batch_rows),
     )
 
@@ -99,15 +132,16 @@ def build_flow(settings: Settings, source: Source[RawBatch] | None = None) -> Da
 
     for step_id, table in _WRITE_STEPS:
         open_store = open_error_store if table is ERROR_RECORD else open_clickhouse
-        op.output(step_id, rows_of(table), RowsSink(table.name, partial(open_store, settings)))
-    if settings.source == "kafka" and settings.kafka_dlq_topic:
-        from writech.stores.kafka import DeadLetterTopic
+        rows = rows_of(table)
+        op.output(step_id, rows, RowsSink(table.name, partial(open_store, settings)))
+        if table is DEAD_LETTER and settings.source == "kafka" and settings.kafka_dlq_topic:
+            from writech.stores.kafka import DeadLetterTopic
 
-        op.output(
-            "write_dead_letter_topic",
-            rows_of(DEAD_LETTER),
-            RowsSink("dead_letter_topic", lambda: DeadLetterTopic(settings)),
-        )
+            op.output(
+                "write_dead_letter_topic",
+                rows,
+                RowsSink("dead_letter_topic", lambda: DeadLetterTopic(settings)),
+            )
     return flow
 
 

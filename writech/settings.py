@@ -81,6 +81,15 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     # produced (the table's TTL): raw messages are personal data (PIPL:
     # kept no longer than needed). 0 keeps them until deleted.
     dead_letter_ttl_days: Annotated[int, Meta(ge=0)] = 30
+    # Days the other tables keep a row, counted from its date (the TTL; 0:
+    # until deleted): daily statistics, metrics and graded homework; the
+    # live board's minute windows. `writech migrate` applies a change.
+    stats_ttl_days: Annotated[int, Meta(ge=0)] = 0
+    minute_stats_ttl_days: Annotated[int, Meta(ge=0)] = 0
+    # A cluster of the ClickHouse servers' `remote_servers` (one shard, its
+    # replicas): the DDL runs ON CLUSTER and the tables are replicated.
+    # Empty: one server.
+    clickhouse_cluster: str = ""
 
     # -- semantics (changing these changes results) ------------------------
     timezone: str = "Asia/Shanghai"
@@ -90,7 +99,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     # a late event may still change it (the state keeps that much; by
     # default the retention of SPEC §5).
     window_seconds: Annotated[int, Meta(ge=1, le=86400)] = 60
-    window_lateness: Annotated[int, Meta(ge=0)] = 7 * 86400
+    window_lateness: Annotated[int, Meta(ge=0)] | None = None
     max_future_skew: Seconds = 86400.0
     max_message_bytes: Positive = 1 << 20
     # Number of state shards students are hashed into. Part of the recovery
@@ -131,6 +140,11 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         return f"Settings({fields})"
 
     __str__ = __repr__
+
+    @property
+    def lateness_seconds(self) -> int:
+        """How long a window accepts late events: `window_lateness`, else the retention."""
+        return self.retention_days * 86400 if self.window_lateness is None else self.window_lateness
 
     @property
     def tz(self) -> ZoneInfo:

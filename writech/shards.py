@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
 from bytewax.operators import StatefulBatchLogic
+from msgspec import field
 
 from writech import counters
 from writech.aggregate import Shard, ShardOutput
@@ -29,13 +30,17 @@ from writech.events import Event, EventDecoder, RawBatch
 from writech.rows import TableRows
 from writech.schema import (
     ANALYTICS_METRICS,
+    CLASS_MINUTE_STATS,
     DEAD_LETTER,
     ERROR_RECORD,
     HOMEWORK_RESULT,
     STUDENT_DAILY_STATS,
+    STUDENT_MINUTE_STATS,
     DeadLetterRow,
+    StudentMinuteRow,
 )
 from writech.settings import SettingsError
+from writech.windows import ClassWindows, StudentWindows, Totals
 
 _REASON = DEAD_LETTER.column_names.index("reason")
 
@@ -72,20 +77,28 @@ def split_by_shard(
     ]  # fmt: skip
 
 
-def restore_shard(snapshot: bytes, shards: int) -> Shard:
-    """The `Shard` of an `aggregate` snapshot, refused if made under another shard count."""
+def restore_shard(snapshot: bytes, shards: int) -> tuple[Shard, StudentWindows]:
+    """The state of an `aggregate` snapshot, refused if made under another shard count."""
     made_with: int
     shard: Shard
-    made_with, shard = pickle.loads(snapshot)
+    windows: StudentWindows
+    made_with, shard, windows = pickle.loads(snapshot)
     if made_with != shards:
         raise SettingsError(
             f"WRITECH_SHARDS is {shards}, but the recovery store holds state for {made_with} "
             f"shards: resume with WRITECH_SHARDS={made_with}, or start a new recovery store"
         )
-    return shard
+    return shard, windows
 
 
-def tables_of(out: ShardOutput) -> list[tuple[str, TableRows]]:
+class StepOutput(ShardOutput):
+    """A shard's output with its students' windows and its classes' deltas."""
+
+    minutes: list[StudentMinuteRow] = field(default_factory=list)
+    class_deltas: dict[str, list[Totals]] = field(default_factory=dict)
+
+
+def tables_of(out: StepOutput) -> list[tuple[str, TableRows]]:
     """A shard's output as one `TableRows` per table that has rows, keyed by table name."""
     return [
         (table.name, TableRows.from_rows(table, rows))
@@ -95,18 +108,30 @@ def tables_of(out: ShardOutput) -> list[tuple[str, TableRows]]:
             (HOMEWORK_RESULT, out.homework),
             (ERROR_RECORD, out.errors),
             (DEAD_LETTER, out.dead_letters),
+            (STUDENT_MINUTE_STATS, out.minutes),
         )
         if rows
     ]
 
 
-class ShardLogic(StatefulBatchLogic[RawBatch, ShardOutput, bytes]):
-    """Bytewax glue around one `Shard`: decoding its messages, flush timing and snapshots."""
+def class_deltas_of(out: StepOutput) -> list[tuple[str, list[Totals]]]:
+    """A shard's class deltas, one item per class (keyed for the `class_windows` step)."""
+    return list(out.class_deltas.items())
+
+
+class ShardLogic(StatefulBatchLogic[RawBatch, StepOutput, bytes]):
+    """Bytewax glue around one `Shard` and its students' windows: decoding, flush timing, snapshots."""
 
     def __init__(
-        self, shard: Shard, decoder: EventDecoder, flush_interval: timedelta, shards: int
+        self,
+        shard: Shard,
+        windows: StudentWindows,
+        decoder: EventDecoder,
+        flush_interval: timedelta,
+        shards: int,
     ) -> None:
         self._shard = shard
+        self._windows = windows
         self._decoder = decoder
         self._shards = shards
         self._flush_interval = flush_interval
@@ -115,15 +140,29 @@ class ShardLogic(StatefulBatchLogic[RawBatch, ShardOutput, bytes]):
         self._rows_reported = 0
         self._ids_reported = 0
 
-    def on_batch(self, values: list[RawBatch]) -> tuple[Iterable[ShardOutput], bool]:
+    def on_batch(self, values: list[RawBatch]) -> tuple[Iterable[StepOutput], bool]:
         events: list[Event] = []
         invalid: list[DeadLetterRow] = []
         for batch in values:
             decoded, rejected = self._decoder.decode_batch(batch)
             events += decoded
             invalid += rejected
-        out = self._shard.apply(events)
-        out.dead_letters[:0] = invalid
+        counted = self._shard.apply(events)
+        too_late = self._windows.too_late
+        deltas: dict[str, list[Totals]] = {}
+        for delta in self._windows.apply(counted.counted):
+            deltas.setdefault(delta[-2], []).append(delta)  # by class_id
+        counters.WINDOW_EVENTS_TOO_LATE.inc(self._windows.too_late - too_late)
+        out = StepOutput(
+            stats=counted.stats,
+            metrics=counted.metrics,
+            errors=counted.errors,
+            dead_letters=invalid + counted.dead_letters,
+            homework=counted.homework,
+            processed=counted.processed,
+            duplicates=counted.duplicates,
+            class_deltas=deltas,
+        )
         counters.PROCESSED.inc(out.processed)
         counters.DUPLICATES.inc(out.duplicates)
         for reason, count in Counter(row[_REASON] for row in out.dead_letters).items():
@@ -131,23 +170,55 @@ class ShardLogic(StatefulBatchLogic[RawBatch, ShardOutput, bytes]):
         return [out], self.RETAIN
 
     def notify_at(self) -> datetime | None:
-        return self._next_flush if self._shard.dirty else None
+        return self._next_flush if self._shard.dirty or self._windows.dirty else None
 
-    def on_notify(self) -> tuple[Iterable[ShardOutput], bool]:
+    def on_notify(self) -> tuple[Iterable[StepOutput], bool]:
         self._next_flush = now() + self._flush_interval
         return self._flush(), self.RETAIN
 
-    def on_eof(self) -> tuple[Iterable[ShardOutput], bool]:
+    def on_eof(self) -> tuple[Iterable[StepOutput], bool]:
         return self._flush(), self.RETAIN
 
     def snapshot(self) -> bytes:
-        # Pickled now: the shard keeps changing after this returns.
-        return pickle.dumps((self._shards, self._shard), protocol=pickle.HIGHEST_PROTOCOL)
+        # Pickled now: the state keeps changing after this returns.
+        state = (self._shards, self._shard, self._windows)
+        return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
 
-    def _flush(self) -> list[ShardOutput]:
+    def _flush(self) -> list[StepOutput]:
         rows_retained, ids_retained = self._shard.retained_rows, self._shard.retained_event_ids
         counters.STATE_ROWS.inc(rows_retained - self._rows_reported)
         counters.STATE_EVENT_IDS.inc(ids_retained - self._ids_reported)
         self._rows_reported, self._ids_reported = rows_retained, ids_retained
-        rows = self._shard.flush()
-        return [ShardOutput(rows, [], [], [])] if rows else []
+        out = StepOutput(self._shard.flush(), [], [], [], minutes=self._windows.flush())
+        return [out] if out.stats or out.minutes else []
+
+
+class ClassWindowLogic(StatefulBatchLogic[list[Totals], TableRows, bytes]):
+    """Bytewax glue around one class's `ClassWindows`: flush timing and snapshots."""
+
+    def __init__(self, windows: ClassWindows, flush_interval: timedelta) -> None:
+        self._windows = windows
+        self._flush_interval = flush_interval
+        self._next_flush = now() + flush_interval
+
+    def on_batch(self, values: list[list[Totals]]) -> tuple[Iterable[TableRows], bool]:
+        for deltas in values:
+            self._windows.apply(deltas)
+        return [], self.RETAIN
+
+    def notify_at(self) -> datetime | None:
+        return self._next_flush if self._windows.dirty else None
+
+    def on_notify(self) -> tuple[Iterable[TableRows], bool]:
+        self._next_flush = now() + self._flush_interval
+        return self._flush(), self.RETAIN
+
+    def on_eof(self) -> tuple[Iterable[TableRows], bool]:
+        return self._flush(), self.RETAIN
+
+    def snapshot(self) -> bytes:
+        return pickle.dumps(self._windows, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def _flush(self) -> list[TableRows]:
+        rows = self._windows.flush()
+        return [TableRows.from_rows(CLASS_MINUTE_STATS, rows)] if rows else []

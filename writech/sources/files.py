@@ -245,7 +245,9 @@ class _FilePartition(StatefulSourcePartition[RawBatch, FilePosition]):
                 raw = file.read(HEAD_BYTES)
         decoded = self._offset + len(self._tail)
         message = f"{damage}: line {line} on could not be read ({decoded:,} bytes decoded before)"
-        return dead_letter(self._path, 0, line, raw, "damaged_input", message)
+        return dead_letter(
+            self._path, 0, line, raw, "damaged_input", message, produced_at=self._produced_at
+        )
 
 
 def _what_is_wrong(exc: BaseException) -> str:

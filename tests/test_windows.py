@@ -1,0 +1,153 @@
+"""Minute windows (the live class board's tables) against an independent computation.
+
+The reference (tests/reference.py) groups the distinct valid events by
+(student, minute) and (class, minute) with plain loops; the pipeline's
+windows must hold the same totals whatever the order, the batching, the
+workers, or a snapshot and resume in between.
+"""
+
+from __future__ import annotations
+
+import pickle
+import random
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests import reference
+from tests.cases import message
+from tests.helpers import read_tables, run_writech
+from writech.aggregate import Shard
+from writech.events import Event, EventDecoder
+from writech.generate import generate
+from writech.schema import ClassMinuteRow, StudentMinuteRow
+from writech.windows import ClassWindows, StudentWindows, Totals
+
+decoder = EventDecoder(ZoneInfo("Asia/Shanghai"))
+MEASURES = (
+    "events", "strokes", "stroke_order_count", "stroke_order_avg", "writing_quality_count",
+    "writing_quality_avg", "homework_submitted", "characters", "character_attempts",
+    "character_scores", "version",
+)  # fmt: skip
+
+
+def run_windows(
+    events: list[Event], chunks: int = 1, resume_after: int | None = None
+) -> tuple[dict[tuple[str, int], StudentMinuteRow], dict[tuple[str, int], ClassMinuteRow]]:
+    """Shard + windows over `events` in `chunks` batches; the final rows by key (highest version)."""
+    shard = Shard()
+    students = StudentWindows(60, 10**9)
+    classes: dict[str, ClassWindows] = {}
+    student_rows: dict[tuple[str, int], StudentMinuteRow] = {}
+    class_rows: dict[tuple[str, int], ClassMinuteRow] = {}
+    size = max(1, len(events) // chunks)
+    for number, start in enumerate(range(0, len(events), size)):
+        if resume_after is not None and number == resume_after:
+            shard, students = pickle.loads(pickle.dumps((shard, students)))
+            classes = pickle.loads(pickle.dumps(classes))
+        deltas: list[Totals] = students.apply(shard.apply(events[start : start + size]).counted)
+        for delta in deltas:
+            classes.setdefault(delta[-2], ClassWindows(60, 10**9)).apply([delta])
+        for row in students.flush():
+            student_rows[(row[0], row[3])] = row
+        for windows in classes.values():
+            for crow in windows.flush():
+                class_rows[(crow[0], crow[2])] = crow
+    return student_rows, class_rows
+
+
+def assert_matches(
+    rows: dict[tuple[str, int], Any], expected: dict[tuple[str, int], dict[str, Any]], first: int
+) -> None:
+    assert rows.keys() == expected.keys()
+    for key, values in expected.items():
+        row = rows[key]
+        for offset, name in enumerate(MEASURES):
+            value = row[first + offset]
+            if isinstance(value, float) or name == "character_scores":
+                assert value == pytest.approx(values[name], rel=1e-12), (key, name)
+            else:
+                assert value == values[name], (key, name)
+
+
+def workload(seed: int, count: int = 3000) -> list[bytes]:
+    return list(generate(events=count, students=60, days=2, class_size=15, seed=seed))
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(0, 10_000), st.integers(1, 40), st.integers(0, 39))
+def test_windows_match_the_reference_in_any_order_and_batching(
+    seed: int, chunks: int, resume_after: int
+) -> None:
+    raws = workload(seed)
+    expected = reference.expected(raws)
+    events = [decoder.decode(raw, now=2e9) for raw in raws if _valid(raw)]
+    random.Random(seed).shuffle(events)  # first occurrences change, so do the reference's
+    expected = reference.expected([event.raw for event in events])
+    students, classes = run_windows(events, chunks, resume_after % chunks if chunks > 1 else None)
+    assert_matches(students, expected.student_minutes, 5)
+    assert_matches(classes, expected.class_minutes, 5)
+    for key, row in classes.items():
+        assert row[4] == expected.class_minutes[key]["active_students"], key
+
+
+def _valid(raw: bytes) -> bool:
+    try:
+        decoder.decode(raw, now=2e9)
+    except Exception:
+        return False
+    return True
+
+
+def test_a_late_event_corrects_its_window_within_the_lateness_and_not_after() -> None:
+    def at(minute: int, second: int, event_id: str) -> bytes:
+        stamp = datetime(2026, 9, 2, 1, minute, second, tzinfo=UTC).isoformat()
+        return message("stroke_raw", {"stroke_count": 5}, timestamp=stamp, event_id=event_id)
+
+    shard, windows = Shard(), StudentWindows(60, lateness=300)
+    first = [decoder.decode(raw) for raw in (at(0, 10, "a"), at(3, 0, "b"))]
+    windows.apply(shard.apply(first).counted)
+    windows.flush()
+    late = windows.apply(shard.apply([decoder.decode(at(0, 50, "c"))]).counted)
+    (row,) = windows.flush()  # within 5 minutes: minute 0 is rewritten with both events
+    assert (row[3] % 3600, row[5], row[6], row[-1]) == (0, 2, 10, 2)
+    assert [delta[-1] % 3600 for delta in late] == [0]
+    windows.apply(shard.apply([decoder.decode(at(20, 0, "d"))]).counted)
+    windows.flush()  # the watermark passes minute 0 + 5 min: it is final and leaves the state
+    windows.apply(shard.apply([decoder.decode(at(0, 30, "e"))]).counted)
+    assert windows.too_late == 1
+    assert [row[3] % 3600 for row in windows.flush()] == []
+
+
+def test_replay_writes_the_windows_of_the_reference(tmp_path: Path) -> None:
+    raws = workload(seed=5, count=4000)
+    source = tmp_path / "events.jsonl"
+    source.write_bytes(b"\n".join(raws) + b"\n")
+    run_writech("replay", "-q", str(source), "--data-dir", str(tmp_path / "data"), "-w", "2")
+    tables = read_tables(tmp_path / "data")
+    expected = reference.expected(raws)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+
+    def start(text: str) -> int:
+        return int((datetime.fromisoformat(text).replace(tzinfo=UTC) - epoch).total_seconds())
+
+    students = {
+        (r["student_id"], start(r["window_start"])): r for r in tables["student_minute_stats"]
+    }
+    classes = {(r["class_id"], start(r["window_start"])): r for r in tables["class_minute_stats"]}
+    assert students.keys() == expected.student_minutes.keys()
+    assert classes.keys() == expected.class_minutes.keys()
+    for found, wanted in ((students, expected.student_minutes), (classes, expected.class_minutes)):
+        for key, values in wanted.items():
+            for name, value in values.items():
+                if name == "active_students" and found is students:
+                    continue
+                if name == "characters":
+                    assert found[key][name] == value, (key, name)
+                else:
+                    assert found[key][name] == pytest.approx(value, rel=1e-12), (key, name)
