@@ -15,6 +15,7 @@ from writech import counters
 from writech.admin import add_admin_commands
 from writech.logs import configure_logging
 from writech.reports.cli import add_report_command
+from writech.serve.cli import add_serve_command
 from writech.settings import Settings, SettingsError
 
 
@@ -101,6 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     recovery_init.set_defaults(run=_recovery_init)
     add_report_command(commands)
     add_admin_commands(commands)
+    add_serve_command(commands)
     return parser
 
 
