@@ -21,7 +21,9 @@ the same reason.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Final, Literal
 
@@ -262,18 +264,84 @@ class Redrive(Struct, frozen=True, gc=False):
 
 
 @dataclass(frozen=True)
+class Layout:
+    """Where and how long the ClickHouse tables live: the deployment's part of their DDL.
+
+    `cluster` names a cluster of the servers' `remote_servers`: every
+    statement then runs `ON CLUSTER` and the tables are replicated (one
+    shard, its replicas). `ttl_days` gives per table name the days a row is
+    kept, counted from its time column; a table not named keeps rows forever.
+    Built from the settings by `writech.stores.base.layout_of`.
+    """
+
+    cluster: str = ""
+    ttl_days: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def on_cluster(self) -> str:
+        return f" ON CLUSTER `{self.cluster}`" if self.cluster else ""
+
+    def merge_tree(self, family: str, *parameters: str) -> str:
+        """`family`MergeTree with `parameters`, replicated on a cluster."""
+        if self.cluster:
+            # {uuid} (expanded once, for every replica alike, by ON CLUSTER)
+            # gives a rebuilt table a Keeper path of its own.
+            parameters = (_REPLICA_PATH, _REPLICA_NAME, *parameters)
+            family = f"Replicated{family}"
+        return f"{family}MergeTree({', '.join(parameters)})" if parameters else f"{family}MergeTree"
+
+    @property
+    def deduplication(self) -> str:
+        """The settings under which a retried insert (same token) is dropped.
+
+        A server store sends every insert with a token derived from its
+        content (`writech.stores.clickhouse.insert_token`); the table must
+        remember recent tokens for longer than a store retries
+        (`WRITECH_STORE_DEADLINE`): 1,000 inserts is minutes of a busy
+        flow. Replicated tables keep theirs in Keeper, shared by every
+        replica, so a retry sent to another replica is dropped as well.
+        """
+        if self.cluster:
+            return "replicated_deduplication_window = 1000, replicated_deduplication_window_seconds = 3600"
+        return "non_replicated_deduplication_window = 1000"
+
+
+_REPLICA_PATH: Final = "'/clickhouse/tables/{uuid}/{shard}'"
+_REPLICA_NAME: Final = "'{replica}'"
+
+
+@dataclass(frozen=True)
 class Table:
-    """One output table: its columns (with ClickHouse types), read type and storage."""
+    """One output table: its columns (with ClickHouse types), read type, storage and layout.
+
+    A ClickHouse table is a ReplacingMergeTree ordered (and deduplicated) by
+    `order_by`; among rows of one key the one with the highest `version`
+    wins (without one, the last inserted). `ttl` says when a row expires,
+    `{days}` standing for the days `Layout.ttl_days` gives the table.
+    `filtered_by` names columns readers select by that are not in the key
+    (class, school): each gets a bloom-filter skipping index and a view
+    (`read_from`).
+    """
 
     name: str
     row: type[Struct]  # the read type; its fields are the columns, in order
     columns: tuple[tuple[str, str], ...]  # (name, ClickHouse type)
     home: Home = "clickhouse"
-    engine: str = ""  # ClickHouse tables: the ENGINE clause
+    order_by: tuple[str, ...] = ()
+    version: str = ""
+    partition_by: str = ""
+    ttl: str = ""
+    codecs: tuple[tuple[str, str], ...] = ()  # (column, CODEC(...) argument)
+    filtered_by: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.column_names != self.row.__struct_fields__:
             raise ValueError(f"{self.name}: columns and {self.row.__name__} disagree")
+        named = {*self.order_by, *dict(self.codecs), *self.filtered_by} - {*self.column_names}
+        if named:
+            raise ValueError(f"{self.name}: no columns {sorted(named)}")
+        if self.home == "clickhouse" and not self.order_by:
+            raise ValueError(f"{self.name}: a ClickHouse table needs its key (order_by)")
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -283,19 +351,87 @@ class Table:
     def column_types(self) -> tuple[str, ...]:
         return tuple(type_ for _, type_ in self.columns)
 
-    def ddl(self, database: str = DATABASE) -> str:
-        """The ClickHouse CREATE statement."""
-        columns = ",\n    ".join(f"`{name}` {type_}" for name, type_ in self.columns)
+    def ddl(self, database: str = DATABASE, layout: Layout = Layout(), name: str = "") -> str:
+        """The ClickHouse CREATE statement (of a table called `name`, by default its own)."""
+        codecs = dict(self.codecs)
+        lines = [
+            f"`{column}` {type_}" + (f" CODEC({codecs[column]})" if column in codecs else "")
+            for column, type_ in self.columns
+        ]
+        lines += [
+            f"INDEX `{column}_bloom` `{column}` TYPE bloom_filter GRANULARITY 1"
+            for column in self.filtered_by
+        ]
+        clauses = [f"ENGINE = {layout.merge_tree('Replacing', *filter(None, [self.version]))}"]
+        if self.partition_by:
+            clauses.append(f"PARTITION BY {self.partition_by}")
+        clauses.append(f"ORDER BY ({', '.join(self.order_by)})")
+        if days := self.ttl_days(layout):
+            clauses.append(f"TTL {self.ttl.format(days=days)}")
+        # Expired rows go a whole part at a time (a month's partition, once
+        # merged), and a changed TTL is only recalculated: rewriting big
+        # parts to drop a day's rows costs far more.
+        clauses.append(
+            f"SETTINGS {layout.deduplication}, "
+            "ttl_only_drop_parts = 1, materialize_ttl_recalculate_only = 1"
+        )
+        body = ",\n    ".join(lines)
         return (
-            f"CREATE TABLE IF NOT EXISTS `{database}`.`{self.name}` (\n"
-            f"    {columns}\n) {self.engine}"
+            f"CREATE TABLE IF NOT EXISTS `{database}`.`{name or self.name}`{layout.on_cluster} "
+            f"(\n    {body}\n)\n" + "\n".join(clauses)
         )
 
+    def ttl_days(self, layout: Layout) -> int:
+        """Days this table keeps rows under `layout`; 0 for ever."""
+        return layout.ttl_days.get(self.name, 0) if self.ttl else 0
 
-# Inserts into a ClickHouse server carry a deduplication token derived from
-# their content, so a retried insert is dropped by the server; the window
-# must be non-zero for non-replicated tables to remember tokens.
-_DEDUP: Final = "SETTINGS non_replicated_deduplication_window = 1000"
+    def views(self, database: str = DATABASE, layout: Layout = Layout()) -> dict[str, str]:
+        """The read path: CREATE statements of the table's views, by view name.
+
+        `<table>_latest` is the upserted truth (the table read with FINAL).
+        For each column of `filtered_by`, `<table>_by_<column>(<column> = X)`
+        is the upserted truth of rows where it is X: the skipping index finds
+        the keys that ever had X (a cheap read, without FINAL), and only
+        their rows are read with FINAL, through the primary key; the
+        condition is applied again after FINAL, since a key's newest row
+        may have moved (a student to another class).
+        """
+        table = f"`{database}`.`{self.name}`"
+        key = self.order_by[0]
+        views = {f"{self.name}_latest": f"SELECT * FROM {table} FINAL"}
+        for column in self.filtered_by:
+            value = f"{{{column}:String}}"
+            views[f"{self.name}_by_{column}"] = (
+                f"SELECT * FROM {table} FINAL WHERE `{key}` IN "
+                f"(SELECT `{key}` FROM {table} WHERE `{column}` = {value}) AND `{column}` = {value}"
+            )
+        return {
+            name: f"CREATE VIEW IF NOT EXISTS `{database}`.`{name}`{layout.on_cluster} AS {select}"
+            for name, select in views.items()
+        }
+
+    def read_from(self, column: str | None = None, parameter: str = "id") -> str:
+        """A FROM clause that reads the upserted truth, for readers selecting by `column`.
+
+        Where `column` is one the table is filtered by, its view for the
+        value of query parameter `parameter` (a String); otherwise the
+        `_latest` view (the key's own columns find their rows by the primary
+        key). No reader needs to add FINAL.
+        """
+        if column in self.filtered_by:
+            return f"`{DATABASE}`.`{self.name}_by_{column}`({column} = {{{parameter}:String}})"
+        return f"`{DATABASE}`.`{self.name}_latest`"
+
+
+def error_record_key(student_id: str, event_id: str, position: int) -> str:
+    """The unique key of an error record: its event's identity and its position in `errors`."""
+    text = f"{student_id}\x1f{event_id}\x1f{position}"
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+# Rows expire by their time column; a Date or DateTime counts as is, a
+# DateTime64 through toDateTime.
+_DAYS: Final = " + INTERVAL {days} DAY"
 
 STUDENT_DAILY_STATS: Final = Table(
     name="student_daily_stats",
@@ -318,16 +454,17 @@ STUDENT_DAILY_STATS: Final = Table(
         ("writing_quality_avg", "Float64"),
         ("writing_speed_avg", "Float64"),
         ("error_count", "UInt32"),
-        ("error_knowledge_points", "Array(String)"),
+        ("error_knowledge_points", "Array(LowCardinality(String))"),
         ("exam_count", "UInt32"),
         ("exam_avg_score", "Float64"),
         ("login_count", "UInt32"),
         ("version", "UInt64"),
     ),
-    engine=(
-        "ENGINE = ReplacingMergeTree(version) PARTITION BY toYYYYMM(date) "
-        f"ORDER BY (student_id, date, subject) {_DEDUP}"
-    ),
+    order_by=("student_id", "date", "subject"),
+    version="version",
+    partition_by="toYYYYMM(date)",
+    ttl="date" + _DAYS,
+    filtered_by=("class_id", "school_id"),
 )
 
 ANALYTICS_METRICS: Final = Table(
@@ -347,10 +484,10 @@ ANALYTICS_METRICS: Final = Table(
         ("period_end", "Date"),
         ("created_at", "DateTime64(6, 'UTC')"),
     ),
-    engine=(
-        "ENGINE = ReplacingMergeTree PARTITION BY toYYYYMM(period_start) "
-        f"ORDER BY (student_id, period_start, metric_type, metric_id) {_DEDUP}"
-    ),
+    order_by=("student_id", "period_start", "metric_type", "metric_id"),
+    partition_by="toYYYYMM(period_start)",
+    ttl="period_start" + _DAYS,
+    filtered_by=("class_id", "school_id"),
 )
 
 HOMEWORK_RESULT: Final = Table(
@@ -370,17 +507,23 @@ HOMEWORK_RESULT: Final = Table(
         ("date", "Date"),
         ("created_at", "DateTime64(6, 'UTC')"),
     ),
-    engine=(
-        "ENGINE = ReplacingMergeTree PARTITION BY toYYYYMM(date) "
-        f"ORDER BY (student_id, event_id) {_DEDUP}"
-    ),
+    order_by=("student_id", "event_id"),
+    partition_by="toYYYYMM(date)",
+    ttl="date" + _DAYS,
+    filtered_by=("class_id", "school_id"),
 )
 
+# A dead letter's newest production wins: a re-read message has the same
+# time, so it replaces the letter with an equal one; a letter migrated from
+# a store that had no produced_at holds 1970-01-01 there (unknown), and any
+# letter written since for the same position replaces it. The TTL leaves
+# those unknown times alone (they sit in partition 197001, to be dropped by
+# hand once read: docs/operations.md).
 DEAD_LETTER: Final = Table(
     name="dead_letter",
     row=DeadLetter,
     columns=(
-        ("origin", "String"),
+        ("origin", "LowCardinality(String)"),
         ("partition", "Int32"),
         ("offset", "Int64"),
         ("reason", "LowCardinality(String)"),
@@ -390,7 +533,12 @@ DEAD_LETTER: Final = Table(
         ("event_id", "String"),
         ("produced_at", "DateTime64(6, 'UTC')"),
     ),
-    engine=f"ENGINE = ReplacingMergeTree ORDER BY (origin, partition, offset) {_DEDUP}",
+    order_by=("origin", "partition", "offset"),
+    version="produced_at",
+    partition_by="toYYYYMM(produced_at)",
+    ttl="toDateTime(produced_at)" + _DAYS + " WHERE produced_at > 0",
+    # raw messages of up to 1 MiB, and messages naming what is wrong with them
+    codecs=(("message", "ZSTD(3)"), ("raw", "ZSTD(3)")),
 )
 
 # Types as ClickHouse would name them; each SQL store maps them to its own
@@ -424,7 +572,7 @@ _WINDOW_MEASURES: Final = (
     ("writing_quality_count", "UInt32"),
     ("writing_quality_avg", "Float64"),
     ("homework_submitted", "UInt32"),
-    ("characters", "Array(String)"),
+    ("characters", "Array(LowCardinality(String))"),
     ("character_attempts", "Array(UInt32)"),
     ("character_scores", "Array(Float64)"),
     ("version", "UInt64"),
@@ -441,10 +589,11 @@ STUDENT_MINUTE_STATS: Final = Table(
         ("window_seconds", "UInt32"),
         *_WINDOW_MEASURES,
     ),
-    engine=(
-        "ENGINE = ReplacingMergeTree(version) PARTITION BY toYYYYMM(window_start) "
-        f"ORDER BY (student_id, window_start) {_DEDUP}"
-    ),
+    order_by=("student_id", "window_start"),
+    version="version",
+    partition_by="toYYYYMM(window_start)",
+    ttl="window_start" + _DAYS,
+    filtered_by=("class_id", "school_id"),
 )
 
 CLASS_MINUTE_STATS: Final = Table(
@@ -458,13 +607,15 @@ CLASS_MINUTE_STATS: Final = Table(
         ("active_students", "UInt32"),
         *_WINDOW_MEASURES,
     ),
-    engine=(
-        "ENGINE = ReplacingMergeTree(version) PARTITION BY toYYYYMM(window_start) "
-        f"ORDER BY (class_id, window_start) {_DEDUP}"
-    ),
+    order_by=("class_id", "window_start"),
+    version="version",
+    partition_by="toYYYYMM(window_start)",
+    ttl="window_start" + _DAYS,
+    filtered_by=("school_id",),
 )
 
 # Written by `writech forget` and `writech dead-letters redrive`, never by the flow.
+# The record of deletions is kept for good (no TTL).
 FORGET_REQUESTS: Final = Table(
     name="forget_requests",
     row=ForgetRequest,
@@ -475,7 +626,8 @@ FORGET_REQUESTS: Final = Table(
         ("table", "LowCardinality(String)"),
         ("rows_removed", "UInt64"),
     ),
-    engine="ENGINE = ReplacingMergeTree ORDER BY (request_id, table)",
+    order_by=("request_id", "table"),
+    partition_by="toYYYYMM(requested_at)",
 )
 
 DEAD_LETTER_REDRIVE: Final = Table(
@@ -491,7 +643,9 @@ DEAD_LETTER_REDRIVE: Final = Table(
         ("topic_offset", "Int64"),
         ("event_id", "String"),
     ),
-    engine="ENGINE = ReplacingMergeTree ORDER BY (origin, partition, offset, redriven_at)",
+    order_by=("origin", "partition", "offset", "redriven_at"),
+    partition_by="toYYYYMM(redriven_at)",
+    ttl="toDateTime(redriven_at)" + _DAYS,
 )
 
 TABLES: Final = (
@@ -508,9 +662,16 @@ TABLES: Final = (
 CLICKHOUSE_TABLES: Final = tuple(table for table in TABLES if table.home == "clickhouse")
 TABLES_BY_NAME: Final = {table.name: table for table in TABLES}
 
-# Free-text columns are TEXT: any string an event carries must fit whole.
-ERROR_RECORD_SQLITE_DDL: Final = """\
-CREATE TABLE IF NOT EXISTS error_record (
+# The schema this release writes: raise it with a `writech.stores.migrations`
+# entry whenever a store must change (a column, a key, what a value means).
+SCHEMA_VERSION: Final = 2
+
+
+def error_record_sqlite_ddl(name: str = "error_record") -> str:
+    """SQLite's CREATE statement of `error_record` (under another `name` while rebuilt)."""
+    # Free-text columns are TEXT: any string an event carries must fit whole.
+    return f"""\
+CREATE TABLE IF NOT EXISTS {name} (
     record_key TEXT PRIMARY KEY,
     event_id TEXT NOT NULL,
     position INTEGER NOT NULL,
@@ -527,14 +688,13 @@ CREATE TABLE IF NOT EXISTS error_record (
     UNIQUE (student_id, event_id, position)
 )"""
 
-ERROR_RECORD_SQLITE_INDEXES: Final = (
-    "CREATE INDEX IF NOT EXISTS error_record_student_date ON error_record (student_id, date)",
-)
 
-# record_key is a hash of the identity (student, event id, position), so one
-# fixed-width key serves as the unique key for event ids of any length.
-ERROR_RECORD_MYSQL_DDL: Final = """\
-CREATE TABLE IF NOT EXISTS error_record (
+def error_record_mysql_ddl(name: str = "error_record") -> str:
+    """MySQL's CREATE statement of `error_record` (under another `name` while rebuilt)."""
+    # record_key is a hash of the identity (student, event id, position), so
+    # one fixed-width key serves as the unique key for event ids of any length.
+    return f"""\
+CREATE TABLE IF NOT EXISTS {name} (
     record_key CHAR(32) CHARACTER SET ascii NOT NULL PRIMARY KEY,
     event_id TEXT NOT NULL,
     position INT NOT NULL,
@@ -550,3 +710,10 @@ CREATE TABLE IF NOT EXISTS error_record (
     created_at DATETIME(6) NOT NULL,
     KEY student_date (student_id, date)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin"""
+
+
+ERROR_RECORD_SQLITE_DDL: Final = error_record_sqlite_ddl()
+ERROR_RECORD_MYSQL_DDL: Final = error_record_mysql_ddl()
+ERROR_RECORD_SQLITE_INDEXES: Final = (
+    "CREATE INDEX IF NOT EXISTS error_record_student_date ON error_record (student_id, date)",
+)

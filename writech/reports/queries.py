@@ -2,8 +2,10 @@
 
 One query layer: `writech.stores.base.open_clickhouse(settings)`'s `.query`,
 with ClickHouse `{name:Type}` parameters for every value. The only text put
-into SQL is a column name from the fixed `Scope` set. Tables are read with
-`FINAL` (rows are upserts). Sums of scores are taken in whole millionths,
+into SQL is a column name from the fixed `Scope` set. Tables are read
+through their views (`writech.schema.Table.read_from`): the upserted truth,
+found by class or school through the tables' indexes (docs/operations.md,
+"ClickHouse at scale"). Sums of scores are taken in whole millionths,
 so they are exact and do not depend on the order a store adds them in.
 """
 
@@ -37,8 +39,6 @@ from writech.schema import (
 from writech.stores.base import ClickHouse
 
 _DAILY: Final = f"`{DATABASE}`.`{STUDENT_DAILY_STATS.name}`"
-_METRICS: Final = f"`{DATABASE}`.`{ANALYTICS_METRICS.name}`"
-_HOMEWORK: Final = f"`{DATABASE}`.`{HOMEWORK_RESULT.name}`"
 _DAILY_COLUMNS: Final = ", ".join(f"`{name}`" for name in STUDENT_DAILY_STATS.column_names)
 # created_at as an ISO string with its offset: a datetime in UTC, whatever the store's zone
 _HOMEWORK_COLUMNS: Final = ", ".join(
@@ -83,7 +83,7 @@ def date_span(store: ClickHouse) -> Period | None:
 def membership(store: ClickHouse, scope: Scope, scope_id: str, until: date) -> Membership | None:
     """The latest row of the scope on or before `until` (else the earliest after); None if unknown."""
     rows = store.query(
-        f"SELECT student_id, class_id, school_id FROM {_DAILY} FINAL "
+        f"SELECT student_id, class_id, school_id FROM {STUDENT_DAILY_STATS.read_from(scope)} "
         f"WHERE {_column(scope)} = {{id:String}} "
         "ORDER BY date <= {until:Date} DESC, "
         "if(date <= {until:Date}, -toInt32(date), toInt32(date)), student_id, subject LIMIT 1",
@@ -95,7 +95,7 @@ def membership(store: ClickHouse, scope: Scope, scope_id: str, until: date) -> M
 def class_ids(store: ClickHouse, period: Period) -> list[str]:
     """Every class with daily statistics in the period."""
     rows = store.query(
-        f"SELECT DISTINCT class_id FROM {_DAILY} FINAL "
+        f"SELECT DISTINCT class_id FROM {STUDENT_DAILY_STATS.read_from()} "
         "WHERE date BETWEEN {start:Date} AND {end:Date} AND class_id != '' ORDER BY class_id",
         {"start": period.start, "end": period.end},
     )
@@ -104,7 +104,7 @@ def class_ids(store: ClickHouse, period: Period) -> list[str]:
 
 def daily_rows(store: ClickHouse, scope: Scope, scope_id: str, period: Period) -> list[DailyStats]:
     rows = store.query(
-        f"SELECT {_DAILY_COLUMNS} FROM {_DAILY} FINAL "
+        f"SELECT {_DAILY_COLUMNS} FROM {STUDENT_DAILY_STATS.read_from(scope)} "
         f"WHERE {_column(scope)} = {{id:String}} AND date BETWEEN {{start:Date}} AND {{end:Date}} "
         # a fixed order: sums add up the same, to the last bit, on every store
         "ORDER BY student_id, date, subject",
@@ -118,7 +118,7 @@ def homework_rows(
 ) -> list[HomeworkResult]:
     """Every graded homework (one row per grade_result event) of the scope in the period."""
     rows = store.query(
-        f"SELECT {_HOMEWORK_COLUMNS} FROM {_HOMEWORK} FINAL "
+        f"SELECT {_HOMEWORK_COLUMNS} FROM {HOMEWORK_RESULT.read_from(scope)} "
         f"WHERE {_column(scope)} = {{id:String}} AND date BETWEEN {{start:Date}} AND {{end:Date}} "
         "ORDER BY student_id, created_at, event_id",
         _range(scope_id, period),
@@ -132,7 +132,8 @@ def character_days(
     """Stroke-order checks per student, character and day (events without a character left out)."""
     rows = store.query(
         f"SELECT student_id, dimension AS character, period_start AS date, "
-        f"count() AS attempts, sum({_MICRO}) AS score_micro FROM {_METRICS} FINAL "
+        f"count() AS attempts, sum({_MICRO}) AS score_micro "
+        f"FROM {ANALYTICS_METRICS.read_from(scope)} "
         f"WHERE {_column(scope)} = {{id:String}} AND metric_type = {{type:String}} "
         "AND dimension != '' AND period_start BETWEEN {start:Date} AND {end:Date} "
         "GROUP BY student_id, character, date ORDER BY student_id, character, date",
@@ -147,7 +148,7 @@ def legibility_days(
     """OCR confidence per student and day: how legible the handwriting is to a reader."""
     rows = store.query(
         f"SELECT student_id, period_start AS date, count() AS count, "
-        f"sum({_MICRO}) AS confidence_micro FROM {_METRICS} FINAL "
+        f"sum({_MICRO}) AS confidence_micro FROM {ANALYTICS_METRICS.read_from(scope)} "
         f"WHERE {_column(scope)} = {{id:String}} AND metric_type = {{type:String}} "
         "AND period_start BETWEEN {start:Date} AND {end:Date} "
         "GROUP BY student_id, date ORDER BY student_id, date",
@@ -159,7 +160,7 @@ def legibility_days(
 def exam_scores(store: ClickHouse, scope: Scope, scope_id: str, period: Period) -> list[ExamScore]:
     rows = store.query(
         "SELECT student_id, dimension AS exam_id, subject, period_start AS date, "
-        f"metric_value AS score FROM {_METRICS} FINAL "
+        f"metric_value AS score FROM {ANALYTICS_METRICS.read_from(scope)} "
         f"WHERE {_column(scope)} = {{id:String}} AND metric_type = {{type:String}} "
         "AND period_start BETWEEN {start:Date} AND {end:Date} ORDER BY metric_id",
         {**_range(scope_id, period), "type": "exam_score"},

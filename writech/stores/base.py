@@ -14,8 +14,19 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from writech.rows import TableRows
-from writech.schema import CLICKHOUSE_TABLES, DATABASE
-from writech.settings import Settings
+from writech.schema import (
+    ANALYTICS_METRICS,
+    CLASS_MINUTE_STATS,
+    CLICKHOUSE_TABLES,
+    DATABASE,
+    DEAD_LETTER,
+    DEAD_LETTER_REDRIVE,
+    HOMEWORK_RESULT,
+    STUDENT_DAILY_STATS,
+    STUDENT_MINUTE_STATS,
+    Layout,
+)
+from writech.settings import Settings, SettingsError
 
 
 class StoreError(RuntimeError):
@@ -65,22 +76,47 @@ def delete_counted(store: ClickHouse, table: str, where: str, params: dict[str, 
     return found
 
 
-def create_schema(store: ClickHouse) -> None:
-    """Create the database and every ClickHouse table if missing (idempotent)."""
-    store.command(f"CREATE DATABASE IF NOT EXISTS `{DATABASE}`")
+def create_schema(store: ClickHouse, layout: Layout) -> None:
+    """Create the database, every ClickHouse table and its views, where missing (idempotent)."""
+    store.command(f"CREATE DATABASE IF NOT EXISTS `{DATABASE}`{layout.on_cluster}")
     for table in CLICKHOUSE_TABLES:
-        store.command(table.ddl())
+        store.command(table.ddl(layout=layout))
+        for ddl in table.views(layout=layout).values():
+            store.command(ddl)
+
+
+def layout_of(settings: Settings) -> Layout:
+    """The ClickHouse tables' layout the settings ask for (`writech migrate` applies a change)."""
+    if settings.clickhouse_cluster and not settings.clickhouse_url:
+        raise SettingsError(
+            "WRITECH_CLICKHOUSE_CLUSTER: the embedded store has no cluster; "
+            "set WRITECH_CLICKHOUSE_URL too, or leave the cluster empty"
+        )
+    days = {
+        STUDENT_DAILY_STATS: settings.stats_ttl_days,
+        ANALYTICS_METRICS: settings.stats_ttl_days,
+        HOMEWORK_RESULT: settings.stats_ttl_days,
+        STUDENT_MINUTE_STATS: settings.minute_stats_ttl_days,
+        CLASS_MINUTE_STATS: settings.minute_stats_ttl_days,
+        DEAD_LETTER: settings.dead_letter_ttl_days,
+        DEAD_LETTER_REDRIVE: settings.dead_letter_ttl_days,
+    }
+    return Layout(settings.clickhouse_cluster, {table.name: n for table, n in days.items() if n})
 
 
 def open_clickhouse(settings: Settings) -> ClickHouse:
-    """The configured ClickHouse, schema applied; the caller closes it."""
+    """The configured ClickHouse, at this release's schema version; the caller closes it.
+
+    A fresh store is created; an older embedded one is upgraded, an older
+    server refused (`writech.stores.migrations`).
+    """
     if settings.clickhouse_url:
         from writech.stores import clickhouse
 
         return clickhouse.open_store(settings)
     from writech.stores import chdb
 
-    return chdb.open_store(settings.clickhouse_dir)
+    return chdb.open_store(settings.clickhouse_dir, layout_of(settings))
 
 
 def open_error_store(settings: Settings) -> ErrorStore:
@@ -95,6 +131,10 @@ def open_error_store(settings: Settings) -> ErrorStore:
 
 
 def init_db(settings: Settings) -> None:
-    """Create every table the configuration writes to (idempotent)."""
+    """Open every store the configuration writes to, as the dataflow does (idempotent).
+
+    Fresh stores are created, older embedded ones upgraded; a store the
+    dataflow could not write to raises `SchemaError` before anything runs.
+    """
     open_clickhouse(settings).close()
     open_error_store(settings).close()

@@ -29,9 +29,11 @@ from chdb import ChdbError as EngineError
 from chdb import session as chdb_session
 
 from writech.rows import TableRows
-from writech.schema import DATABASE
+from writech.schema import DATABASE, Layout
+from writech.settings import Settings
 from writech.stores.arrow import to_arrow
-from writech.stores.base import StoreError, create_schema
+from writech.stores.base import StoreError, layout_of
+from writech.stores.migrations import ClickHouseSchema, open_schema
 
 
 class ChdbError(StoreError):
@@ -47,13 +49,18 @@ _stores: dict[Path, ChdbStore] = {}
 _stores_lock = threading.Lock()
 
 
-def open_store(path: str | Path) -> ChdbStore:
-    """The process's store at `path`, with the schema applied; `close()` it when done."""
+def open_store(path: str | Path, layout: Layout | None = None) -> ChdbStore:
+    """The process's store at `path`, at this release's schema; `close()` it when done.
+
+    A fresh store is created with the tables laid out by `layout` (by
+    default, as the default settings say); an older one is upgraded on the
+    spot (`writech.stores.migrations`).
+    """
     key = Path(path).resolve()
     with _stores_lock:
         store = _stores.get(key)
         if store is None:
-            store = _stores[key] = ChdbStore(key)
+            store = _stores[key] = ChdbStore(key, layout or layout_of(Settings()))
         store._users += 1
         return store
 
@@ -61,9 +68,10 @@ def open_store(path: str | Path) -> ChdbStore:
 class ChdbStore:
     """A chDB session; implements `writech.stores.base.ClickHouse`."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, layout: Layout) -> None:
         path.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self.where = f"embedded ClickHouse at {path}"
         try:
             self._session = chdb_session.Session(str(path))
         except (EngineError, RuntimeError) as exc:
@@ -73,7 +81,11 @@ class ChdbStore:
         self._batches = path / "batches"  # Arrow files on their way in
         self._batches.mkdir(exist_ok=True)
         self.command("SET output_format_json_quote_64bit_integers = 0")
-        create_schema(self)
+        try:
+            open_schema(ClickHouseSchema(self, layout, self.where), upgrade_older=True)
+        except BaseException:
+            self._session.close()
+            raise
 
     def command(self, sql: str) -> None:
         with self._lock:

@@ -3,7 +3,8 @@
 The URL is `http(s)://user:password@host:port[/writech]` (the password may
 come from `WRITECH_CLICKHOUSE_PASSWORD` instead); the database is always
 `writech.schema.DATABASE`, created with the tables by `create_schema`
-(the same DDL the embedded chDB store uses). With https, URL parameters
+(the same DDL the embedded chDB store uses) and versioned by
+`writech.stores.migrations`. With https, URL parameters
 `ca_cert` (a private CA's certificate file), `client_cert` and
 `client_cert_key` (mutual TLS) and `verify=false` tune TLS.
 
@@ -32,10 +33,11 @@ from clickhouse_connect.driver.exceptions import (
 )
 
 from writech.rows import TableRows
-from writech.schema import CLICKHOUSE_TABLES, DATABASE
+from writech.schema import DATABASE, Layout
 from writech.settings import Settings, SettingsError
 from writech.stores.arrow import to_arrow
-from writech.stores.base import StoreError, create_schema
+from writech.stores.base import StoreError, layout_of
+from writech.stores.migrations import ClickHouseSchema, open_schema
 from writech.stores.retry import Retrying
 from writech.stores.urls import parse_server_url
 
@@ -81,15 +83,17 @@ _json_result = msgspec.json.Decoder(_JsonResult)
 
 
 def open_store(settings: Settings) -> ClickHouseServerStore:
-    """A store on the configured server, connected, with the schema applied; `close()` it.
+    """A store on the configured server, connected, at this release's schema; `close()` it.
 
-    The DDL runs only when a table is missing, so that once `writech
-    init-db` has created them the dataflow's user needs no CREATE grant.
+    A fresh server gets the tables; one holding an older schema version is
+    refused (`SchemaError`: `writech migrate` upgrades it, never the
+    dataflow). The DDL runs only when a table or view is missing, so that
+    once `writech init-db` has created them the dataflow's user needs no
+    CREATE grant.
     """
     store = ClickHouseServerStore(settings)
     try:
-        if store.missing_tables():
-            create_schema(store)
+        open_schema(store.schema(layout_of(settings)), upgrade_older=False)
     except BaseException:
         store.close()
         raise
@@ -183,16 +187,13 @@ class ClickHouseServerStore:
             f"delete from {table}", lambda: self._client.command(sql, parameters=params)
         )
 
+    def schema(self, layout: Layout) -> ClickHouseSchema:
+        """The server's tables, as versioned and migrated (`writech.stores.migrations`)."""
+        return ClickHouseSchema(self, layout, self._retry.target)
+
     def missing_tables(self) -> list[str]:
-        """Names of the schema's tables the server does not have (or this user cannot see)."""
-        present = {
-            row["name"]
-            for row in self.query(
-                "SELECT name FROM system.tables WHERE database = {database:String}",
-                {"database": DATABASE},
-            )
-        }
-        return [table.name for table in CLICKHOUSE_TABLES if table.name not in present]
+        """Names of the schema's tables and views the server does not have (or this user cannot see)."""
+        return self.schema(Layout()).missing()
 
     def close(self) -> None:
         self._client.close()

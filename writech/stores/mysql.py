@@ -3,8 +3,9 @@
 The URL is `mysql://user:password@host:port/database` (the password may
 come from `WRITECH_MYSQL_PASSWORD` instead); the database must exist (the
 table is created if missing; a user without the CREATE grant works once
-`writech init-db` has made it). Optional URL parameters `ssl_ca`,
-`ssl_cert`, `ssl_key` turn on TLS.
+`writech init-db` has made it; an older schema is refused until `writech
+migrate` upgrades it: `writech.stores.migrations`). Optional URL
+parameters `ssl_ca`, `ssl_cert`, `ssl_key` turn on TLS.
 
 Each write is one transaction of multi-row inserts (PyMySQL's
 `executemany`), all parameterised. A record already stored (same
@@ -32,9 +33,10 @@ from pymysql.connections import Connection
 from pymysql.cursors import Cursor
 
 from writech.rows import TableRows
-from writech.schema import ERROR_RECORD_MYSQL_DDL
+from writech.schema import error_record_mysql_ddl
 from writech.settings import Settings, SettingsError
 from writech.stores.base import StoreError
+from writech.stores.migrations import SqlDialect, SqlSchema, migrate_schema, open_schema
 from writech.stores.retry import Retrying
 from writech.stores.sql import (
     day_of,
@@ -77,6 +79,36 @@ AND character_set_name IS NOT NULL AND column_name != 'record_key'"""
 
 class MysqlError(StoreError):
     """A MySQL request failed for good."""
+
+
+# The DDL runs only when a table is missing: once `writech init-db` has run,
+# the dataflow's user needs no CREATE grant.
+MYSQL: Final = SqlDialect(
+    name="MySQL",
+    placeholder="%s",
+    table_exists=(
+        "SELECT table_name FROM information_schema.tables "
+        "WHERE table_schema = DATABASE() AND table_name = %s"
+    ),
+    versions_ddl=(
+        "CREATE TABLE IF NOT EXISTS schema_version (version INT NOT NULL PRIMARY KEY, "
+        "applied_at DATETIME(6) NOT NULL, summary TEXT NOT NULL) "
+        "ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin"
+    ),
+    record_version=(
+        "INSERT INTO schema_version (version, applied_at, summary) VALUES (%s, %s, %s) "
+        "ON DUPLICATE KEY UPDATE version = version"
+    ),
+    error_record_ddl=error_record_mysql_ddl,
+    indexes=(),
+    # one atomic RENAME; the replaced table is dropped after it (or, when a
+    # migration stopped in between, by the next one)
+    replace_error_record=lambda rebuilt: (
+        "DROP TABLE IF EXISTS error_record__replaced",
+        f"RENAME TABLE error_record TO error_record__replaced, {rebuilt} TO error_record",
+        "DROP TABLE error_record__replaced",
+    ),
+)
 
 
 def mysql_url(settings: Settings) -> ServerUrl:
@@ -125,13 +157,19 @@ def is_transient(error: Exception) -> bool:
 class MysqlErrorStore:
     """Writes `error_record` rows to MySQL."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, upgrade: bool = False) -> None:
+        """Connect, and check the database's schema: a fresh one gets the table.
+
+        An older schema is refused (`SchemaError`), or with `upgrade` (`writech
+        migrate`) brought to this release's; `upgraded` says what was done.
+        """
         self._connect_arguments = connect_arguments(settings)
         self._retry = Retrying.for_url(
             "mysql", mysql_url(settings), settings, MysqlError, pymysql.MySQLError, is_transient
         )
+        self.where = self._retry.target
+        self.upgraded: list[str] = []
         self._connection: Connection[Cursor] | None = None
-        self._retrying("create table", _create_table_if_missing)
         wrong = self._retrying("check character sets", _columns_not_utf8mb4)
         if wrong:
             columns = ", ".join(f"{name} ({charset})" for name, charset in wrong)
@@ -140,6 +178,17 @@ class MysqlErrorStore:
                 f"hold every character of Chinese names or emoji: {columns}. Convert it "
                 "(ALTER TABLE error_record CONVERT TO CHARACTER SET utf8mb4 COLLATE utf8mb4_bin) "
                 "or drop it and let `writech init-db` create it; nothing was written"
+            )
+        if upgrade:
+            self.upgraded = self._retrying(
+                "migrate", lambda cursor: migrate_schema(SqlSchema(cursor, MYSQL, self.where))
+            )
+        else:
+            self._retrying(
+                "check the schema",
+                lambda cursor: open_schema(
+                    SqlSchema(cursor, MYSQL, self.where), upgrade_older=False
+                ),
             )
 
     def insert(self, rows: TableRows) -> None:
@@ -179,17 +228,6 @@ class MysqlErrorStore:
         if self._connection is not None and self._connection.open:
             self._connection.close()  # swallows a failing goodbye on a dead socket
         self._connection = None
-
-
-def _create_table_if_missing(cursor: Cursor) -> None:
-    """The DDL only when needed: once `writech init-db` has run, no CREATE grant is needed."""
-    cursor.execute(
-        "SELECT COUNT(*) FROM information_schema.tables "
-        "WHERE table_schema = DATABASE() AND table_name = 'error_record'"
-    )
-    found = cursor.fetchone()
-    if not found or not found[0]:
-        cursor.execute(ERROR_RECORD_MYSQL_DDL)
 
 
 def _columns_not_utf8mb4(cursor: Cursor) -> list[tuple[str, str]]:

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Final
 
 from writech.rows import TableRows
-from writech.schema import ERROR_RECORD_SQLITE_DDL, ERROR_RECORD_SQLITE_INDEXES
+from writech.schema import ERROR_RECORD_SQLITE_INDEXES, error_record_sqlite_ddl
 from writech.stores.base import StoreError
+from writech.stores.migrations import SqlDialect, SqlSchema, open_schema
 from writech.stores.sql import (
     day_of,
     delete_statement,
@@ -40,17 +41,48 @@ class SqliteError(StoreError):
     """The embedded error_record store could not write (disk full, a damaged file, ...)."""
 
 
+SQLITE: Final = SqlDialect(
+    name="SQLite",
+    placeholder="?",
+    table_exists="SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?",
+    versions_ddl=(
+        "CREATE TABLE IF NOT EXISTS schema_version "
+        "(version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL, summary TEXT NOT NULL)"
+    ),
+    record_version=(
+        "INSERT OR IGNORE INTO schema_version (version, applied_at, summary) VALUES (?, ?, ?)"
+    ),
+    error_record_ddl=error_record_sqlite_ddl,
+    indexes=ERROR_RECORD_SQLITE_INDEXES,
+    # index names are the database's: the rebuilt table gets them once renamed
+    replace_error_record=lambda rebuilt: (
+        "DROP TABLE error_record",
+        f"ALTER TABLE {rebuilt} RENAME TO error_record",
+        *ERROR_RECORD_SQLITE_INDEXES,
+    ),
+    # a migration is one transaction: it happens whole or not at all
+    begin="BEGIN IMMEDIATE",
+    commit="COMMIT",
+    rollback="ROLLBACK",
+)
+
+
 def connect(path: str | Path) -> sqlite3.Connection:
-    """A connection to the store at `path`, with the schema applied."""
+    """A connection to the store at `path`, at this release's schema (an older one upgraded)."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     connection = sqlite3.connect(path, timeout=60, isolation_level=None)
-    with _setup_lock:
-        connection.execute("PRAGMA journal_mode = WAL")
-        connection.execute("PRAGMA synchronous = NORMAL")
-        connection.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
-        connection.execute(ERROR_RECORD_SQLITE_DDL)
-        for ddl in ERROR_RECORD_SQLITE_INDEXES:
-            connection.execute(ddl)
+    try:
+        with _setup_lock:
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute("PRAGMA synchronous = NORMAL")
+            connection.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
+            open_schema(
+                SqlSchema(connection.cursor(), SQLITE, f"SQLite store at {path}"),
+                upgrade_older=True,
+            )
+    except BaseException:
+        connection.close()
+        raise
     return connection
 
 
