@@ -16,7 +16,9 @@ from writech.admin import add_admin_commands
 from writech.logs import configure_logging
 from writech.reports.cli import add_report_command
 from writech.serve.cli import add_serve_command
+from writech.schema import SCHEMA_VERSION
 from writech.settings import Settings, SettingsError
+from writech.stores.migrations import SchemaError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -25,7 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.run(args) or 0)
-    except (SettingsError, FileNotFoundError) as exc:
+    except (SettingsError, SchemaError, FileNotFoundError) as exc:
         print(f"writech: {exc}", file=sys.stderr)
         return 2
 
@@ -86,9 +88,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     generate.set_defaults(run=_generate)
 
-    init_db = commands.add_parser("init-db", help="create every table the configuration writes to")
+    init_db = commands.add_parser(
+        "init-db",
+        help="create every table the configuration writes to; refuse a store of an older schema",
+    )
     init_db.add_argument("--data-dir")
     init_db.set_defaults(run=_init_db)
+
+    migrate = commands.add_parser(
+        "migrate",
+        help="upgrade the configured stores to this release's schema and apply the table "
+        "layout (TTLs, cluster); stop the dataflow first",
+    )
+    migrate.add_argument("--data-dir")
+    migrate.set_defaults(run=_migrate)
 
     recovery = commands.add_parser("recovery", help="recovery store commands")
     recovery_commands = recovery.add_subparsers(required=True, metavar="COMMAND")
@@ -119,6 +132,7 @@ def _replay(args: argparse.Namespace) -> int:
     from writech.flow import FLOW_ID, build_flow
     from writech.sources.files import JsonLinesSource, total_bytes
     from writech.sources.resume import resume_states
+    from writech.stores.base import init_db
 
     settings = _settings(args, source="files", input_paths=tuple(args.paths))
     source = JsonLinesSource(settings.inputs, settings.batch_size)
@@ -131,6 +145,9 @@ def _replay(args: argparse.Namespace) -> int:
             )
         recovery = RecoveryConfig(args.recovery, timedelta(seconds=args.backup_interval))
         source.check_resume(resume_states(Path(args.recovery), f"{FLOW_ID}.read"))
+    # a store the flow cannot write to (another schema version) stops the
+    # run here, in one line, before anything is read
+    init_db(settings)
     flow = build_flow(settings, source)
     progress = None
     if not args.quiet and sys.stderr.isatty():
@@ -248,9 +265,19 @@ def _init_db(args: argparse.Namespace) -> int:
     settings = _settings(args)
     init_db(settings)
     print(
-        f"tables ready ({'server' if settings.clickhouse_url else settings.clickhouse_dir})",
+        f"tables ready at schema version {SCHEMA_VERSION} "
+        f"({'server' if settings.clickhouse_url else settings.clickhouse_dir})",
         file=sys.stderr,
     )
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from writech.stores.migrations import migrate_stores
+
+    for line in migrate_stores(_settings(args)):
+        print(line, file=sys.stderr)
+    print(f"every store at schema version {SCHEMA_VERSION}", file=sys.stderr)
     return 0
 
 
