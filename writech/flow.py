@@ -38,6 +38,7 @@ from bytewax.inputs import FixedPartitionedSource, Source
 from writech.aggregate import Shard
 from writech.batching import RowBatcher
 from writech.events import EventDecoder, RawBatch
+from writech.privacy import ForgetRequests, read_forget_requests, without_forgotten
 from writech.rows import TableRows
 from writech.schema import (
     ANALYTICS_METRICS,
@@ -93,16 +94,20 @@ def build_flow(settings: Settings, source: Source[RawBatch] | None = None) -> Da
         "shard", raw, lambda batch: split_by_shard(settings.shards, batch, decoder.student_of)
     )
     flush_interval = timedelta(seconds=settings.flush_interval)
+    requests = _forget_requests(settings)
 
     def build_shard(resume: bytes | None) -> ShardLogic:
         if resume is None:
             shard = Shard(settings.retention_days)
             windows = StudentWindows(settings.window_seconds, settings.lateness_seconds)
+            forgotten: frozenset[str] = frozenset()
         else:
-            shard, windows = restore_shard(resume, settings.shards)
+            shard, windows, forgotten = restore_shard(resume, settings.shards)
         shard.retention_days = settings.retention_days
         windows.lateness = settings.lateness_seconds
-        return ShardLogic(shard, windows, decoder, flush_interval, settings.shards)
+        return ShardLogic(
+            shard, windows, decoder, flush_interval, settings.shards, requests, forgotten
+        )
 
     aggregated = op.stateful_batch("aggregate", keyed, build_shard)
     by_table = op.flat_map("by_table", aggregated, lambda pair: tables_of(pair[1]))
@@ -122,7 +127,9 @@ def build_flow(settings: Settings, source: Source[RawBatch] | None = None) -> Da
     batched = op.stateful_batch(
         "batch_rows",
         op.merge("all_rows", by_table, class_tables),
-        lambda resume: RowBatcher(resume, flush_interval, settings.sink_batch_rows),
+        lambda resume: RowBatcher(
+            without_forgotten(resume, requests), flush_interval, settings.sink_batch_rows
+        ),
     )
 
     def rows_of(table: Table) -> Stream[TableRows]:
@@ -143,6 +150,16 @@ def build_flow(settings: Settings, source: Source[RawBatch] | None = None) -> Da
                 RowsSink("dead_letter_topic", lambda: DeadLetterTopic(settings)),
             )
     return flow
+
+
+def _forget_requests(settings: Settings) -> ForgetRequests:
+    """The deletion requests made so far (`writech forget`): the flow forgets their
+    students' state and the messages produced before them."""
+    store = open_clickhouse(settings)
+    try:
+        return read_forget_requests(store)
+    finally:
+        store.close()
 
 
 def tune_gc() -> None:

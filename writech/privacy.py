@@ -19,14 +19,20 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import pickle
 import re
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import msgspec
 
 from writech.events import Event, dead_letter
-from writech.schema import DATABASE, FORGET_REQUESTS, DeadLetterRow
+from writech.rows import TableRows
+from writech.schema import DATABASE, DEAD_LETTER, FORGET_REQUESTS, DeadLetterRow
 from writech.stores.base import ClickHouse
+
+if TYPE_CHECKING:
+    from writech.aggregate import Shard
+    from writech.windows import StudentWindows
 
 # A `"student_id": "..."` member in a message that is not valid JSON (a
 # `too_large` letter keeps only the start of its message): JSON whitespace
@@ -82,10 +88,13 @@ def student_hash(student_id: str) -> str:
 class ForgetRequests(msgspec.Struct, frozen=True):
     """The deletion requests recorded when the flow started."""
 
-    ids: frozenset[str] = frozenset()
+    students: dict[str, str] = msgspec.field(default_factory=dict)  # request id: student hash
     # per student hash: messages produced before this time (seconds since the
     # epoch, the newest request's) are deleted data
     before: dict[str, float] = msgspec.field(default_factory=dict)
+
+
+NO_REQUESTS: Final = ForgetRequests()
 
 
 def read_forget_requests(store: ClickHouse) -> ForgetRequests:
@@ -98,7 +107,26 @@ def read_forget_requests(store: ClickHouse) -> ForgetRequests:
     for row in rows:
         at = row["at"] / 1_000_000
         before[row["student_hash"]] = max(at, before.get(row["student_hash"], at))
-    return ForgetRequests(frozenset(row["request_id"] for row in rows), before)
+    return ForgetRequests({row["request_id"]: row["student_hash"] for row in rows}, before)
+
+
+def forget_in_state(
+    shard: Shard, windows: StudentWindows, applied: frozenset[str], requests: ForgetRequests
+) -> frozenset[str]:
+    """Drop from a shard's state the students of the requests it has not had yet; the ids
+    of every request it has had since.
+
+    A request is applied once: state built after it holds only the student's
+    new data, which a later resume must keep.
+    """
+    pending = {requests.students[request] for request in requests.students.keys() - applied}
+    if pending:
+        present = {student for day in shard.days.values() for student, _ in day.rows}
+        present |= {student for student, _ in windows.windows}
+        forgotten = [student for student in present if student_hash(student) in pending]
+        shard.forget(forgotten)
+        windows.forget(forgotten)
+    return applied | requests.students.keys()
 
 
 def drop_forgotten(
@@ -117,15 +145,42 @@ def drop_forgotten(
             )
         else:
             kept.append(event)
-    for letter in dead:
-        origin, partition, offset, _, _, raw, encoding, _, produced_us = letter
-        produced_at = produced_us / 1_000_000
-        student = named_student(base64.b64decode(raw) if encoding == "base64" else raw.encode())
-        deadline = before.get(student_hash(student)) if student else None
-        if deadline is not None and produced_at < deadline:
-            letter = _forgotten(origin, partition, offset, produced_at)
-        letters.append(letter)
+    letters += (_unless_forgotten(letter, before) for letter in dead)
     return kept, letters
+
+
+def without_forgotten(resume: bytes | None, requests: ForgetRequests) -> bytes | None:
+    """A `batch_rows` snapshot (rows not yet written) without forgotten students' rows.
+
+    Those rows carry no production time: every row of such a student goes,
+    and a dead letter naming them goes as `drop_forgotten` would have it.
+    """
+    if resume is None or not requests.before:
+        return resume
+    pending: TableRows | None = pickle.loads(resume)
+    if pending is None:
+        return resume
+    table, before = pending.table, requests.before
+    if table is DEAD_LETTER:
+        rows = [_unless_forgotten(letter, before) for letter in pending.rows()]
+    elif "student_id" in table.column_names:
+        student = table.column_names.index("student_id")
+        rows = [row for row in pending.rows() if student_hash(row[student]) not in before]
+    else:
+        return resume
+    return pickle.dumps(TableRows.from_rows(table, rows), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _unless_forgotten(letter: DeadLetterRow, before: dict[str, float]) -> DeadLetterRow:
+    """`letter`, or a `forgotten` letter in its place when it is a forgotten student's
+    deleted data."""
+    origin, partition, offset, _, _, raw, encoding, _, produced_us = letter
+    student = named_student(base64.b64decode(raw) if encoding == "base64" else raw.encode())
+    deadline = before.get(student_hash(student)) if student else None
+    produced_at = produced_us / 1_000_000
+    if deadline is not None and produced_at < deadline:
+        return _forgotten(origin, partition, offset, produced_at)
+    return letter
 
 
 def _forgotten(origin: str, partition: int, offset: int, produced_at: float) -> DeadLetterRow:

@@ -19,6 +19,7 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from bytewax.operators import StatefulBatchLogic
 from msgspec import field
@@ -27,6 +28,7 @@ from writech import counters
 from writech.aggregate import Shard, ShardOutput
 from writech.batching import now
 from writech.events import Event, EventDecoder, RawBatch
+from writech.privacy import NO_REQUESTS, ForgetRequests, drop_forgotten, forget_in_state
 from writech.rows import TableRows
 from writech.schema import (
     ANALYTICS_METRICS,
@@ -77,18 +79,26 @@ def split_by_shard(
     ]  # fmt: skip
 
 
-def restore_shard(snapshot: bytes, shards: int) -> tuple[Shard, StudentWindows]:
-    """The state of an `aggregate` snapshot, refused if made under another shard count."""
-    made_with: int
+class ShardState(NamedTuple):
+    """What an `aggregate` snapshot holds."""
+
     shard: Shard
     windows: StudentWindows
-    made_with, shard, windows = pickle.loads(snapshot)
+    # the forget requests (`writech.privacy`) whose students this state has
+    # dropped; in snapshots only once there is one, so that releases before
+    # deletion on request still read them
+    forgotten: frozenset[str] = frozenset()
+
+
+def restore_shard(snapshot: bytes, shards: int) -> ShardState:
+    """The state of an `aggregate` snapshot, refused if made under another shard count."""
+    made_with, *state = pickle.loads(snapshot)
     if made_with != shards:
         raise SettingsError(
             f"WRITECH_SHARDS is {shards}, but the recovery store holds state for {made_with} "
             f"shards: resume with WRITECH_SHARDS={made_with}, or start a new recovery store"
         )
-    return shard, windows
+    return ShardState(*state)
 
 
 class StepOutput(ShardOutput):
@@ -129,9 +139,13 @@ class ShardLogic(StatefulBatchLogic[RawBatch, StepOutput, bytes]):
         decoder: EventDecoder,
         flush_interval: timedelta,
         shards: int,
+        requests: ForgetRequests = NO_REQUESTS,
+        forgotten: frozenset[str] = frozenset(),
     ) -> None:
         self._shard = shard
         self._windows = windows
+        self._requests = requests
+        self._forgotten = forget_in_state(shard, windows, forgotten, requests)
         self._decoder = decoder
         self._shards = shards
         self._flush_interval = flush_interval
@@ -147,6 +161,8 @@ class ShardLogic(StatefulBatchLogic[RawBatch, StepOutput, bytes]):
             decoded, rejected = self._decoder.decode_batch(batch)
             events += decoded
             invalid += rejected
+        if self._requests.before:
+            events, invalid = drop_forgotten(events, invalid, self._requests)
         counted = self._shard.apply(events)
         too_late = self._windows.too_late
         deltas: dict[str, list[Totals]] = {}
@@ -181,7 +197,9 @@ class ShardLogic(StatefulBatchLogic[RawBatch, StepOutput, bytes]):
 
     def snapshot(self) -> bytes:
         # Pickled now: the state keeps changing after this returns.
-        state = (self._shards, self._shard, self._windows)
+        state: tuple[object, ...] = (self._shards, self._shard, self._windows)
+        if self._forgotten:
+            state += (self._forgotten,)
         return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
 
     def _flush(self) -> list[StepOutput]:

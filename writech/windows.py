@@ -243,6 +243,13 @@ class StudentWindows:
             del windows[key]
         return rows
 
+    def forget(self, student_ids: Iterable[str]) -> None:
+        """Drop every window of these students (deletion on request, `writech forget`)."""
+        forgotten = set(student_ids)
+        for key in [key for key in self.windows if key[0] in forgotten]:
+            del self.windows[key]
+            self.dirty.discard(key)
+
 
 class ClassWindows:
     """The windows of one class: the `class_windows` step's state for one class key."""
