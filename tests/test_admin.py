@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import pickle
 import subprocess
 import sys
 import time
@@ -40,6 +41,7 @@ from writech.admin import (
     message_of,
     validate,
 )
+from writech.aggregate import Shard
 from writech.events import (
     EventDecoder,
     Invalid,
@@ -53,15 +55,25 @@ from writech.privacy import (
     LETTER_NAMES_STUDENT,
     ForgetRequests,
     drop_forgotten,
+    forget_in_state,
     named_student,
     student_hash,
+    without_forgotten,
 )
 from writech.rows import TableRows
-from writech.schema import CLICKHOUSE_TABLES, DEAD_LETTER, DEAD_LETTER_REDRIVE, DeadLetterRow
+from writech.schema import (
+    CLICKHOUSE_TABLES,
+    DEAD_LETTER,
+    DEAD_LETTER_REDRIVE,
+    STUDENT_DAILY_STATS,
+    DeadLetterRow,
+)
 from writech.settings import Settings
+from writech.shards import ShardLogic, restore_shard
 from writech.stores.base import ClickHouse
 from writech.stores.chdb import ChdbStore, open_store
 from writech.stores.clickhouse import open_store as open_server
+from writech.windows import StudentWindows
 
 DECODER = EventDecoder(Settings().tz)
 FORGOTTEN = "stu-000003"
@@ -414,7 +426,7 @@ def test_any_message_cut_anywhere_names_the_same_student_in_both(
 
 def test_the_deleted_data_of_a_forgotten_student_becomes_letters_without_bytes() -> None:
     request = RECENTLY + 100.0
-    requests = ForgetRequests(frozenset({"r"}), {student_hash(FORGOTTEN): request})
+    requests = ForgetRequests({"r": student_hash(FORGOTTEN)}, {student_hash(FORGOTTEN): request})
     raws = [message(FORGOTTEN, event_id="1"), message("stu-x", event_id="1"),
             message(FORGOTTEN, event_id="2")]  # fmt: skip
     produced = [request - 1, request - 1, request]
@@ -434,6 +446,58 @@ def test_the_deleted_data_of_a_forgotten_student_becomes_letters_without_bytes()
     ]
     # produced when it was: a letter re-emitted by a later resume is equal
     assert letters[0][8] == round((request - 1) * 1_000_000)
+
+
+def test_a_state_forgets_a_request_once_and_keeps_the_students_new_data() -> None:
+    shard, windows = Shard(), StudentWindows(60, 86400)
+    requests = ForgetRequests({"r": student_hash(FORGOTTEN)}, {student_hash(FORGOTTEN): 1.0})
+
+    def count(event_id: str, *students: str) -> None:
+        raws = [message(student, event_id=event_id) for student in students]
+        events, _ = DECODER.decode_batch(RawBatch("f", 0, [1] * len(raws), raws))
+        windows.apply(shard.apply(events).counted)
+
+    count("1", FORGOTTEN, "stu-x")
+    applied = forget_in_state(shard, windows, frozenset(), requests)
+    assert applied == {"r"}
+    assert {row[0] for row in shard.flush()} == {"stu-x"}
+    assert {student for student, _ in windows.windows} == {"stu-x"}
+
+    count("2", FORGOTTEN)  # back after the request: new data
+    assert forget_in_state(shard, windows, applied, requests) == {"r"}
+    assert {student for student, _ in windows.windows} == {FORGOTTEN, "stu-x"}
+    assert {row[0] for row in shard.flush()} == {FORGOTTEN}
+
+
+def test_a_snapshot_without_requests_keeps_the_form_earlier_releases_read() -> None:
+    shard, windows = Shard(), StudentWindows(60, 86400)
+    logic = ShardLogic(shard, windows, DECODER, timedelta(seconds=1), 64)
+    assert len(pickle.loads(logic.snapshot())) == 3  # (shards, shard, windows)
+    assert restore_shard(logic.snapshot(), 64).forgotten == frozenset()
+    requests = ForgetRequests({"r": "h"}, {"h": 1.0})
+    logic = ShardLogic(shard, windows, DECODER, timedelta(seconds=1), 64, requests)
+    assert restore_shard(logic.snapshot(), 64).forgotten == {"r"}
+
+
+def test_rows_not_yet_written_lose_the_forgotten_students_rows() -> None:
+    requests = ForgetRequests({"r": student_hash(FORGOTTEN)}, {student_hash(FORGOTTEN): 1e10})
+    shard = Shard()
+    shard.apply(DECODER.decode_batch(
+        RawBatch("f", 0, [1, 2], [message(FORGOTTEN, "login_event"), message("stu-x", "login_event")])
+    )[0])  # fmt: skip
+    stats = TableRows.from_rows(STUDENT_DAILY_STATS, shard.flush())
+    kept = pickle.loads(without_forgotten(pickle.dumps(stats), requests) or b"")
+    assert kept.column("student_id") == ["stu-x"]
+    letters = TableRows.from_rows(DEAD_LETTER, [
+        dead_letter("f", 0, 1, message(FORGOTTEN)[:-3], "bad_json", "", produced_at=RECENTLY),
+        dead_letter("f", 0, 2, b"{", "bad_json", "", produced_at=RECENTLY),
+    ])  # fmt: skip
+    kept = pickle.loads(without_forgotten(pickle.dumps(letters), requests) or b"")
+    assert kept.column("reason") == ["forgotten", "bad_json"]
+    assert kept.column("raw") == ["", "{"]
+    assert without_forgotten(None, requests) is None
+    nothing_pending = pickle.dumps(None)
+    assert without_forgotten(nothing_pending, requests) == nothing_pending
 
 
 # -- forget and the dead-letter commands, on every kind of store ----------------------
