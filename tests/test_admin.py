@@ -79,12 +79,15 @@ DECODER = EventDecoder(Settings().tz)
 FORGOTTEN = "stu-000003"
 
 
-def writech(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def writech(
+    *args: str, env: dict[str, str] | None = None, stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
     """Run `writech` in a fresh process with only `env`'s settings; any exit code."""
     return subprocess.run(
         [sys.executable, "-m", "writech", *args],
         cwd=REPO,
         env=dataflow_environment(env or {}),
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=300,
@@ -262,6 +265,23 @@ def test_corrections_are_decoded_as_the_dataflow_would() -> None:
         (3, "bad_line"),
         (4, "bad_payload"),
     ]
+
+
+def test_redrive_sends_nothing_while_a_line_is_wrong(tmp_path: Path) -> None:
+    """Checked before any store or broker is reached: none is configured here."""
+    fixed = letter_of(message("stu-a", "grade_result", payload={"score": 80}))
+    wrong = letter_of(message("stu-a", "grade_result", payload={"score": "80"}))
+    lines = b"".join(msgspec.json.encode(line) + b"\n" for line in (fixed, wrong))
+    result = writech(
+        "dead-letters", "redrive", "-", env={"WRITECH_DATA_DIR": str(tmp_path)},
+        stdin=(lines + b"not json\n").decode(),
+    )  # fmt: skip
+    assert result.returncode == 1
+    second, third = result.stdout.splitlines()
+    assert second == "-:2: bad_payload: payload: Expected `float`, got `str` - at `$.score`"
+    assert third.startswith("-:3: bad_line: not an export line: JSON is malformed")
+    assert "2 lines cannot be re-driven; nothing was sent" in result.stderr
+    assert not tmp_path.joinpath("clickhouse").exists()
 
 
 # -- selecting dead letters ------------------------------------------------------

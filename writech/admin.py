@@ -135,7 +135,7 @@ def add_admin_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
         parents=[stores],
         help="produce the corrected messages of an export to the input topic",
     )
-    redrive.add_argument("file", metavar="FILE", help="an export, corrected")
+    redrive.add_argument("file", metavar="FILE", help="an export, corrected; - for stdin")
     redrive.add_argument("--topic", help="default: the first of $WRITECH_KAFKA_TOPICS")
     redrive.add_argument("--again", action="store_true", help="also send letters re-driven before")
     redrive.add_argument("--dry-run", action="store_true", help="check and report, produce nothing")
@@ -455,6 +455,16 @@ def _export(args: argparse.Namespace) -> int:
 
 
 @contextmanager
+def _binary_input(path: str) -> Iterator[BinaryIO]:
+    """The file at `path`, or stdin for "-" (`kubectl exec -i ... redrive -`)."""
+    if path == "-":
+        yield sys.stdin.buffer
+        return
+    with open(path, "rb") as file:
+        yield file
+
+
+@contextmanager
 def _binary_output(path: str) -> Iterator[BinaryIO]:
     """The file at `path`, or stdout for "-"."""
     if path == "-":
@@ -521,8 +531,8 @@ def _redrive(args: argparse.Namespace) -> int:
     settings = _settings(args)
     topic = args.topic or settings.kafka_topics[0]
     decoder = EventDecoder(settings.tz, settings.future_skew, settings.max_message_bytes)
-    with open(args.file, "rb") as file:
-        found, problems = corrections(file, decoder, time.time())
+    with _binary_input(args.file) as lines:
+        found, problems = corrections(lines, decoder, time.time())
     if problems:
         for problem in problems:
             print(f"{args.file}:{problem.line}: {problem.reason}: {problem.message}")
