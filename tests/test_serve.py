@@ -437,22 +437,24 @@ def test_a_report_policy_allows_its_own_scripts_only() -> None:
     assert "script-src 'none';" in report_policy("<p>no script</p>")
 
 
-def store_state(served: Served) -> tuple[list[dict[str, Any]], bytes]:
+def store_state(served: Served) -> tuple[list[tuple[str, int]], bytes]:
+    """Rows per table as a reader sees them, and the SQLite store's bytes."""
+    tables = (
+        "student_daily_stats",
+        "analytics_metrics",
+        "homework_result",
+        "student_minute_stats",
+        "class_minute_stats",
+    )
     counts = query(
         served,
         " UNION ALL ".join(
-            f"SELECT '{table}' AS t, count() AS n FROM writech.{table} FINAL"
-            for table in (
-                "student_daily_stats",
-                "analytics_metrics",
-                "homework_result",
-                "student_minute_stats",
-                "class_minute_stats",
-            )
-        )
-        + " ORDER BY t",
+            f"SELECT '{table}' AS t, count() AS n FROM writech.{table} FINAL" for table in tables
+        ),
     )
-    return counts, (served.data_dir / "writech.db").read_bytes()
+    return sorted((row["t"], row["n"]) for row in counts), (
+        served.data_dir / "writech.db"
+    ).read_bytes()
 
 
 def test_the_app_writes_nothing(served: Served) -> None:

@@ -188,8 +188,12 @@ def live(tmp_path: Path, clickhouse_server: ClickHouseServer, screenshots: Path)
     except TimeoutError:
         terminate(server, 10)
         pytest.fail(f"writech serve did not start:\n{tail(log)}")
+    # loopback unless told otherwise
+    assert f"running on http://127.0.0.1:{port}" in log.read_text()
     yield state
     terminate(server, 10)
+    assert server.returncode == 0, tail(log)  # SIGTERM is a clean stop
+    assert "resume" not in log.read_text()  # nothing like a dataflow's stop is said
 
 
 def _answers(url: str) -> bool:

@@ -15,7 +15,7 @@ of the user's school:
 Access: a class is shown if it has rows in the user's school, and every
 read for it is filtered by that school too; a report is made only if every
 row it reads names the user's school (a report mixing schools is refused).
-Read-only: the app only runs SELECTs; `error_record` is opened read-only
+Read-only: requests run SELECTs only; `error_record` is opened read-only
 (SQLite `mode=ro`, a MySQL session in READ ONLY mode). Every page carries
 a Content-Security-Policy: the app's own pages load scripts and styles from
 the app only; a report page may use its inline styles and SVG and runs no

@@ -51,11 +51,10 @@ def _serve(args: argparse.Namespace) -> int:
             "sign in; README's 'Live class board' shows how to write one"
         )
 
-    import uvicorn
-
     from writech.reports.roster import Roster, RosterError, parse_roster
     from writech.serve.access import AccessError, AccessFile
     from writech.serve.app import Context, create_app
+    from writech.serve.server import run
 
     try:
         access = AccessFile(settings.serve_access_file)
@@ -67,9 +66,7 @@ def _serve(args: argparse.Namespace) -> int:
             roster = parse_roster(Path(settings.serve_roster_file).read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, RosterError) as exc:
             raise SettingsError(f"{PREFIX}SERVE_ROSTER_FILE: {exc}") from None
-    app = create_app(Context(settings, access, roster))
-    # log_config=None: the process's logging (JSON lines, secrets redacted) stays
-    uvicorn.run(app, host=args.host, port=args.port, log_config=None, server_header=False)
+    run(create_app(Context(settings, access, roster)), args.host, args.port)
     return 0
 
 
