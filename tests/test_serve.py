@@ -8,12 +8,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import shutil
 import sqlite3
 import subprocess
 import sys
 import threading
 import urllib.error
 import urllib.request
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -529,3 +531,30 @@ def test_hash_password_prints_what_the_access_file_takes(tmp_path: Path) -> None
 def test_the_settings_name_the_access_file_as_the_cluster_does() -> None:
     environ = {"WRITECH_SERVE_ACCESS_FILE": "/var/run/secrets/writech-serve/access.toml"}
     assert Settings.from_env(environ).serve_access_file == environ["WRITECH_SERVE_ACCESS_FILE"]
+
+
+def test_the_wheel_ships_the_pages(tmp_path: Path) -> None:
+    """The image installs the wheel: templates and static files must be in it."""
+    source = tmp_path / "source"
+    shutil.copytree(
+        REPO / "writech", source / "writech", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "--disable-pip-version-check", "wheel", "--no-deps",
+         "--wheel-dir", str(tmp_path / "dist"), str(source)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (wheel,) = (tmp_path / "dist").glob("writech-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        shipped = {name for name in archive.namelist() if name.startswith("writech/serve/")}
+    package = REPO / "writech" / "serve"
+    expected = {
+        f"writech/serve/{path.relative_to(package)}"
+        for pattern in ("templates/*.j2", "static/*")
+        for path in package.glob(pattern)
+    }
+    assert len(expected) >= 8
+    assert expected <= shipped

@@ -32,7 +32,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, Final, get_args
@@ -69,7 +69,7 @@ log = logging.getLogger(__name__)
 
 # The class's list on the board: students with daily statistics in the
 # class over this many days up to the board's day.
-ROSTER_DAYS: Final = 14
+CLASS_LIST_DAYS: Final = 14
 REALM: Final = 'Basic realm="writech", charset="UTF-8"'
 APP_POLICY: Final = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -336,7 +336,7 @@ def read_board(context: Context, user: User, class_id: str, day: date | None) ->
     windows = queries.class_windows(store, user.school, class_id, start, end)
     when = board.board_time(now, day, zone, windows)
     recent = board.recent_edge(when.as_of, settings.serve_recent_minutes)
-    roster_period = Period(date.fromordinal(day.toordinal() - ROSTER_DAYS + 1), day)
+    listed = Period(day - timedelta(days=CLASS_LIST_DAYS - 1), day)
     return board.assemble(
         class_id=class_id,
         class_name=context.roster.classes.get(class_id),
@@ -348,7 +348,7 @@ def read_board(context: Context, user: User, class_id: str, day: date | None) ->
         refresh_seconds=settings.serve_refresh_seconds,
         windows=windows,
         today=queries.student_days(store, user.school, class_id, start, end, recent),
-        roster=queries.class_students(store, user.school, class_id, roster_period),
+        roster=queries.class_students(store, user.school, class_id, listed),
         practice=queries.recent_practice(store, user.school, class_id, recent, end),
         names=context.roster.students,
         weak_score=THRESHOLDS.weak_character_score,
