@@ -31,6 +31,7 @@ from tests.helpers import REPO, Tables, dataflow_environment, read_tables, summa
 from tests.services.clickhouse_http import ClickHouseServer
 from tests.services.mysql import MysqlUser
 from tests.test_end_to_end_kafka import _server_tables
+from writech import admin
 from writech.admin import (
     STUDENT_TABLES,
     Exported,
@@ -370,6 +371,22 @@ def test_a_selection_selects_in_clickhouse_what_it_says(
 
 def position_of(row: dict[str, Any]) -> tuple[str, int, int]:
     return (row["origin"], row["partition"], row["offset"])
+
+
+def test_letters_are_read_in_pages_oldest_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = Settings(data_dir=str(tmp_path))
+    store = open_store(settings.clickhouse_dir)
+    rows = [dead_letter("f", 0, 7 - n, b"x", "bad_json", "", produced_at=at(n)) for n in range(7)]
+    store.insert(TableRows.from_rows(DEAD_LETTER, rows))
+    store.close()
+    monkeypatch.setattr(admin, "_PAGE", 2)
+    offsets = [row["offset"] for row in admin._letters(settings, Selection(), True)]
+    assert offsets == [7, 6, 5, 4, 3, 2, 1]
+    for limit in (0, 3, 4, 9):
+        found = [row["offset"] for row in admin._letters(settings, Selection(), False, limit)]
+        assert found == offsets[:limit]
 
 
 # -- which student a dead letter names --------------------------------------------

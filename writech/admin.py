@@ -61,8 +61,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Format = Literal["text", "json"]
-
 # The tables whose rows are a student's by their `student_id` column. Class
 # windows hold sums over a class, no student id: they are kept.
 STUDENT_TABLES: Final = tuple(
@@ -72,6 +70,7 @@ STUDENT_TABLES: Final = tuple(
 _LETTERS: Final = f"`{DATABASE}`.`{DEAD_LETTER.name}`"
 _REDRIVES: Final = f"`{DATABASE}`.`{DEAD_LETTER_REDRIVE.name}`"
 _POSITION: Final = "(origin, partition, offset)"
+_PAGE: Final = 10_000  # letters per query of a listing or an export
 _REDRIVEN: Final = f"{_POSITION} IN (SELECT origin, partition, offset FROM {_REDRIVES})"
 
 
@@ -391,11 +390,10 @@ def _letters(
     columns = "origin, partition, offset, reason, message, "
     columns += "toUnixTimestamp64Micro(produced_at) AS produced_us, "
     columns += "raw, raw_encoding" if with_messages else f"{_REDRIVEN} AS redriven"
-    page = 10_000 if limit is None else min(limit, 10_000)
     store = open_clickhouse(settings)
     try:
         skipped = 0
-        while limit is None or skipped < limit:
+        while (page := _PAGE if limit is None else min(_PAGE, limit - skipped)) > 0:
             rows = store.query(
                 f"SELECT {columns} FROM {_LETTERS} FINAL WHERE {where} "
                 "ORDER BY produced_at, origin, partition, offset "
@@ -405,7 +403,7 @@ def _letters(
             yield from rows
             if len(rows) < page:
                 return
-            skipped += len(rows)
+            skipped += page
     finally:
         store.close()
 
