@@ -47,6 +47,9 @@ _SALT_BYTES: Final = 16
 _MAX_COST: Final = 1 << 20
 _MAX_BLOCK_SIZE: Final = 32
 _REMEMBERED: Final = 1024  # successful checks kept; forgotten all at once when full
+# scrypt checks at once: each takes 16 MiB, and a burst of wrong passwords
+# must not take the memory of the whole process.
+_CHECKS_AT_ONCE: Final = 4
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +194,7 @@ class AccessFile:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
+        self._checks = threading.BoundedSemaphore(_CHECKS_AT_ONCE)
         self._remember_key = secrets.token_bytes(32)
         self._remembered: dict[bytes, User] = {}
         # A hash to check unknown names against, so that they take as long
@@ -240,10 +244,9 @@ class AccessFile:
         if user is not None:
             return user
         account = accounts.get(name)
-        if account is None:
-            self._decoy.matches(password)
-            return None
-        if not account.password.matches(password):
+        with self._checks:
+            matches = (account.password if account else self._decoy).matches(password)
+        if account is None or not matches:
             return None
         with self._lock:
             if accounts is self._accounts:  # not re-read meanwhile
