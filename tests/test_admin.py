@@ -498,11 +498,11 @@ def test_a_state_forgets_a_request_once_and_keeps_the_students_new_data() -> Non
     applied = forget_in_state(shard, windows, frozenset(), requests)
     assert applied == {"r"}
     assert {row[0] for row in shard.flush()} == {"stu-x"}
-    assert {student for student, _ in windows.windows} == {"stu-x"}
+    assert {student for student, _ in windows.window_keys()} == {"stu-x"}
 
     count("2", FORGOTTEN)  # back after the request: new data
     assert forget_in_state(shard, windows, applied, requests) == {"r"}
-    assert {student for student, _ in windows.windows} == {FORGOTTEN, "stu-x"}
+    assert {student for student, _ in windows.window_keys()} == {FORGOTTEN, "stu-x"}
     assert {row[0] for row in shard.flush()} == {FORGOTTEN}
 
 

@@ -47,7 +47,7 @@ from writech.settings import Settings
 from writech.shards import restore_shard
 from writech.stores.base import open_clickhouse, open_error_store
 from writech.stores.sink import RowsSink
-from writech.windows import ClassWindows, StudentWindows
+from writech.windows import DELTA_CLASS, ClassWindows, StudentWindows
 
 # (table, rows): what the sinks receive, in order.
 Emission = tuple[str, list[Any]]
@@ -103,7 +103,7 @@ def clean_run_emissions() -> list[Emission]:
     for step in (events[:half], events[half:]):
         out = shard.apply(step)
         for delta in windows.apply(out.counted):
-            if delta[-2] == "class-0000":  # one class's windows: one class step's state
+            if delta[DELTA_CLASS] == "class-0000":  # one class's windows: one class step's state
                 classes.apply([delta])
         emissions += [
             (ANALYTICS_METRICS.name, out.metrics),

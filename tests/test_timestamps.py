@@ -103,3 +103,33 @@ def test_the_grammar_agrees_with_the_independent_reference(text: str) -> None:
     except (ValueError, OverflowError):
         expected = None
     assert instant == expected, text
+
+
+@given(
+    st.lists(
+        st.sampled_from(["2026-09-02T09:00:", "2026-09-02 23:59:", "2026-09-03T00:00:"]), max_size=6
+    ),
+    st.lists(
+        st.sampled_from(["00", "07", "59", "60", "9", "٣٤", "0a", "1", "99"]),
+        min_size=6,
+        max_size=6,
+    ),
+    st.sampled_from(["", "Z", "+08:00", "-0530", "+05", "z"]),
+)
+def test_the_cached_path_answers_as_a_fresh_parse(
+    prefixes: list[str], seconds: list[str], zone: str
+) -> None:
+    """Texts around seconds already seen skip the regular expression: same answers, same refusals."""
+    shared = TimestampParser(ZoneInfo("America/New_York"))
+    for prefix, second in zip(prefixes * 2, seconds * 2, strict=False):
+        text = f"{prefix}{second}{zone}"
+        fresh = TimestampParser(ZoneInfo("America/New_York"))
+        try:
+            expected: tuple[int, int] | None = fresh.parse(text)
+        except TimestampError:
+            expected = None
+        try:
+            found: tuple[int, int] | None = shared.parse(text)
+        except TimestampError:
+            found = None
+        assert found == expected, text

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import operator
-import pickle
 from array import array
 from collections.abc import Callable, Iterable
 from datetime import date
@@ -43,6 +42,7 @@ from writech.events import (
     WritingQuality,
     dead_letter,
 )
+from writech.frozen import Frozen
 from writech.schema import DeadLetterRow, ErrorRow, HomeworkRow, MetricRow, StatsRow
 
 MICRO: Final = 1_000_000
@@ -69,9 +69,11 @@ class RowTotals:
         "day",
         "subject",
         "class_id",
-        "class_seen",
+        "class_time",
+        "class_event",
         "school_id",
-        "school_seen",
+        "school_time",
+        "school_event",
         "events",
         "homework_count",
         "homework_completed",
@@ -99,9 +101,11 @@ class RowTotals:
         # class and school of the latest event (by event time, then id)
         # that names one: independent of arrival order
         self.class_id = ""
-        self.class_seen: tuple[int, str] = (-1, "")  # (time_us, event_id) it came from
+        self.class_time = -1  # the (time_us, event_id) it came from
+        self.class_event = ""
         self.school_id = ""
-        self.school_seen: tuple[int, str] = (-1, "")
+        self.school_time = -1
+        self.school_event = ""
         self.events = 0
         self.homework_count = 0
         self.homework_completed = 0
@@ -156,17 +160,22 @@ class RowTotals:
         return total / (count << self.units) if count else 0.0
 
     def note_membership(self, event: Event) -> None:
-        # Compare times first: building the (time, id) tie-breaker for
-        # every event would cost more than the whole comparison.
+        # (time, id) compared field by field: a tuple per event cost more
         time_us = event.time_us
-        if event.class_id and time_us >= self.class_seen[0]:
-            seen = (time_us, event.event_id)
-            if seen > self.class_seen:
-                self.class_id, self.class_seen = event.class_id, seen
-        if event.school_id and time_us >= self.school_seen[0]:
-            seen = (time_us, event.event_id)
-            if seen > self.school_seen:
-                self.school_id, self.school_seen = event.school_id, seen
+        if event.class_id and (
+            time_us > self.class_time
+            or (time_us == self.class_time and event.event_id > self.class_event)
+        ):
+            self.class_id, self.class_time, self.class_event = (
+                event.class_id, time_us, event.event_id,
+            )  # fmt: skip
+        if event.school_id and (
+            time_us > self.school_time
+            or (time_us == self.school_time and event.event_id > self.school_event)
+        ):
+            self.school_id, self.school_time, self.school_event = (
+                event.school_id, time_us, event.event_id,
+            )  # fmt: skip
 
     def to_row(self) -> StatsRow:
         """The row of `student_daily_stats` (columns in `STUDENT_DAILY_STATS` order)."""
@@ -215,32 +224,21 @@ class ShardOutput(Struct, gc=False):
     counted: list[Event] = []
 
 
-class _Day:
-    """One local date of a shard: its rows and the identities first counted on it.
+class _Day(Frozen):
+    """One local date of a shard: its rows and the identities first counted on it."""
 
-    A day pickles once until an event changes it (`frozen` keeps that
-    pickle): every snapshot pickles the whole shard, but with events
-    in time order only the newest days still change.
-    """
-
-    __slots__ = ("frozen", "ids", "rows")
+    __slots__ = ("ids", "rows")
 
     def __init__(self) -> None:
+        super().__init__()
         self.rows: dict[tuple[str, str], RowTotals] = {}
         self.ids = array("Q")  # dedup keys: 8 bytes each, one C copy to pickle
-        self.frozen: bytes | None = None
 
-    def __reduce__(self) -> tuple[Callable[[bytes], _Day], tuple[bytes]]:
-        if self.frozen is None:
-            self.frozen = pickle.dumps((self.rows, self.ids), pickle.HIGHEST_PROTOCOL)
-        return _thaw_day, (self.frozen,)
+    def state(self) -> tuple[dict[tuple[str, str], RowTotals], array[int]]:
+        return self.rows, self.ids
 
-
-def _thaw_day(frozen: bytes) -> _Day:
-    day = _Day.__new__(_Day)
-    day.rows, day.ids = pickle.loads(frozen)
-    day.frozen = frozen
-    return day
+    def restore(self, state: tuple[dict[tuple[str, str], RowTotals], array[int]]) -> None:
+        self.rows, self.ids = state
 
 
 class Shard:
@@ -293,7 +291,7 @@ class Shard:
                 day = days[day_number] = _Day()
             seen.add(event.dedup_key)
             day.ids.append(event.dedup_key)
-            day.frozen = None
+            day.thaw()
             payload = event.payload
             handler, subject = _HANDLERS[type(payload)]
             if subject is None:
@@ -325,7 +323,7 @@ class Shard:
                 del day.rows[key]
                 self.dirty.discard((day_number, *key))
                 dropped += 1
-            day.frozen = None
+            day.thaw()
         return dropped
 
     def flush(self) -> list[StatsRow]:

@@ -13,16 +13,18 @@ from typing import Any
 
 from writech import counters
 from writech.admin import add_admin_commands
-from writech.logs import configure_logging
+from writech.failures import install_signal_handlers, interruption, stopped_by
+from writech.logs import configure_logging, log_failure
 from writech.reports.cli import add_report_command
-from writech.serve.cli import add_serve_command
 from writech.schema import SCHEMA_VERSION
+from writech.serve.cli import add_serve_command
 from writech.settings import Settings, SettingsError
 from writech.stores.migrations import SchemaError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     configure_logging()
+    install_signal_handlers()
     parser = _parser()
     args = parser.parse_args(argv)
     try:
@@ -30,6 +32,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SettingsError, SchemaError, FileNotFoundError) as exc:
         print(f"writech: {exc}", file=sys.stderr)
         return 2
+    except BaseException as exc:
+        signal_name = interruption(exc)
+        if signal_name is None:
+            raise
+        log_failure(exc)  # one line: a normal stop
+        return _exit_status(signal_name)
+
+
+def _exit_status(signal_name: str) -> int:
+    """The shell's convention for a process ended by a signal: 128 + its number."""
+    return 128 + (15 if signal_name == "SIGTERM" else 2)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -129,7 +142,7 @@ def _replay(args: argparse.Namespace) -> int:
     from bytewax.recovery import RecoveryConfig
     from bytewax.run import cli_main
 
-    from writech.flow import FLOW_ID, build_flow
+    from writech.flow import FLOW_ID, build_flow, tune_gc
     from writech.sources.files import JsonLinesSource, total_bytes
     from writech.sources.resume import resume_states
     from writech.stores.base import init_db
@@ -148,7 +161,8 @@ def _replay(args: argparse.Namespace) -> int:
     # a store the flow cannot write to (another schema version) stops the
     # run here, in one line, before anything is read
     init_db(settings)
-    flow = build_flow(settings, source)
+    flow = build_flow(settings, source, single_process=True, recovery=recovery is not None)
+    tune_gc()
     progress = None
     if not args.quiet and sys.stderr.isatty():
         progress = _Progress(total_bytes(source.paths))
@@ -165,7 +179,8 @@ def _replay(args: argparse.Namespace) -> int:
         if progress:
             progress.stop()
     _print_summary(time.perf_counter() - started)
-    return 0
+    signal_name = stopped_by()  # the input ended early: the run was asked to stop
+    return _exit_status(signal_name) if signal_name else 0
 
 
 def _print_summary(seconds: float) -> None:
@@ -181,15 +196,11 @@ def _print_summary(seconds: float) -> None:
     ]
     lines += [f"  {reason:<20}{count:>5,}" for reason, count in sorted(dead.items())]
     lines.append("rows written")
-    for table in (
-        "student_daily_stats",
-        "analytics_metrics",
-        "homework_result",
-        "error_record",
-        "dead_letter",
-    ):
-        written = int(counters.value("writech_rows_written_total", table=table))
-        lines.append(f"  {table:<20}{written:>10,}")
+    from writech.flow import WRITTEN_TABLES
+
+    for table in WRITTEN_TABLES:
+        written = int(counters.value("writech_rows_written_total", table=table.name))
+        lines.append(f"  {table.name:<20}{written:>10,}")
     print("\n".join(lines))
 
 
@@ -260,7 +271,7 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _init_db(args: argparse.Namespace) -> int:
-    from writech.stores import init_db
+    from writech.stores.base import init_db
 
     settings = _settings(args)
     init_db(settings)

@@ -7,12 +7,32 @@ data into ./data. The repository's top-level `dataflow.py` imports it, for
 `python -m bytewax.run dataflow` and for the Bytewax Helm chart's ConfigMap.
 """
 
+import os
+import sys
+
 from writech.failures import install_signal_handlers
 from writech.flow import build_flow, tune_gc
 from writech.logs import configure_logging
 from writech.settings import Settings
 
+# `python -m bytewax.run` has parsed its arguments when it imports this module:
+# several processes need an id (-i, BYTEWAX_PROCESS_ID, or the Helm chart's
+# pod name) and addresses. Only the cost of routing depends on this.
+_MULTI_PROCESS_ARGUMENTS = {"-i", "--process-id", "-a", "--addresses"}
+_MULTI_PROCESS_VARIABLES = {"BYTEWAX_PROCESS_ID", "BYTEWAX_ADDRESSES", "BYTEWAX_POD_NAME"}
+single_process = not (
+    _MULTI_PROCESS_ARGUMENTS.intersection(arg.partition("=")[0] for arg in sys.argv)
+    or _MULTI_PROCESS_VARIABLES.intersection(os.environ)
+)
+
+# Without a recovery store (-r/--recovery-directory, BYTEWAX_RECOVERY_DIRECTORY)
+# snapshots are not pickled; any argument that might name one counts, since
+# skipping the snapshots of a run that keeps them would lose its state.
+recovery = "BYTEWAX_RECOVERY_DIRECTORY" in os.environ or any(
+    arg.startswith(("-r", "--r")) for arg in sys.argv[1:]
+)
+
 configure_logging()
 install_signal_handlers()
-flow = build_flow(Settings.from_env())
+flow = build_flow(Settings.from_env(), single_process=single_process, recovery=recovery)
 tune_gc()

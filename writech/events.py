@@ -401,20 +401,21 @@ class EventDecoder:
                 f"payload: score {payload.score} is above total_score {payload.total_score}",
             )
         event_id = message.event_id or event_id_of(raw)
+        # positional: an event per message, where keywords cost a third more
         return Event(
-            event_id=event_id,
-            dedup_key=dedup_key_of(student_id, event_id),
-            student_id=student_id,
-            class_id=message.class_id,
-            school_id=message.school_id,
-            time_us=time_us,
-            day=day,
-            payload=payload,
-            origin=origin,
-            partition=partition,
-            offset=offset,
-            raw=raw,
-            produced_at=now,
+            event_id,
+            dedup_key_of(student_id, event_id),
+            student_id,
+            message.class_id,
+            message.school_id,
+            time_us,
+            day,
+            payload,
+            origin,
+            partition,
+            offset,
+            raw,
+            now,
         )
 
     def decode_batch(

@@ -28,8 +28,10 @@ from __future__ import annotations
 
 import gc
 import pickle
+from collections.abc import Callable
 from datetime import timedelta
 from functools import partial
+from typing import Any
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
@@ -38,6 +40,7 @@ from bytewax.inputs import FixedPartitionedSource, Source
 from writech.aggregate import Shard
 from writech.batching import RowBatcher
 from writech.events import EventDecoder, RawBatch
+from writech.frozen import WithoutSnapshots
 from writech.privacy import ForgetRequests, read_forget_requests, without_forgotten
 from writech.rows import TableRows
 from writech.schema import (
@@ -53,8 +56,10 @@ from writech.schema import (
 from writech.settings import Settings
 from writech.shards import (
     ClassWindowLogic,
+    DecodedBatch,
     ShardLogic,
     class_deltas_of,
+    decode_by_shard,
     restore_shard,
     split_by_shard,
     tables_of,
@@ -78,21 +83,43 @@ _WRITE_STEPS = (
     ("write_minutes", STUDENT_MINUTE_STATS),
     ("write_class_minutes", CLASS_MINUTE_STATS),
 )
+# What a run writes, in the order its summary shows them.
+WRITTEN_TABLES = tuple(table for _, table in _WRITE_STEPS)
 
 
-def build_flow(settings: Settings, source: Source[RawBatch] | None = None) -> Dataflow:
-    """The dataflow for `settings`; `source` overrides the configured input."""
+def build_flow(
+    settings: Settings,
+    source: Source[RawBatch] | None = None,
+    *,
+    single_process: bool = False,
+    recovery: bool = True,
+) -> Dataflow:
+    """The dataflow for `settings`; `source` overrides the configured input.
+
+    `single_process`: the flow runs in one process (any number of workers),
+    so messages are decoded before they are routed to their shard (cheaper
+    there); otherwise they travel raw, to be decoded by their shard's worker.
+    Either way the state and results are the same. `recovery=False`: the run
+    has no recovery store, so the stateful steps make no snapshots.
+    """
+    keep: Callable[[Any], Any] = (lambda logic: logic) if recovery else WithoutSnapshots
     flow = Dataflow(FLOW_ID)
     source = source or open_source(settings)
     if isinstance(source, FixedPartitionedSource):
         source = StoppableSource(source)  # SIGTERM, Ctrl-C: a clean stop at the next batch
     raw = op.input("read", flow, source)
     decoder = EventDecoder(settings.tz, settings.future_skew, settings.max_message_bytes)
-    # Decoding, the costliest step, happens in each shard's worker, so it is
-    # spread over all workers even when one partition feeds them all.
-    keyed = op.flat_map(
-        "shard", raw, lambda batch: split_by_shard(settings.shards, batch, decoder.student_of)
-    )
+    keyed: Stream[tuple[str, RawBatch | DecodedBatch]]
+    if single_process:
+        keyed = op.flat_map(
+            "shard", raw, lambda batch: decode_by_shard(settings.shards, batch, decoder)
+        )
+    else:
+        # Decoding, the costliest step, happens in each shard's worker, so it
+        # is spread over all processes even when one partition feeds them all.
+        keyed = op.flat_map(
+            "shard", raw, lambda batch: split_by_shard(settings.shards, batch, decoder.student_of)
+        )
     flush_interval = timedelta(seconds=settings.flush_interval)
     requests = _forget_requests(settings)
 
@@ -109,7 +136,7 @@ def build_flow(settings: Settings, source: Source[RawBatch] | None = None) -> Da
             shard, windows, decoder, flush_interval, settings.shards, requests, forgotten
         )
 
-    aggregated = op.stateful_batch("aggregate", keyed, build_shard)
+    aggregated = op.stateful_batch("aggregate", keyed, lambda resume: keep(build_shard(resume)))
     by_table = op.flat_map("by_table", aggregated, lambda pair: tables_of(pair[1]))
     by_class = op.flat_map("by_class", aggregated, lambda pair: class_deltas_of(pair[1]))
 
@@ -122,13 +149,17 @@ def build_flow(settings: Settings, source: Source[RawBatch] | None = None) -> Da
         windows.lateness = settings.lateness_seconds
         return ClassWindowLogic(windows, flush_interval)
 
-    class_rows = op.stateful_batch("class_windows", by_class, build_class)
+    class_rows = op.stateful_batch(
+        "class_windows", by_class, lambda resume: keep(build_class(resume))
+    )
     class_tables = op.map("class_rows", class_rows, lambda pair: (CLASS_MINUTE_STATS.name, pair[1]))
     batched = op.stateful_batch(
         "batch_rows",
         op.merge("all_rows", by_table, class_tables),
-        lambda resume: RowBatcher(
-            without_forgotten(resume, requests), flush_interval, settings.sink_batch_rows
+        lambda resume: keep(
+            RowBatcher(
+                without_forgotten(resume, requests), flush_interval, settings.sink_batch_rows
+            )
         ),
     )
 

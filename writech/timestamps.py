@@ -39,6 +39,8 @@ _GRAMMAR: Final = re.compile(
     re.ASCII,
 )
 _EPOCH_DAY: Final = date(1970, 1, 1).toordinal()
+# "00" to "59" (ASCII digits only), read in one lookup
+_SECONDS: Final = {f"{second:02d}": second for second in range(60)}
 _CACHE_LIMIT: Final = 1 << 16
 
 
@@ -55,9 +57,22 @@ class TimestampParser:
         # ordinal at its start, at its end): the two differ only in a zone whose
         # offset has seconds (historic ones), where each instant is converted
         self._minutes: dict[tuple[str, str | None, str | None], tuple[int, int, int]] = {}
+        # The common shape, whole seconds (`YYYY-MM-DDThh:mm:ss[zone]`), by the
+        # text around its seconds: a text whose surroundings matched a valid one
+        # needs only its seconds checked, one dict lookup (no regular expression).
+        self._around_seconds: dict[str, tuple[int, int]] = {}
 
     def parse(self, text: str) -> tuple[int, int]:
         """`text`'s instant in microseconds since the epoch and its local date (as an ordinal)."""
+        if len(text) >= 19:
+            minute = self._around_seconds.get(text[:16] + text[19:])
+            if minute is not None and text[16] == ":":
+                seconds = _SECONDS.get(text[17:19])
+                if seconds is not None:
+                    return (minute[0] + seconds) * 1_000_000, minute[1]
+        return self._parse(text)
+
+    def _parse(self, text: str) -> tuple[int, int]:
         match = _GRAMMAR.fullmatch(text)
         if match is None:
             raise TimestampError(
@@ -82,6 +97,10 @@ class TimestampParser:
             raise TimestampError(
                 f"timestamp {text!r} is after 2106-02-07T06:28:15Z, the last instant the stores hold"
             )
+        if seconds_text and not fraction and day == day_at_end:
+            if len(self._around_seconds) >= _CACHE_LIMIT:
+                self._around_seconds.clear()
+            self._around_seconds[text[:16] + text[19:]] = (start, day)
         if day != day_at_end:
             day = self._local_day(start + seconds)
         return instant, day

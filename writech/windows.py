@@ -26,10 +26,11 @@ object with nested parts cost three times the memory and time.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, Final
 
 from writech.events import Event, HomeworkSubmit, StrokeOrder, StrokeRaw, WritingQuality
+from writech.frozen import Frozen
 from writech.schema import ClassMinuteRow, StudentMinuteRow
 
 # Sums of scores are integers in units of 2**-UNITS (finer where a value
@@ -39,20 +40,27 @@ _SCALE: Final = 2.0**UNITS
 
 # The totals of a window, as one list: these are its slots.
 EVENTS, STROKES, HOMEWORK, ORDERS, ORDER_SUM, QUALITIES, QUALITY_SUM, SCALE, CHARACTERS = range(9)
-# ... then, in a student's window: the latest (time, event id, id) naming a
-# class and a school, and the classes written for (a str, or a set of several);
-CLASS_SEEN, SCHOOL_SEEN, CLASSES = 9, 10, 11
-# in a class's window, and in a delta a shard sends the class step (the
-# class's totals from one batch): the latest naming a school, and the
-# students active (in a delta: new to the window).
-CLASS_SCHOOL, ACTIVE = 9, 10
+# ... then the school of the latest event naming one, as its (time, event id, id);
+SCHOOL_TIME, SCHOOL_EVENT, SCHOOL = 9, 10, 11
+# in a student's window: the same for the class, and the classes written for
+# (a str, or a set of several); in a class's window the students active,
+# and in a delta a shard sends the class step (the class's totals from one
+# batch) the students new to the window, the class and the window's start.
+CLASS_TIME, CLASS_EVENT, CLASS, CLASSES = 12, 13, 14, 15
+ACTIVE, DELTA_CLASS, DELTA_START = 12, 13, 14
 
 Totals = list[Any]
-_NOBODY: Final = (-1, "", "")
 
 
 def _totals(*extra: Any) -> Totals:
-    return [0, 0, 0, 0, 0, 0, 0, UNITS, None, *extra]
+    return [0, 0, 0, 0, 0, 0, 0, UNITS, None, -1, "", "", *extra]
+
+
+def _note(totals: Totals, at: int, time_us: int, event_id: str, value: str) -> None:
+    """Keep `value` at `at` if it comes from a later event (by time, then id) than the one kept."""
+    kept = totals[at]
+    if time_us > kept or (time_us == kept and event_id > totals[at + 1]):
+        totals[at], totals[at + 1], totals[at + 2] = time_us, event_id, value
 
 
 def _widen(totals: Totals, units: int) -> None:
@@ -79,7 +87,7 @@ def _scaled(totals: Totals, value: float) -> int:
 
 
 def _count(totals: Totals, event: Event) -> None:
-    """Fold one event into a window's totals."""
+    """Fold one event into a window's totals (the commonest payloads tested first)."""
     totals[EVENTS] += 1
     payload = event.payload
     if isinstance(payload, StrokeRaw):
@@ -140,7 +148,20 @@ def _measures(
 ) -> tuple[int, int, int, float, int, float, int, list[str], list[int], list[float]]:
     """`events` to `character_scores`, in the minute tables' column order."""
     units = totals[SCALE]
-    characters = totals[CHARACTERS] or {}
+    characters = totals[CHARACTERS]
+    if characters is None:  # most windows: no stroke-order practice
+        return (
+            totals[EVENTS],
+            totals[STROKES],
+            totals[ORDERS],
+            0.0,
+            totals[QUALITIES],
+            _mean(totals[QUALITY_SUM], totals[QUALITIES], units),
+            totals[HOMEWORK],
+            [],
+            [],
+            [],
+        )
     names = sorted(characters)
     return (
         totals[EVENTS],
@@ -170,67 +191,92 @@ def _first_time_for(window: Totals, class_id: str) -> bool:
     return True
 
 
+class _Windows(Frozen):
+    """The windows starting on one UTC day: pickled once until one of them changes."""
+
+    __slots__ = ("windows",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.windows: dict[Any, Totals] = {}
+
+    def state(self) -> dict[Any, Totals]:
+        return self.windows
+
+    def restore(self, state: dict[Any, Totals]) -> None:
+        self.windows = state
+
+
 class StudentWindows:
-    """The windows of one shard's students, and the watermark that finalises them."""
+    """The windows of one shard's students, and the watermark that finalises them.
+
+    Windows are kept by the UTC day they start on, so that a snapshot pickles
+    only the days that changed and final windows leave a day at a time.
+    """
 
     def __init__(self, seconds: int, lateness: int) -> None:
         self.seconds = seconds
         self.lateness = lateness
         self.newest = 0  # newest event time seen, in seconds
-        self.windows: dict[tuple[str, int], Totals] = {}
+        self.days: dict[int, _Windows] = {}  # by start // 86400; keys (student_id, start)
         self.dirty: set[tuple[str, int]] = set()
         self.too_late = 0  # events whose window was final already
 
     def apply(self, events: Iterable[Event]) -> list[Totals]:
         """Count `events` (each counted once already) into their windows; the classes' deltas.
 
-        A delta is `[*totals, latest school seen, new students, class_id, window start]`.
+        A delta is a class's totals from these events, with the students new
+        to the window, the class and the window's start (`ACTIVE`, ...).
         """
         deltas: dict[tuple[str, int], Totals] = {}
-        seconds, windows, dirty = self.seconds, self.windows, self.dirty
+        seconds, days, dirty = self.seconds, self.days, self.dirty
         for event in events:
-            instant = event.time_us // 1_000_000
+            time_us = event.time_us
+            instant = time_us // 1_000_000
             if instant > self.newest:
                 self.newest = instant
             start = instant - instant % seconds
             if start + seconds <= self.newest - self.lateness:
                 self.too_late += 1
                 continue
+            day = days.get(start // 86400)
+            if day is None:
+                day = days[start // 86400] = _Windows()
+            day.thaw()
             key = (event.student_id, start)
-            window = windows.get(key)
+            window = day.windows.get(key)
             if window is None:
-                window = windows[key] = _totals(_NOBODY, _NOBODY, "")
+                window = day.windows[key] = _totals(-1, "", "", "")
             _count(window, event)
             dirty.add(key)
-            time_us, class_id, school_id = event.time_us, event.class_id, event.school_id
-            # compare times first: a (time, id, value) tuple per event costs more
-            if class_id and time_us >= window[CLASS_SEEN][0]:
-                window[CLASS_SEEN] = max(window[CLASS_SEEN], (time_us, event.event_id, class_id))
-            if school_id and time_us >= window[SCHOOL_SEEN][0]:
-                window[SCHOOL_SEEN] = max(window[SCHOOL_SEEN], (time_us, event.event_id, school_id))
+            class_id, school_id = event.class_id, event.school_id
+            if school_id:
+                _note(window, SCHOOL_TIME, time_us, event.event_id, school_id)
             if not class_id:
                 continue
+            _note(window, CLASS_TIME, time_us, event.event_id, class_id)
             delta = deltas.get((class_id, start))
             if delta is None:
-                delta = deltas[(class_id, start)] = _totals(_NOBODY, 0, class_id, start)
+                delta = deltas[(class_id, start)] = _totals(0, class_id, start)
             _count(delta, event)
-            if school_id and time_us >= delta[CLASS_SCHOOL][0]:
-                delta[CLASS_SCHOOL] = max(delta[CLASS_SCHOOL], (time_us, event.event_id, school_id))
+            if school_id:
+                _note(delta, SCHOOL_TIME, time_us, event.event_id, school_id)
             if _first_time_for(window, class_id):
                 delta[ACTIVE] += 1
         return list(deltas.values())
 
     def flush(self) -> list[StudentMinuteRow]:
-        """Rows of the windows changed since the last flush; final windows leave the state."""
-        seconds, windows = self.seconds, self.windows
+        """Rows of the windows changed since the last flush; days of final windows leave."""
+        seconds, days = self.seconds, self.days
         rows: list[StudentMinuteRow] = []
-        for student_id, start in self.dirty:
-            window = windows[(student_id, start)]
+        for key in self.dirty:
+            student_id, start = key
+            window = days[start // 86400].windows[key]
             rows.append(
                 (
                     student_id,
-                    window[CLASS_SEEN][2],
-                    window[SCHOOL_SEEN][2],
+                    window[CLASS],
+                    window[SCHOOL],
                     start,
                     seconds,
                     *_measures(window),
@@ -238,17 +284,28 @@ class StudentWindows:
                 )
             )
         self.dirty.clear()
-        cutoff = self.newest - self.lateness
-        for key in [key for key in windows if key[1] + seconds <= cutoff]:
-            del windows[key]
+        _drop_final_days(days, self.newest - self.lateness)
         return rows
+
+    def window_keys(self) -> Iterator[tuple[str, int]]:
+        """(student_id, window start) of every window in the state."""
+        for day in self.days.values():
+            yield from day.windows
 
     def forget(self, student_ids: Iterable[str]) -> None:
         """Drop every window of these students (deletion on request, `writech forget`)."""
         forgotten = set(student_ids)
-        for key in [key for key in self.windows if key[0] in forgotten]:
-            del self.windows[key]
-            self.dirty.discard(key)
+        for day in self.days.values():
+            for key in [key for key in day.windows if key[0] in forgotten]:
+                del day.windows[key]
+                self.dirty.discard(key)
+            day.thaw()
+
+
+def _drop_final_days(days: dict[int, _Windows], cutoff: int) -> None:
+    """Drop the days all of whose windows ended before `cutoff` (the watermark)."""
+    for number in [number for number in days if (number + 1) * 86400 <= cutoff]:
+        del days[number]
 
 
 class ClassWindows:
@@ -259,33 +316,38 @@ class ClassWindows:
         self.seconds = seconds
         self.lateness = lateness
         self.newest = 0  # newest window start seen
-        self.windows: dict[int, Totals] = {}
+        self.days: dict[int, _Windows] = {}  # by start // 86400; keys: window starts
         self.dirty: set[int] = set()
         self.too_late = 0  # deltas for windows final already here
 
     def apply(self, deltas: Iterable[Totals]) -> None:
         for delta in deltas:
-            *_, self.class_id, start = delta
+            self.class_id, start = delta[DELTA_CLASS], delta[DELTA_START]
             self.newest = max(self.newest, start)
-            window = self.windows.get(start)
+            day = self.days.get(start // 86400)
+            if day is None:
+                day = self.days[start // 86400] = _Windows()
+            window = day.windows.get(start)
             if window is None:
                 if start + self.seconds <= self.newest - self.lateness:
                     self.too_late += 1  # a partial row would not replace the final one
                     continue
-                window = self.windows[start] = _totals(_NOBODY, 0)
+                window = day.windows[start] = _totals(0)
+            day.thaw()
             _add(window, delta)
             window[ACTIVE] += delta[ACTIVE]
-            window[CLASS_SCHOOL] = max(window[CLASS_SCHOOL], delta[CLASS_SCHOOL])
+            if delta[SCHOOL]:
+                _note(window, SCHOOL_TIME, delta[SCHOOL_TIME], delta[SCHOOL_EVENT], delta[SCHOOL])
             self.dirty.add(start)
 
     def flush(self) -> list[ClassMinuteRow]:
         rows: list[ClassMinuteRow] = []
         for start in self.dirty:
-            window = self.windows[start]
+            window = self.days[start // 86400].windows[start]
             rows.append(
                 (
                     self.class_id,
-                    window[CLASS_SCHOOL][2],
+                    window[SCHOOL],
                     start,
                     self.seconds,
                     window[ACTIVE],
@@ -294,7 +356,5 @@ class ClassWindows:
                 )
             )
         self.dirty.clear()
-        cutoff = self.newest - self.lateness
-        for start in [start for start in self.windows if start + self.seconds <= cutoff]:
-            del self.windows[start]
+        _drop_final_days(self.days, self.newest - self.lateness)
         return rows
