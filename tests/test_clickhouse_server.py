@@ -7,6 +7,7 @@ import logging
 import subprocess
 import threading
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -146,7 +147,8 @@ def test_the_fixture_honours_the_deduplication_token(clickhouse_server: ClickHou
     client = clickhouse_server.client()
     open_store(clickhouse_server.url).close()
     for offset in (1, 2):
-        row = ("t", 0, offset, "bad_json", "m", "raw", "utf8", "")
+        # produced now: a letter older than the table's TTL would be dropped on insert
+        row = ("t", 0, offset, "bad_json", "m", "raw", "utf8", "", datetime.now(UTC))
         client.insert("dead_letter", [row], database="writech",
                       settings={"insert_deduplication_token": "same"})  # fmt: skip
     assert _count(clickhouse_server, "dead_letter") == 1

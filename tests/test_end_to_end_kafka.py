@@ -27,7 +27,7 @@ from tests.services.kafka import consume_all, create_topic, headers_of, produce
 from tests.services.mysql import MysqlUser
 from tests.services.ports import free_port
 from writech.generate import generate
-from writech.schema import DeadLetter
+from writech.schema import CLICKHOUSE_TABLES, DeadLetter
 from writech.settings import Settings
 from writech.stores.clickhouse import open_store
 from writech.stores.kafka import raw_bytes
@@ -278,12 +278,11 @@ def test_init_db_creates_every_table_on_the_servers(
     tables = clickhouse_server.client().query(
         "SELECT name FROM system.tables WHERE database = 'writech'"
     )
-    assert sorted(row[0] for row in tables.result_rows) == [
-        "analytics_metrics",
-        "dead_letter",
-        "student_daily_stats",
-    ]
+    expected = {table.name for table in CLICKHOUSE_TABLES} | {"schema_version"}
+    expected |= {view for table in CLICKHOUSE_TABLES for view in table.views()}
+    assert sorted(row[0] for row in tables.result_rows) == sorted(expected)
     database = mysql_database.rsplit("/", 1)[1]
-    assert mysql_user.query(f"SHOW TABLES FROM `{database}`") == [
-        {f"Tables_in_{database}": "error_record"}
-    ]
+    found = {
+        row[f"Tables_in_{database}"] for row in mysql_user.query(f"SHOW TABLES FROM `{database}`")
+    }
+    assert found == {"error_record", "schema_version"}

@@ -130,7 +130,7 @@ class ClickHouseServerStore:
         if "verify" in tls:
             tls["verify"] = str(tls["verify"]).lower() not in ("0", "false", "no")
         self._retry = Retrying.for_url(
-            "clickhouse", url, settings, ClickHouseError, Error, is_transient
+            "ClickHouse", url, settings, ClickHouseError, Error, is_transient
         )
         timeout = max(1, round(settings.store_timeout))
         self._client: Client = self._retry.run(

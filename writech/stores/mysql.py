@@ -165,7 +165,7 @@ class MysqlErrorStore:
         """
         self._connect_arguments = connect_arguments(settings)
         self._retry = Retrying.for_url(
-            "mysql", mysql_url(settings), settings, MysqlError, pymysql.MySQLError, is_transient
+            "MySQL", mysql_url(settings), settings, MysqlError, pymysql.MySQLError, is_transient
         )
         self.where = self._retry.target
         self.upgraded: list[str] = []

@@ -4,10 +4,11 @@ A request that fails transiently (connection refused or reset, a timeout,
 a server error that may pass) is tried again after a backoff that doubles
 from `first_backoff` up to 30 s, each wait drawn between half and all of
 it, so that the workers of a cluster do not retry in lockstep. Retries stop
-once the next attempt could not finish within `deadline` seconds of the
-first failure (every network call is itself bounded by the store's timeout):
-a store that stays down or hangs stops the run within the deadline, with
-an error naming the server and the last failure. A permanent failure (bad
+once the next attempt would start more than `deadline` seconds after the
+first failure; every network call is itself bounded by the store's timeout,
+so a store that stays down or hangs stops the run within the deadline plus
+one timeout (60 + 20 s by default), with an error naming the server and
+the last failure. A permanent failure (bad
 credentials, an unknown table, a malformed statement) stops it at once.
 Each retry is logged and counted (`writech_store_retries_total`).
 """
@@ -37,7 +38,7 @@ MAX_BACKOFF: Final = 30.0
 class Retrying:
     """How one store retries its requests (see the module's docstring)."""
 
-    store: str  # the metric label: "clickhouse", "mysql", ...
+    store: str  # the store's name: "ClickHouse", "MySQL" (lower case in metric labels)
     target: str  # the server as messages name it, credentials masked
     secrets: tuple[str, ...]
     error: type[StoreError]
@@ -86,13 +87,13 @@ class Retrying:
                 failing_since = failing_since or started
                 now = time.monotonic()
                 delay = random.uniform(backoff / 2, backoff)
-                if now + delay + self.timeout - failing_since > self.deadline:
+                if now + delay - failing_since > self.deadline:
                     raise self.error(
                         f"{self.target}: {what} failed {attempt} time(s) over "
                         f"{now - failing_since:.0f} s (the deadline is {self.deadline:.0f} s, "
                         f"WRITECH_STORE_DEADLINE), last with: {reason}"
                     ) from None
-                counters.STORE_RETRIES.labels(self.store).inc()
+                counters.STORE_RETRIES.labels(self.store.lower()).inc()
                 log.warning(
                     "%s: %s failed (attempt %d), retrying in %.1f s: %s",
                     self.target, what, attempt, delay, reason,
