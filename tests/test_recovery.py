@@ -47,7 +47,7 @@ from writech.settings import Settings
 from writech.shards import restore_shard
 from writech.stores.base import open_clickhouse, open_error_store
 from writech.stores.sink import RowsSink
-from writech.windows import DELTA_CLASS, ClassWindows, StudentWindows
+from writech.windows import ClassWindows, StudentWindows
 
 # (table, rows): what the sinks receive, in order.
 Emission = tuple[str, list[Any]]
@@ -102,9 +102,9 @@ def clean_run_emissions() -> list[Emission]:
     half = len(events) // 2
     for step in (events[:half], events[half:]):
         out = shard.apply(step)
-        for delta in windows.apply(out.counted):
-            if delta[DELTA_CLASS] == "class-0000":  # one class's windows: one class step's state
-                classes.apply([delta])
+        contributions = windows.apply(out.counted)
+        # one class's windows: one class step's state
+        classes.apply("class-0000", contributions.get("class-0000", []))
         emissions += [
             (ANALYTICS_METRICS.name, out.metrics),
             (HOMEWORK_RESULT.name, out.homework),

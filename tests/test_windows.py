@@ -26,7 +26,7 @@ from writech.aggregate import Shard
 from writech.events import Event, EventDecoder
 from writech.generate import generate
 from writech.schema import ClassMinuteRow, StudentMinuteRow
-from writech.windows import DELTA_CLASS, DELTA_START, ClassWindows, StudentWindows, Totals
+from writech.windows import ClassWindows, StudentWindows
 
 decoder = EventDecoder(ZoneInfo("Asia/Shanghai"))
 MEASURES = (
@@ -50,9 +50,9 @@ def run_windows(
         if resume_after is not None and number == resume_after:
             shard, students = pickle.loads(pickle.dumps((shard, students)))
             classes = pickle.loads(pickle.dumps(classes))
-        deltas: list[Totals] = students.apply(shard.apply(events[start : start + size]).counted)
-        for delta in deltas:
-            classes.setdefault(delta[DELTA_CLASS], ClassWindows(60, 10**9)).apply([delta])
+        contributions = students.apply(shard.apply(events[start : start + size]).counted)
+        for class_id, found in contributions.items():
+            classes.setdefault(class_id, ClassWindows(60, 10**9)).apply(class_id, found)
         for row in students.flush():
             student_rows[(row[0], row[3])] = row
         for windows in classes.values():
@@ -116,7 +116,7 @@ def test_a_late_event_corrects_its_window_within_the_lateness_and_not_after() ->
     late = windows.apply(shard.apply([decoder.decode(at(0, 50, "c"))]).counted)
     (row,) = windows.flush()  # within 5 minutes: minute 0 is rewritten with both events
     assert (row[3] % 3600, row[5], row[6], row[-1]) == (0, 2, 10, 2)
-    assert [delta[DELTA_START] % 3600 for delta in late] == [0]
+    assert [start % 3600 for found in late.values() for start, *_ in found] == [0]
     windows.apply(shard.apply([decoder.decode(at(20, 0, "d"))]).counted)
     windows.flush()  # the watermark passes minute 0 + 5 min: it is final and leaves the state
     windows.apply(shard.apply([decoder.decode(at(0, 30, "e"))]).counted)

@@ -13,7 +13,7 @@ Items are batches, never single events: Bytewax's cost is per item.
 `shard` routes raw messages to their student's shard (`writech.shards`),
 `aggregate` decodes and counts them there (daily rows and students'
 minute windows), `by_table` turns each output into columns per table,
-`class_windows` sums the shards' exact deltas per class (`writech.windows`),
+`class_windows` counts the shards' contributions per class (`writech.windows`),
 and `batch_rows` (`writech.batching`) gathers a table's rows into few,
 large inserts through `writech.stores.sink`.
 
@@ -58,7 +58,7 @@ from writech.shards import (
     ClassWindowLogic,
     DecodedBatch,
     ShardLogic,
-    class_deltas_of,
+    contributions_of,
     decode_by_shard,
     restore_shard,
     split_by_shard,
@@ -138,7 +138,7 @@ def build_flow(
 
     aggregated = op.stateful_batch("aggregate", keyed, lambda resume: keep(build_shard(resume)))
     by_table = op.flat_map("by_table", aggregated, lambda pair: tables_of(pair[1]))
-    by_class = op.flat_map("by_class", aggregated, lambda pair: class_deltas_of(pair[1]))
+    by_class = op.flat_map("by_class", aggregated, lambda pair: contributions_of(pair[1]))
 
     def build_class(resume: bytes | None) -> ClassWindowLogic:
         windows = (

@@ -42,7 +42,7 @@ from writech.schema import (
     StudentMinuteRow,
 )
 from writech.settings import SettingsError
-from writech.windows import DELTA_CLASS, ClassWindows, StudentWindows, Totals
+from writech.windows import ClassWindows, Contribution, StudentWindows
 
 _REASON = DEAD_LETTER.column_names.index("reason")
 
@@ -133,10 +133,11 @@ def restore_shard(snapshot: bytes, shards: int) -> ShardState:
 
 
 class StepOutput(ShardOutput):
-    """A shard's output with its students' windows and its classes' deltas."""
+    """A shard's output with its students' window rows and its contributions to classes' windows."""
 
     minutes: list[StudentMinuteRow] = field(default_factory=list)
-    class_deltas: dict[str, list[Totals]] = field(default_factory=dict)
+    # by class: what this step's events add to the class's windows
+    contributions: dict[str, list[Contribution]] = field(default_factory=dict)
 
 
 def tables_of(out: StepOutput) -> list[tuple[str, TableRows]]:
@@ -155,9 +156,11 @@ def tables_of(out: StepOutput) -> list[tuple[str, TableRows]]:
     ]
 
 
-def class_deltas_of(out: StepOutput) -> list[tuple[str, list[Totals]]]:
-    """A shard's class deltas, one item per class (keyed for the `class_windows` step)."""
-    return list(out.class_deltas.items())
+def contributions_of(
+    out: StepOutput,
+) -> list[tuple[str, tuple[str, list[Contribution]]]]:
+    """A shard's contributions to classes' windows, one item per class (for `class_windows`)."""
+    return [(class_id, (class_id, found)) for class_id, found in out.contributions.items()]
 
 
 class ShardLogic(StatefulBatchLogic[RawBatch | DecodedBatch, StepOutput, bytes]):
@@ -200,9 +203,7 @@ class ShardLogic(StatefulBatchLogic[RawBatch | DecodedBatch, StepOutput, bytes])
             events, invalid = drop_forgotten(events, invalid, self._requests)
         counted = self._shard.apply(events)
         too_late = self._windows.too_late
-        deltas: dict[str, list[Totals]] = {}
-        for delta in self._windows.apply(counted.counted):
-            deltas.setdefault(delta[DELTA_CLASS], []).append(delta)
+        contributions = self._windows.apply(counted.counted)
         counters.WINDOW_EVENTS_TOO_LATE.inc(self._windows.too_late - too_late)
         out = StepOutput(
             stats=counted.stats,
@@ -212,7 +213,7 @@ class ShardLogic(StatefulBatchLogic[RawBatch | DecodedBatch, StepOutput, bytes])
             homework=counted.homework,
             processed=counted.processed,
             duplicates=counted.duplicates,
-            class_deltas=deltas,
+            contributions=contributions,
         )
         counters.PROCESSED.inc(out.processed)
         counters.DUPLICATES.inc(out.duplicates)
@@ -246,7 +247,7 @@ class ShardLogic(StatefulBatchLogic[RawBatch | DecodedBatch, StepOutput, bytes])
         return [out] if out.stats or out.minutes else []
 
 
-class ClassWindowLogic(StatefulBatchLogic[list[Totals], TableRows, bytes]):
+class ClassWindowLogic(StatefulBatchLogic[tuple[str, list[Contribution]], TableRows, bytes]):
     """Bytewax glue around one class's `ClassWindows`: flush timing and snapshots."""
 
     def __init__(self, windows: ClassWindows, flush_interval: timedelta) -> None:
@@ -254,9 +255,11 @@ class ClassWindowLogic(StatefulBatchLogic[list[Totals], TableRows, bytes]):
         self._flush_interval = flush_interval
         self._next_flush = now() + flush_interval
 
-    def on_batch(self, values: list[list[Totals]]) -> tuple[Iterable[TableRows], bool]:
-        for deltas in values:
-            self._windows.apply(deltas)
+    def on_batch(
+        self, values: list[tuple[str, list[Contribution]]]
+    ) -> tuple[Iterable[TableRows], bool]:
+        for class_id, contributions in values:
+            self._windows.apply(class_id, contributions)
         return [], self.RETAIN
 
     def notify_at(self) -> datetime | None:

@@ -3,12 +3,12 @@
 Windows are tumbling, `seconds` long, aligned to the epoch in event time.
 Per (student, window) a shard keeps the student's totals (`StudentWindows`);
 per (class, window) the `class_windows` step keeps the class's
-(`ClassWindows`), made of the exact deltas the shards send it after each
-batch (a class's students live in many shards). Every total is exact
-(integer sums, as in `writech.aggregate`), so a row depends only on the
-distinct events in its window, whatever their order, batching or worker,
-or a crash and resume: Bytewax restores every step's state from the same
-snapshot, so a delta is applied exactly once.
+(`ClassWindows`), made of the contributions the shards send it after each
+batch, one small tuple per event (a class's students live in many shards).
+Every total is exact (integer sums, as in `writech.aggregate`), so a row
+depends only on the distinct events in its window, whatever their order,
+batching or worker, or a crash and resume: Bytewax restores every step's
+state from the same snapshot, so a contribution is counted exactly once.
 
 A window's row is written whenever it changed, at most once per flush
 interval, as an upsert whose `version` is its number of distinct events:
@@ -43,13 +43,25 @@ EVENTS, STROKES, HOMEWORK, ORDERS, ORDER_SUM, QUALITIES, QUALITY_SUM, SCALE, CHA
 # ... then the school of the latest event naming one, as its (time, event id, id);
 SCHOOL_TIME, SCHOOL_EVENT, SCHOOL = 9, 10, 11
 # in a student's window: the same for the class, and the classes written for
-# (a str, or a set of several); in a class's window the students active,
-# and in a delta a shard sends the class step (the class's totals from one
-# batch) the students new to the window, the class and the window's start.
+# (a str, or a set of several); in a class's window: the students active.
 CLASS_TIME, CLASS_EVENT, CLASS, CLASSES = 12, 13, 14, 15
-ACTIVE, DELTA_CLASS, DELTA_START = 12, 13, 14
+ACTIVE = 12
 
 Totals = list[Any]
+
+# What an event adds to a window, by payload type: a kind, and its value.
+OTHER, STROKES_KIND, ORDER_KIND, QUALITY_KIND, HOMEWORK_KIND = range(5)
+_KINDS: Final[dict[type[Any], int]] = {
+    StrokeRaw: STROKES_KIND,
+    StrokeOrder: ORDER_KIND,
+    WritingQuality: QUALITY_KIND,
+    HomeworkSubmit: HOMEWORK_KIND,
+}
+
+# An event's contribution to its class's window, which a shard sends the
+# class step: (window start, 1 if the student is new to the window, kind,
+# value, character, school id, time_us, event id).
+Contribution = tuple[int, int, int, Any, str, str, int, str]
 
 
 def _totals(*extra: Any) -> Totals:
@@ -86,56 +98,43 @@ def _scaled(totals: Totals, value: float) -> int:
     return numerator << (units - needed)
 
 
-def _count(totals: Totals, event: Event) -> None:
-    """Fold one event into a window's totals (the commonest payloads tested first)."""
+def _count(totals: Totals, kind: int, value: Any, character: str) -> None:
+    """Fold one event, as its kind and value, into a window's totals."""
     totals[EVENTS] += 1
-    payload = event.payload
-    if isinstance(payload, StrokeRaw):
-        totals[STROKES] += payload.stroke_count
-    elif isinstance(payload, StrokeOrder):
-        scaled = _scaled(totals, payload.score)
+    if kind == STROKES_KIND:
+        totals[STROKES] += value
+    elif kind == ORDER_KIND:
+        scaled = _scaled(totals, value)
         totals[ORDERS] += 1
         totals[ORDER_SUM] += scaled
         characters = totals[CHARACTERS]
         if characters is None:
             characters = totals[CHARACTERS] = {}
-        scores = characters.get(payload.character)
+        scores = characters.get(character)
         if scores is None:
-            characters[payload.character] = [1, scaled]
+            characters[character] = [1, scaled]
         else:
             scores[0] += 1
             scores[1] += scaled
-    elif isinstance(payload, WritingQuality):
-        scaled = _scaled(totals, payload.quality_score)
+    elif kind == QUALITY_KIND:
+        scaled = _scaled(totals, value)
         totals[QUALITIES] += 1
         totals[QUALITY_SUM] += scaled
-    elif isinstance(payload, HomeworkSubmit):
+    elif kind == HOMEWORK_KIND:
         totals[HOMEWORK] += 1
 
 
-def _add(totals: Totals, delta: Totals) -> None:
-    """Add a delta's totals (in its own units) to a window's."""
-    if delta[SCALE] > totals[SCALE]:
-        _widen(totals, delta[SCALE])
-    shift = totals[SCALE] - delta[SCALE]
-    totals[EVENTS] += delta[EVENTS]
-    totals[STROKES] += delta[STROKES]
-    totals[HOMEWORK] += delta[HOMEWORK]
-    totals[ORDERS] += delta[ORDERS]
-    totals[ORDER_SUM] += delta[ORDER_SUM] << shift
-    totals[QUALITIES] += delta[QUALITIES]
-    totals[QUALITY_SUM] += delta[QUALITY_SUM] << shift
-    if delta[CHARACTERS]:
-        characters = totals[CHARACTERS]
-        if characters is None:
-            characters = totals[CHARACTERS] = {}
-        for name, (count, total) in delta[CHARACTERS].items():
-            scores = characters.get(name)
-            if scores is None:
-                characters[name] = [count, total << shift]
-            else:
-                scores[0] += count
-                scores[1] += total << shift
+def _kind(event: Event) -> tuple[int, Any, str]:
+    """What `event` adds to a window: its kind, value and character."""
+    payload = event.payload
+    kind = _KINDS.get(type(payload), OTHER)
+    if kind == STROKES_KIND:
+        return kind, payload.stroke_count, ""  # type: ignore[union-attr]
+    if kind == ORDER_KIND:
+        return kind, payload.score, payload.character  # type: ignore[union-attr]
+    if kind == QUALITY_KIND:
+        return kind, payload.quality_score, ""  # type: ignore[union-attr]
+    return kind, 0, ""
 
 
 def _mean(total: int, count: int, units: int) -> float:
@@ -177,18 +176,18 @@ def _measures(
     )
 
 
-def _first_time_for(window: Totals, class_id: str) -> bool:
+def _first_time_for(window: Totals, class_id: str) -> int:
     """Whether the student writes for `class_id` for the first time in this window (noting it)."""
     classes = window[CLASSES]
     if classes == class_id:
-        return False
+        return 0
     if isinstance(classes, set):
         if class_id in classes:
-            return False
+            return 0
         classes.add(class_id)
     else:
         window[CLASSES] = {classes, class_id} if classes else class_id
-    return True
+    return 1
 
 
 class _Windows(Frozen):
@@ -222,13 +221,10 @@ class StudentWindows:
         self.dirty: set[tuple[str, int]] = set()
         self.too_late = 0  # events whose window was final already
 
-    def apply(self, events: Iterable[Event]) -> list[Totals]:
-        """Count `events` (each counted once already) into their windows; the classes' deltas.
-
-        A delta is a class's totals from these events, with the students new
-        to the window, the class and the window's start (`ACTIVE`, ...).
-        """
-        deltas: dict[tuple[str, int], Totals] = {}
+    def apply(self, events: Iterable[Event]) -> dict[str, list[Contribution]]:
+        """Count `events` (each counted once already) into their windows; by class, their
+        contributions to the classes' windows."""
+        contributions: dict[str, list[Contribution]] = {}
         seconds, days, dirty = self.seconds, self.days, self.dirty
         for event in events:
             time_us = event.time_us
@@ -242,28 +238,27 @@ class StudentWindows:
             day = days.get(start // 86400)
             if day is None:
                 day = days[start // 86400] = _Windows()
-            day.thaw()
+            day.frozen = None  # changed: its next snapshot pickles it again
             key = (event.student_id, start)
             window = day.windows.get(key)
             if window is None:
                 window = day.windows[key] = _totals(-1, "", "", "")
-            _count(window, event)
+            kind, value, character = _kind(event)
+            _count(window, kind, value, character)
             dirty.add(key)
-            class_id, school_id = event.class_id, event.school_id
+            class_id, school_id, event_id = event.class_id, event.school_id, event.event_id
             if school_id:
-                _note(window, SCHOOL_TIME, time_us, event.event_id, school_id)
-            if not class_id:
-                continue
-            _note(window, CLASS_TIME, time_us, event.event_id, class_id)
-            delta = deltas.get((class_id, start))
-            if delta is None:
-                delta = deltas[(class_id, start)] = _totals(0, class_id, start)
-            _count(delta, event)
-            if school_id:
-                _note(delta, SCHOOL_TIME, time_us, event.event_id, school_id)
-            if _first_time_for(window, class_id):
-                delta[ACTIVE] += 1
-        return list(deltas.values())
+                _note(window, SCHOOL_TIME, time_us, event_id, school_id)
+            if class_id:
+                _note(window, CLASS_TIME, time_us, event_id, class_id)
+                new = _first_time_for(window, class_id)
+                contribution = (start, new, kind, value, character, school_id, time_us, event_id)
+                found = contributions.get(class_id)
+                if found is None:
+                    contributions[class_id] = [contribution]
+                else:
+                    found.append(contribution)
+        return contributions
 
     def flush(self) -> list[StudentMinuteRow]:
         """Rows of the windows changed since the last flush; days of final windows leave."""
@@ -320,24 +315,26 @@ class ClassWindows:
         self.dirty: set[int] = set()
         self.too_late = 0  # deltas for windows final already here
 
-    def apply(self, deltas: Iterable[Totals]) -> None:
-        for delta in deltas:
-            self.class_id, start = delta[DELTA_CLASS], delta[DELTA_START]
-            self.newest = max(self.newest, start)
-            day = self.days.get(start // 86400)
+    def apply(self, class_id: str, contributions: Iterable[Contribution]) -> None:
+        self.class_id = class_id  # the step's key
+        days, seconds = self.days, self.seconds
+        for start, new, kind, value, character, school_id, time_us, event_id in contributions:
+            if start > self.newest:
+                self.newest = start
+            day = days.get(start // 86400)
             if day is None:
-                day = self.days[start // 86400] = _Windows()
+                day = days[start // 86400] = _Windows()
             window = day.windows.get(start)
             if window is None:
-                if start + self.seconds <= self.newest - self.lateness:
+                if start + seconds <= self.newest - self.lateness:
                     self.too_late += 1  # a partial row would not replace the final one
                     continue
                 window = day.windows[start] = _totals(0)
-            day.thaw()
-            _add(window, delta)
-            window[ACTIVE] += delta[ACTIVE]
-            if delta[SCHOOL]:
-                _note(window, SCHOOL_TIME, delta[SCHOOL_TIME], delta[SCHOOL_EVENT], delta[SCHOOL])
+            day.frozen = None
+            _count(window, kind, value, character)
+            window[ACTIVE] += new
+            if school_id:
+                _note(window, SCHOOL_TIME, time_us, event_id, school_id)
             self.dirty.add(start)
 
     def flush(self) -> list[ClassMinuteRow]:
