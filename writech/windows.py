@@ -124,19 +124,6 @@ def _count(totals: Totals, kind: int, value: Any, character: str) -> None:
         totals[HOMEWORK] += 1
 
 
-def _kind(event: Event) -> tuple[int, Any, str]:
-    """What `event` adds to a window: its kind, value and character."""
-    payload = event.payload
-    kind = _KINDS.get(type(payload), OTHER)
-    if kind == STROKES_KIND:
-        return kind, payload.stroke_count, ""  # type: ignore[union-attr]
-    if kind == ORDER_KIND:
-        return kind, payload.score, payload.character  # type: ignore[union-attr]
-    if kind == QUALITY_KIND:
-        return kind, payload.quality_score, ""  # type: ignore[union-attr]
-    return kind, 0, ""
-
-
 def _mean(total: int, count: int, units: int) -> float:
     # int / int is correctly rounded: the true mean to the last bit
     return total / (count << units) if count else 0.0
@@ -243,21 +230,43 @@ class StudentWindows:
             window = day.windows.get(key)
             if window is None:
                 window = day.windows[key] = _totals(-1, "", "", "")
-            kind, value, character = _kind(event)
+            payload = event.payload
+            kind = _KINDS.get(type(payload), OTHER)
+            value: Any = 0
+            character = ""
+            if kind == STROKES_KIND:
+                value = payload.stroke_count  # type: ignore[union-attr]
+            elif kind == ORDER_KIND:
+                value, character = payload.score, payload.character  # type: ignore[union-attr]
+            elif kind == QUALITY_KIND:
+                value = payload.quality_score  # type: ignore[union-attr]
             _count(window, kind, value, character)
             dirty.add(key)
             class_id, school_id, event_id = event.class_id, event.school_id, event.event_id
-            if school_id:
-                _note(window, SCHOOL_TIME, time_us, event_id, school_id)
-            if class_id:
-                _note(window, CLASS_TIME, time_us, event_id, class_id)
-                new = _first_time_for(window, class_id)
-                contribution = (start, new, kind, value, character, school_id, time_us, event_id)
-                found = contributions.get(class_id)
-                if found is None:
-                    contributions[class_id] = [contribution]
-                else:
-                    found.append(contribution)
+            # the latest event naming a school or class, inline: it is the same one
+            # event after event, so the comparison is all that usually runs
+            if school_id and (
+                time_us > window[SCHOOL_TIME]
+                or (time_us == window[SCHOOL_TIME] and event_id > window[SCHOOL_EVENT])
+            ):
+                window[SCHOOL_TIME], window[SCHOOL_EVENT], window[SCHOOL] = (
+                    time_us, event_id, school_id,
+                )  # fmt: skip
+            if not class_id:
+                continue
+            if time_us > window[CLASS_TIME] or (
+                time_us == window[CLASS_TIME] and event_id > window[CLASS_EVENT]
+            ):
+                window[CLASS_TIME], window[CLASS_EVENT], window[CLASS] = (
+                    time_us, event_id, class_id,
+                )  # fmt: skip
+            new = 0 if window[CLASSES] == class_id else _first_time_for(window, class_id)
+            contribution = (start, new, kind, value, character, school_id, time_us, event_id)
+            found = contributions.get(class_id)
+            if found is None:
+                contributions[class_id] = [contribution]
+            else:
+                found.append(contribution)
         return contributions
 
     def flush(self) -> list[StudentMinuteRow]:
