@@ -89,7 +89,7 @@ def main() -> None:
         with open_stores(Settings.from_env(data_dir=str(data_dir))) as stores:
             data, load = timed(
                 lambda: queries.group_data(
-                    stores.clickhouse, stores.wrong_answers, "class_id", "class-0000", period
+                    stores.clickhouse, stores.error_store, "class_id", "class-0000", period
                 ),
                 args.repeats,
             )

@@ -2,8 +2,8 @@
 
 model.py          the report Structs: the versioned JSON schema every format renders
 rows.py           what the queries hand the builder
-queries.py        reads from ClickHouse (embedded or server), parameterised
-wrong_answers.py  reads from error_record (SQLite or MySQL), parameterised
+queries.py        reads from ClickHouse (embedded or server), parameterised; error_record
+                  is read through its store (`writech.stores.base.open_error_store`)
 indicators.py     per-student totals, evidence floors, class medians, trends
 homework.py       flagged submissions, knowledge points, common wrong questions, 错题本
 characters.py     stroke order per character, for a student and a class

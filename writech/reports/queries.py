@@ -27,7 +27,6 @@ from writech.reports.rows import (
     Scope,
     StudentData,
 )
-from writech.reports.wrong_answers import WrongAnswers
 from writech.schema import (
     ANALYTICS_METRICS,
     DATABASE,
@@ -36,7 +35,7 @@ from writech.schema import (
     DailyStats,
     HomeworkResult,
 )
-from writech.stores.base import ClickHouse
+from writech.stores.base import ClickHouse, ErrorStore
 
 _DAILY: Final = f"`{DATABASE}`.`{STUDENT_DAILY_STATS.name}`"
 _DAILY_COLUMNS: Final = ", ".join(f"`{name}`" for name in STUDENT_DAILY_STATS.column_names)
@@ -169,14 +168,14 @@ def exam_scores(store: ClickHouse, scope: Scope, scope_id: str, period: Period) 
 
 
 def scope_rows(
-    store: ClickHouse, wrong_answers: WrongAnswers, scope: Scope, scope_id: str, period: Period
+    store: ClickHouse, error_store: ErrorStore, scope: Scope, scope_id: str, period: Period
 ) -> Rows:
     """Everything a report reads about a scope: this period, and the previous one where compared."""
     both = Period(period.previous().start, period.end)
     return Rows(
         daily=daily_rows(store, scope, scope_id, both),
         homework=homework_rows(store, scope, scope_id, both),
-        errors=wrong_answers.question_errors(scope, scope_id, period),
+        errors=error_store.question_errors(scope, scope_id, period),
         characters=character_days(store, scope, scope_id, period),
         legibility=legibility_days(store, scope, scope_id, both),
         exams=exam_scores(store, scope, scope_id, period),
@@ -184,19 +183,19 @@ def scope_rows(
 
 
 def group_data(
-    store: ClickHouse, wrong_answers: WrongAnswers, scope: Scope, scope_id: str, period: Period
+    store: ClickHouse, error_store: ErrorStore, scope: Scope, scope_id: str, period: Period
 ) -> GroupData:
     """A class's or school's rows."""
-    return GroupData(period, scope_rows(store, wrong_answers, scope, scope_id, period))
+    return GroupData(period, scope_rows(store, error_store, scope, scope_id, period))
 
 
 def student_data(
-    store: ClickHouse, wrong_answers: WrongAnswers, member: Membership, period: Period
+    store: ClickHouse, error_store: ErrorStore, member: Membership, period: Period
 ) -> StudentData:
     """A student's own rows and their class's (the class they were last seen in)."""
     # A student seen without a class has no class to compare with.
     classmates = (
-        group_data(store, wrong_answers, "class_id", member.class_id, period)
+        group_data(store, error_store, "class_id", member.class_id, period)
         if member.class_id
         else GroupData(period, EMPTY)
     )
@@ -204,6 +203,6 @@ def student_data(
         student_id=member.student_id,
         class_id=member.class_id,
         school_id=member.school_id,
-        own=scope_rows(store, wrong_answers, "student_id", member.student_id, period),
+        own=scope_rows(store, error_store, "student_id", member.student_id, period),
         group=classmates,
     )

@@ -13,9 +13,8 @@ from writech.reports import build, queries
 from writech.reports.build import DEFAULT_OPTIONS, Options
 from writech.reports.model import DEFAULT_DAYS, Period, Report
 from writech.reports.rows import Scope
-from writech.reports.wrong_answers import WrongAnswers, open_wrong_answers
 from writech.settings import Settings
-from writech.stores.base import ClickHouse, open_clickhouse
+from writech.stores.base import ClickHouse, ErrorStore, open_clickhouse, open_error_store
 
 Kind = Literal["student", "class", "school", "parent"]
 SCOPES: Final[dict[Kind, Scope]] = {
@@ -33,18 +32,18 @@ class ReportError(Exception):
 @dataclass(frozen=True)
 class Stores:
     clickhouse: ClickHouse
-    wrong_answers: WrongAnswers
+    error_store: ErrorStore
 
 
 @contextmanager
 def open_stores(settings: Settings) -> Iterator[Stores]:
     clickhouse = open_clickhouse(settings)
     try:
-        wrong_answers = open_wrong_answers(settings)
+        error_store = open_error_store(settings)
         try:
-            yield Stores(clickhouse, wrong_answers)
+            yield Stores(clickhouse, error_store)
         finally:
-            wrong_answers.close()
+            error_store.close()
     finally:
         clickhouse.close()
 
@@ -92,10 +91,10 @@ def make_report(
         who = "student" if kind == "parent" else kind
         raise ReportError(f"unknown {who} {scope_id!r}: no daily statistics mention it")
     if kind in ("student", "parent"):
-        data = queries.student_data(stores.clickhouse, stores.wrong_answers, member, period)
+        data = queries.student_data(stores.clickhouse, stores.error_store, member, period)
         report = build.build_student_report(data, now, options)
         return build.build_parent_report(report) if kind == "parent" else report
-    group = queries.group_data(stores.clickhouse, stores.wrong_answers, scope, scope_id, period)
+    group = queries.group_data(stores.clickhouse, stores.error_store, scope, scope_id, period)
     if kind == "class":
         return build.build_class_report(scope_id, member.school_id, group, now, options)
     return build.build_school_report(scope_id, group, now, options)

@@ -27,7 +27,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
@@ -58,12 +57,17 @@ from writech.reports.queries import membership
 from writech.reports.render import render
 from writech.reports.roster import Roster
 from writech.reports.service import SCOPES, Kind, ReportError, Stores, default_period, make_report
-from writech.reports.wrong_answers import WrongAnswers
 from writech.serve import board, queries
 from writech.serve.access import AccessFile, User
 from writech.serve.labels import TEXT
 from writech.settings import Settings
-from writech.stores.base import ClickHouse, StoreError, open_clickhouse
+from writech.stores.base import (
+    ClickHouse,
+    ErrorStore,
+    StoreError,
+    open_clickhouse,
+    open_error_store,
+)
 
 log = logging.getLogger(__name__)
 
@@ -224,30 +228,29 @@ def _period(context: Context, user: User, picks: Picks) -> Period:
 
 
 def read_only_connection(settings: Settings) -> tuple[Any, str]:
-    """A connection to the `error_record` store that cannot write, and its placeholder."""
+    """A connection to the `error_record` store that cannot write, and its placeholder:
+    what the store opened `read_only` reads through."""
     if settings.mysql_url:
         import pymysql
 
-        from writech.stores.mysql import connect_arguments
+        from writech.stores.mysql import MYSQL, connect_arguments
 
-        connection: Any = pymysql.connect(**connect_arguments(settings))
-        with connection.cursor() as cursor:
-            cursor.execute("SET SESSION TRANSACTION READ ONLY")
-        return connection, "%s"
-    path = settings.sqlite_path.resolve()
-    if not path.exists():
-        raise ReportError(f"no error records stored yet ({settings.sqlite_path})")
-    return sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True), "?"
+        return pymysql.connect(**connect_arguments(settings, read_only=True)), MYSQL.placeholder
+    from writech.stores.sqlite import SQLITE, connect_read_only
+
+    return connect_read_only(settings.sqlite_path), SQLITE.placeholder
 
 
 @contextmanager
-def wrong_answers(settings: Settings) -> Iterator[WrongAnswers]:
-    """The reports' reader of `error_record`, over a read-only connection."""
-    reader = WrongAnswers(*read_only_connection(settings))
+def error_records(settings: Settings) -> Iterator[ErrorStore]:
+    """The store of `error_record`, opened read-only."""
+    if not settings.mysql_url and not settings.sqlite_path.exists():
+        raise ReportError(f"no error records stored yet ({settings.sqlite_path})")
+    store = open_error_store(settings, read_only=True)
     try:
-        yield reader
+        yield store
     finally:
-        reader.close()
+        store.close()
 
 
 # -- pages --------------------------------------------------------------------
@@ -408,7 +411,7 @@ def report(request: Request) -> Response:
         timezone=context.settings.timezone, subject=picks.subject, roster=context.roster
     )
     try:
-        with wrong_answers(context.settings) as errors:
+        with error_records(context.settings) as errors:
             made = make_report(
                 Stores(context.clickhouse, errors),
                 kind,

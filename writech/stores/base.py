@@ -5,7 +5,8 @@ Embedded by default (chDB for the ClickHouse tables, SQLite for
 Every store writes `TableRows` idempotently (writing a row twice changes
 nothing), verifies that what it sent was stored, and raises `StoreError`
 otherwise, so a failed write stops the run before its epoch commits.
-The server modules are imported only when configured.
+Each store holds its reads too (the reports read through them). The
+server modules are imported only when configured.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from writech.reports.model import Period
+from writech.reports.rows import QuestionError, Scope
 from writech.rows import TableRows
 from writech.schema import (
     ANALYTICS_METRICS,
@@ -52,9 +55,13 @@ class ClickHouse(RowsWriter, Protocol):
 
 
 class ErrorStore(RowsWriter, Protocol):
-    """The store of `error_record` (SQLite or MySQL)."""
+    """The store of `error_record` (SQLite or MySQL): the dataflow's writes, the reports' reads."""
 
     def delete_students(self, student_ids: Sequence[str]) -> int: ...
+
+    def question_errors(
+        self, scope: Scope, scope_id: str, period: Period
+    ) -> list[QuestionError]: ...
 
 
 def delete_counted(store: ClickHouse, table: str, where: str, params: dict[str, Any]) -> int:
@@ -119,15 +126,19 @@ def open_clickhouse(settings: Settings) -> ClickHouse:
     return chdb.open_store(settings.clickhouse_dir, layout_of(settings))
 
 
-def open_error_store(settings: Settings) -> ErrorStore:
-    """The configured store of `error_record`; the caller closes it."""
+def open_error_store(settings: Settings, *, read_only: bool = False) -> ErrorStore:
+    """The configured store of `error_record`; the caller closes it.
+
+    `read_only`: its connections cannot write (`writech serve`), and an
+    embedded store must exist already.
+    """
     if settings.mysql_url:
         from writech.stores.mysql import MysqlErrorStore
 
-        return MysqlErrorStore(settings)
+        return MysqlErrorStore(settings, read_only=read_only)
     from writech.stores.sqlite import SqliteErrorStore
 
-    return SqliteErrorStore(settings.sqlite_path)
+    return SqliteErrorStore(settings.sqlite_path, read_only=read_only)
 
 
 def init_db(settings: Settings) -> None:

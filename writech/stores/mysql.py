@@ -20,7 +20,10 @@ emoji as `?` without an error, so it is refused with what to do instead.
 A lost connection (server restart, network failure, a killed session) is
 re-established and the whole batch retried within `WRITECH_STORE_DEADLINE`;
 every network call is bounded by `WRITECH_STORE_TIMEOUT`; anything else
-(bad credentials, a missing database) fails at once.
+(bad credentials, a missing database) fails at once. Reads go the same way.
+
+Opened `read_only` (the web app), every session is READ ONLY: the server
+refuses any write, and nothing is checked or created at start-up.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from writech.stores.base import StoreError
 from writech.stores.migrations import SqlDialect, SqlSchema, migrate_schema, open_schema
 from writech.stores.retry import Retrying
 from writech.stores.sql import (
+    ErrorRecordReads,
     day_of,
     delete_statement,
     insert_statement,
@@ -71,6 +75,7 @@ _SHAPE: Final = "mysql://user:password@host:port/database"
 # Strict mode on top of whatever the server has: a value that does not fit is
 # an error, never a silently mangled row.
 _STRICT: Final = "SET SESSION sql_mode = CONCAT_WS(',', @@SESSION.sql_mode, 'STRICT_ALL_TABLES')"
+_READ_ONLY: Final = "SET SESSION TRANSACTION READ ONLY"
 _TEXT_CHARSETS: Final = """\
 SELECT column_name, character_set_name FROM information_schema.columns
 WHERE table_schema = DATABASE() AND table_name = 'error_record'
@@ -126,8 +131,11 @@ def mysql_url(settings: Settings) -> ServerUrl:
     return url
 
 
-def connect_arguments(settings: Settings) -> dict[str, Any]:
-    """PyMySQL's connection arguments for the configured server (TLS by the URL's parameters)."""
+def connect_arguments(settings: Settings, *, read_only: bool = False) -> dict[str, Any]:
+    """PyMySQL's connection arguments for the configured server (TLS by the URL's parameters).
+
+    Sessions write in strict mode, or with `read_only` cannot write at all.
+    """
     url = mysql_url(settings)
     timeout = max(1, round(settings.store_timeout))
     return {
@@ -138,7 +146,7 @@ def connect_arguments(settings: Settings) -> dict[str, Any]:
         "database": url.path,
         "charset": "utf8mb4",
         "autocommit": False,
-        "init_command": _STRICT,
+        "init_command": _READ_ONLY if read_only else _STRICT,
         "connect_timeout": timeout,
         "read_timeout": timeout,
         "write_timeout": timeout,
@@ -154,22 +162,29 @@ def is_transient(error: Exception) -> bool:
     return isinstance(error, pymysql.OperationalError) and code in TRANSIENT_CODES
 
 
-class MysqlErrorStore:
-    """Writes `error_record` rows to MySQL."""
+class MysqlErrorStore(ErrorRecordReads):
+    """Writes `error_record` rows to MySQL, and reads them."""
 
-    def __init__(self, settings: Settings, *, upgrade: bool = False) -> None:
+    placeholder = MYSQL.placeholder
+
+    def __init__(
+        self, settings: Settings, *, upgrade: bool = False, read_only: bool = False
+    ) -> None:
         """Connect, and check the database's schema: a fresh one gets the table.
 
         An older schema is refused (`SchemaError`), or with `upgrade` (`writech
         migrate`) brought to this release's; `upgraded` says what was done.
+        `read_only`: sessions that cannot write, and no check (the reads need none).
         """
-        self._connect_arguments = connect_arguments(settings)
+        self._connect_arguments = connect_arguments(settings, read_only=read_only)
         self._retry = Retrying.for_url(
             "MySQL", mysql_url(settings), settings, MysqlError, pymysql.MySQLError, is_transient
         )
         self.where = self._retry.target
         self.upgraded: list[str] = []
         self._connection: Connection[Cursor] | None = None
+        if read_only:
+            return
         wrong = self._retrying("check character sets", _columns_not_utf8mb4)
         if wrong:
             columns = ", ".join(f"{name} ({charset})" for name, charset in wrong)
@@ -206,6 +221,13 @@ class MysqlErrorStore:
         return self._retrying(
             "delete of error records", lambda cursor: cursor.execute(statement, tuple(student_ids))
         )
+
+    def select(self, sql: str, parameters: Sequence[Any]) -> list[tuple[Any, ...]]:
+        def read(cursor: Cursor) -> list[tuple[Any, ...]]:
+            cursor.execute(sql, tuple(parameters))
+            return list(cursor.fetchall())
+
+        return self._retrying("read of error records", read)
 
     def close(self) -> None:
         self._abandon_connection()

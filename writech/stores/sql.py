@@ -5,14 +5,23 @@ Rows arrive as columns (`TableRows`) and leave as parameter tuples of one
 as integers (days since 1970-01-01, microseconds) and are stored as each
 database keeps them: ISO 8601 text in SQLite, DATE and DATETIME(6) in
 MySQL. Every value is a bound parameter.
+
+The reads (`ErrorRecordReads`) are one implementation for both: the SQL
+is the same, only the placeholder differs (`?` for sqlite3, `%s` for
+PyMySQL), and dates are compared as ISO strings, which both order
+correctly (SQLite holds them as text, MySQL converts them to DATE). The
+only text put into SQL is a column name from the fixed `Scope` set.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Final
+from typing import Any, ClassVar, Final, get_args
 
+from writech.reports.model import Period
+from writech.reports.rows import QuestionError, Scope
 from writech.rows import TableRows
 from writech.schema import ERROR_RECORD
 
@@ -21,6 +30,17 @@ EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 COLUMNS: Final = ERROR_RECORD.column_names
 _DATE: Final = COLUMNS.index("date")
 _CREATED_AT: Final = COLUMNS.index("created_at")
+
+# One row per wrong question (a question listed twice in one submission
+# comes once, with `listed` = 2); errors without a question id stay apart.
+_QUESTION_ERRORS: Final = """\
+SELECT event_id, student_id, homework_id, subject, question_id, knowledge_point, error_type,
+       MIN(position), COUNT(*)
+FROM error_record
+WHERE {column} = {p} AND date BETWEEN {p} AND {p}
+GROUP BY event_id, student_id, homework_id, subject, question_id, knowledge_point, error_type,
+         CASE WHEN question_id = '' THEN position ELSE -1 END
+ORDER BY event_id, question_id, knowledge_point, error_type, MIN(position)"""
 
 
 def day_of(days: int) -> date:
@@ -55,3 +75,24 @@ def insert_statement(verb: str, placeholder: str, suffix: str = "") -> str:
         f"{verb} INTO error_record ({', '.join(COLUMNS)}) "
         f"VALUES ({', '.join(placeholder for _ in COLUMNS)}){suffix}"
     )
+
+
+class ErrorRecordReads(ABC):
+    """The reads of `error_record`, the same SQL for both databases.
+
+    A store gives its `placeholder` style and `select`, which runs one
+    parameterised query and returns its rows.
+    """
+
+    placeholder: ClassVar[str]
+
+    @abstractmethod
+    def select(self, sql: str, parameters: Sequence[Any]) -> list[tuple[Any, ...]]: ...
+
+    def question_errors(self, scope: Scope, scope_id: str, period: Period) -> list[QuestionError]:
+        """The scope's wrong questions in the period, per submission, knowledge point and type."""
+        if scope not in get_args(Scope):
+            raise ValueError(f"not a report scope: {scope!r}")
+        sql = _QUESTION_ERRORS.format(column=scope, p=self.placeholder)
+        rows = self.select(sql, (scope_id, period.start.isoformat(), period.end.isoformat()))
+        return [QuestionError(*row) for row in rows]

@@ -5,6 +5,9 @@ WAL and a busy timeout let them write side by side. `INSERT OR IGNORE` on
 the unique key makes a re-inserted record a no-op. SQLite raises on a full
 disk or a damaged file (`sqlite3.OperationalError`, `DatabaseError`); the
 error reaches the dataflow before its epoch commits.
+
+Opened `read_only` (the web app), the file is opened in SQLite's `mode=ro`:
+the connection cannot write, and the file must already exist.
 """
 
 from __future__ import annotations
@@ -13,13 +16,14 @@ import sqlite3
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from writech.rows import TableRows
 from writech.schema import ERROR_RECORD_SQLITE_INDEXES, error_record_sqlite_ddl
 from writech.stores.base import StoreError
 from writech.stores.migrations import SqlDialect, SqlSchema, open_schema
 from writech.stores.sql import (
+    ErrorRecordReads,
     day_of,
     delete_statement,
     insert_statement,
@@ -86,13 +90,20 @@ def connect(path: str | Path) -> sqlite3.Connection:
     return connection
 
 
-class SqliteErrorStore:
-    """Writes `error_record` rows to SQLite, one transaction per batch."""
+def connect_read_only(path: str | Path) -> sqlite3.Connection:
+    """A connection to the existing store at `path` that cannot write (`mode=ro`)."""
+    return sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
 
-    def __init__(self, path: str | Path) -> None:
+
+class SqliteErrorStore(ErrorRecordReads):
+    """Writes `error_record` rows to SQLite, one transaction per batch, and reads them."""
+
+    placeholder = SQLITE.placeholder
+
+    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
         self.path = Path(path)
         try:
-            self._connection = connect(path)
+            self._connection = connect_read_only(path) if read_only else connect(path)
         except sqlite3.Error as exc:
             raise SqliteError(f"SQLite store at {path} cannot open: {exc}") from None
 
@@ -124,6 +135,14 @@ class SqliteErrorStore:
                 f"SQLite store at {self.path}: delete from error_record failed: {exc}"
             ) from None
         return deleted.rowcount
+
+    def select(self, sql: str, parameters: Sequence[Any]) -> list[tuple[Any, ...]]:
+        try:
+            return self._connection.execute(sql, parameters).fetchall()
+        except sqlite3.Error as exc:
+            raise SqliteError(
+                f"SQLite store at {self.path}: read of error_record failed: {exc}"
+            ) from None
 
     def close(self) -> None:
         self._connection.close()
