@@ -1,9 +1,8 @@
 """The measured side of the benchmark: one configuration, in a process of its own.
 
     python -m benchmarks.child RESULT seed FILE [--batch-size N]
-    python -m benchmarks.child RESULT floor FILE [--batch-size N] [--flush-every N]
-    python -m benchmarks.child RESULT state FILE
-    python -m benchmarks.child RESULT module MODULE [--preload M,...] -- ARG...
+    python -m benchmarks.child RESULT (floor|lean-floor|stages|state) FILE [--batch-size N] [--flush-every N]
+    python -m benchmarks.child RESULT module MODULE [--preload M,...] [--timed M:F,...] -- ARG...
     python -m benchmarks.child RESULT count
 
 Each writes a JSON object to RESULT: `started` and `finished` (epoch
@@ -11,30 +10,34 @@ seconds, so the runner can span several processes), `seconds` (the time
 measured) and what the configuration counted. Modules a run needs are
 imported before the clock starts: interpreter start-up is not part of
 any figure. `benchmarks.run` starts these and reads RESULT.
+
+`floor`, `lean-floor` and `stages` are the product's work as plain calls
+(`benchmarks.floor`); `module` runs a product command in this process and
+then reports the product's own counters (rows written per table, insert
+times), and with `--timed` the duration of every call to the functions
+named (e.g. `writech.shards:ShardLogic.on_batch`).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import importlib
 import importlib.util
 import itertools
 import logging
-import pickle
 import runpy
+import statistics
 import sys
 import time
-import tracemalloc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import msgspec
 
-from writech.aggregate import Shard, ShardOutput
-from writech.events import EventDecoder, RawBatch
 from writech.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,136 +89,13 @@ def seed(path: str, batch_size: int) -> dict[str, Any]:
         "parsed": stats["processed"],
         "dropped": stats["dropped"],
         "errors": stats["errors"],
-        "rows_written": written,
-    }
-
-
-def raw_batches(path: str, batch_size: int) -> Iterator[RawBatch]:
-    """The file as the product's files source reads it, driven without Bytewax."""
-    from writech.sources.files import JsonLinesSource
-
-    reader = JsonLinesSource([path], batch_size).build_part("read", path, None)
-    try:
-        while True:
-            try:
-                yield from reader.next_batch()
-            except StopIteration:
-                return
-    finally:
-        reader.close()
-
-
-class Aggregation:
-    """The product's shard, decode and aggregate steps as plain calls, state in `shards`."""
-
-    def __init__(self) -> None:
-        from writech.shards import split_by_shard  # imports Bytewax: not for every mode
-
-        self.settings = settings = Settings()
-        self.decoder = EventDecoder(settings.tz, settings.future_skew, settings.max_message_bytes)
-        self.shards: dict[str, Shard] = {}
-        self._split = split_by_shard
-
-    def apply(self, batch: RawBatch) -> tuple[int, list[ShardOutput]]:
-        """Dead letters of decoding, and each shard's output, for one batch."""
-        dead, outputs = 0, []
-        for key, group in self._split(self.settings.shards, batch, self.decoder.student_of):
-            events, rejected = self.decoder.decode_batch(group)
-            dead += len(rejected)
-            shard = self.shards.get(key)
-            if shard is None:
-                shard = self.shards[key] = Shard(self.settings.retention_days)
-            outputs.append(shard.apply(events))
-        return dead, outputs
-
-    def flush(self) -> int:
-        return sum(len(shard.flush()) for shard in self.shards.values())
-
-
-def floor(path: str, batch_size: int, flush_every: int) -> dict[str, Any]:
-    """The product's own decode, validate and aggregate in a plain loop: no framework, no I/O.
-
-    Every shard is flushed every `flush_every` batches, as the dataflow
-    flushes each changed row once per flush interval; reading the file is
-    not timed.
-    """
-    from writech.flow import tune_gc
-
-    aggregation = Aggregation()
-    tune_gc()  # as the product's processes run
-    counts = dict.fromkeys(
-        ("processed", "duplicates", "dead_lettered", "stats", "metrics", "errors"), 0
-    )
-    seconds = 0.0
-    started = time.time()
-    for number, batch in enumerate(raw_batches(path, batch_size), 1):
-        clock = time.perf_counter()
-        dead, outputs = aggregation.apply(batch)
-        counts["dead_lettered"] += dead
-        for out in outputs:
-            counts["processed"] += out.processed
-            counts["duplicates"] += out.duplicates
-            counts["dead_lettered"] += len(out.dead_letters)
-            counts["stats"] += len(out.stats)
-            counts["metrics"] += len(out.metrics)
-            counts["errors"] += len(out.errors)
-        if number % flush_every == 0:
-            counts["stats"] += aggregation.flush()
-        seconds += time.perf_counter() - clock
-    clock = time.perf_counter()
-    counts["stats"] += aggregation.flush()
-    seconds += time.perf_counter() - clock
-    return {"started": started, "finished": time.time(), "seconds": seconds, **counts}
-
-
-def state(path: str) -> dict[str, Any]:
-    """Memory of the aggregation state after the whole file: in memory (tracemalloc) and pickled.
-
-    Everything allocated while the file is decoded and aggregated and
-    still alive afterwards is the state; the event-id part is measured on
-    its own (sets of ints), the rest is the rows and their keys.
-    """
-    started = time.time()
-    aggregation = Aggregation()
-    gc.collect()
-    tracemalloc.start()
-    baseline = tracemalloc.get_traced_memory()[0]
-    for batch in raw_batches(path, 2000):
-        aggregation.apply(batch)
-    aggregation.flush()
-    del batch
-    aggregation.decoder._timestamps._minutes.clear()  # the decoder's cache is not state
-    gc.collect()
-    in_memory = tracemalloc.get_traced_memory()[0] - baseline
-    tracemalloc.stop()
-    shards = list(aggregation.shards.values())
-    seen = [shard.seen for shard in shards]  # the lookup set, rebuilt from the days' arrays
-    by_day = [day.ids for shard in shards for day in shard.days.values()]
-    ids = sum(len(ids) for ids in seen)
-    ids_memory = sum(sys.getsizeof(ids) + sum(map(sys.getsizeof, ids)) for ids in seen) + sum(
-        map(sys.getsizeof, by_day)
-    )
-    rows = sum(shard.retained_rows for shard in shards)
-    pickled = sum(len(pickle.dumps(shard, pickle.HIGHEST_PROTOCOL)) for shard in shards)
-    ids_pickled = len(pickle.dumps(by_day, pickle.HIGHEST_PROTOCOL))
-    return {
-        "started": started,
-        "finished": time.time(),
-        "seconds": time.time() - started,
-        "shards": len(shards),
-        "retained_rows": rows,
-        "retained_event_ids": ids,
-        "memory_bytes": in_memory,
-        "pickled_bytes": pickled,
-        "memory_per_row": (in_memory - ids_memory) / rows,
-        "memory_per_event_id": ids_memory / ids,
-        "pickled_per_row": (pickled - ids_pickled) / rows,
-        "pickled_per_event_id": ids_pickled / ids,
+        "rows_flushed": written,
     }
 
 
 def module(name: str, preload: list[str], args: list[str]) -> dict[str, Any]:
-    """Run `python -m name args...` in this process, timed once `preload` is imported."""
+    """Run `python -m name args...` in this process, timed once `preload` is imported;
+    then the product's counters as the run left them."""
     for module_name in preload:
         importlib.import_module(module_name)
     sys.argv = [name, *args]
@@ -230,7 +110,81 @@ def module(name: str, preload: list[str], args: list[str]) -> dict[str, Any]:
     sys.stdout.flush()
     if code not in (0, None):
         raise SystemExit(f"python -m {name} {' '.join(args)} exited with {code}")
-    return {"started": started, "finished": time.time(), "seconds": seconds}
+    return {"started": started, "finished": time.time(), "seconds": seconds, **product_counters()}
+
+
+def product_counters() -> dict[str, Any]:
+    """What this process's run counted (`writech.counters`): messages, rows written per
+    table, and the time of its inserts per table (sum and count)."""
+    from writech import counters
+    from writech.flow import WRITTEN_TABLES
+
+    def value(name: str, **labels: str) -> float:
+        return counters.value(name, **labels)
+
+    names = [table.name for table in WRITTEN_TABLES]
+    return {
+        "messages_read": int(value("writech_messages_read_total")),
+        "processed": int(value("writech_events_processed_total")),
+        "duplicates": int(value("writech_events_duplicate_total")),
+        "rows_written": {
+            table: int(value("writech_rows_written_total", table=table)) for table in names
+        },
+        "insert_seconds": {
+            table: round(value("writech_sink_batch_seconds_sum", table=table), 3) for table in names
+        },
+        "inserts": {
+            table: int(value("writech_sink_batch_seconds_count", table=table)) for table in names
+        },
+    }
+
+
+class CallTimes:
+    """The duration of every call to the functions named (`module:Qualified.name`): wrapped
+    in this process only, for the benchmark to say where a run's time goes."""
+
+    def __init__(self, targets: list[str]) -> None:
+        self.durations: dict[str, list[float]] = {}
+        for target in targets:
+            self._wrap(target)
+
+    def _wrap(self, target: str) -> None:
+        module_name, _, qualified = target.partition(":")
+        owner: Any = importlib.import_module(module_name)
+        *path, name = qualified.split(".")
+        for part in path:
+            owner = getattr(owner, part)
+        original: Callable[..., Any] = getattr(owner, name)
+        durations = self.durations.setdefault(target, [])
+
+        @functools.wraps(original)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                durations.append(time.perf_counter() - started)
+
+        setattr(owner, name, timed)
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "call_seconds": {target: summary(times) for target, times in self.durations.items()}
+        }
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    """Count, total, median, 95th percentile and maximum of `values`."""
+    if not values:
+        return {"count": 0}
+    ordered = sorted(values)
+    return {
+        "count": len(ordered),
+        "total": round(sum(ordered), 4),
+        "p50": round(statistics.median(ordered), 6),
+        "p95": round(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], 6),
+        "max": round(ordered[-1], 6),
+    }
 
 
 def count() -> dict[str, Any]:
@@ -282,30 +236,55 @@ def main(argv: list[str] | None = None) -> None:
     seed_mode = modes.add_parser("seed")
     seed_mode.add_argument("file")
     seed_mode.add_argument("--batch-size", type=int, default=2000)
-    floor_mode = modes.add_parser("floor")
-    floor_mode.add_argument("file")
-    floor_mode.add_argument("--batch-size", type=int, default=2000)
-    floor_mode.add_argument("--flush-every", type=int, default=25)
-    modes.add_parser("state").add_argument("file")
+    for name in PIPELINES:
+        floor_mode = modes.add_parser(name)
+        floor_mode.add_argument("file")
+        floor_mode.add_argument("--batch-size", type=int, default=2000)
+        floor_mode.add_argument("--flush-every", type=int, default=25)
     module_mode = modes.add_parser("module")
     module_mode.add_argument("name")
     module_mode.add_argument("--preload", default="", help="comma-separated modules")
+    module_mode.add_argument("--timed", default="", help="comma-separated module:function")
     module_mode.add_argument("args", nargs=argparse.REMAINDER)
     modes.add_parser("count")
     args = parser.parse_args(argv)
     collector = GcClock()
+    result: dict[str, Any]
     if args.mode == "seed":
         result = seed(args.file, args.batch_size)
-    elif args.mode == "floor":
-        result = floor(args.file, args.batch_size, args.flush_every)
-    elif args.mode == "state":
-        result = state(args.file)
+    elif args.mode in PIPELINES:
+        result = pipeline(args.mode, args.file, args.batch_size, args.flush_every)
     elif args.mode == "module":
         arguments = args.args[1:] if args.args[:1] == ["--"] else args.args
+        calls = CallTimes([target for target in args.timed.split(",") if target])
         result = module(args.name, [m for m in args.preload.split(",") if m], arguments)
+        result |= calls.report()
     else:
         result = count()
     args.result.write_bytes(msgspec.json.encode(result | collector.report()))
+
+
+PIPELINES = ("floor", "lean-floor", "stages", "state")
+
+
+def pipeline(mode: str, path: str, batch_size: int, flush_every: int) -> dict[str, Any]:
+    """One of the plain-call modes (`benchmarks.floor`), in the product's GC setting."""
+    from benchmarks import floor
+    from writech.flow import tune_gc
+
+    if mode == "state":
+        return floor.state(path, batch_size, flush_every)
+    kinds: dict[str, Callable[[Settings], floor.Pipeline]] = {
+        "floor": floor.Floor,
+        "lean-floor": floor.LeanFloor,
+        "stages": floor.Stages,
+    }
+    runner = kinds[mode](Settings())
+    tune_gc()  # as the product's processes run
+    result = floor.run(runner, path, batch_size, flush_every)
+    if isinstance(runner, floor.Stages):
+        result |= runner.per_event(result["messages"])
+    return result
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Throughput and memory of every configuration, on the same data, in one run.
+"""Throughput, memory and latency of every configuration, on the same data, in one run.
 
     .venv/bin/python -m benchmarks.run [--events N] [--only NAME,...] [--publish]
 
@@ -6,22 +6,24 @@ Generates the workloads with `writech generate` (kept under the results
 folder and reused, since generation is deterministic), then runs each
 configuration in a process of its own (`benchmarks.child`), reading its
 peak RSS from the kernel (wait4) and its run time from the child (modules
-imported before the clock starts). Prints a table, the ratios and the
-targets, and writes `benchmarks/results/benchmarks.json` and an SVG chart;
-`--publish` also writes them to docs/. docs/benchmarks.md explains every row.
+imported before the clock starts). Then the floor's stage breakdown, the
+state's memory and the live latency from Kafka (`benchmarks.latency`).
+Prints a table, the rows each table receives per event, the stages, the
+ratios and the targets, and writes `benchmarks/results/benchmarks.json` and
+an SVG chart; `--publish` also writes them to docs/. docs/benchmarks.md
+explains every row.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import platform
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -29,7 +31,16 @@ from typing import Any
 
 import msgspec
 
+from benchmarks import latency as live
 from benchmarks.child import SEED
+from benchmarks.floor import STAGES
+from benchmarks.services import (
+    cpu_by_process,
+    cpu_by_service,
+    free_port,
+    machine_busy_seconds,
+    servers,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -123,7 +134,7 @@ class Bench:
     ) -> Result:
         """Run `commands` (child arguments after RESULT) side by side; one row of the table.
 
-        `services` names the services (see `_ROLES`) the configuration uses:
+        `services` names the services (see `services.ROLES`) the configuration uses:
         their CPU is reported apart from other users'.
         """
         print(f"-- {name} ({workload.name}) ...", file=sys.stderr, flush=True)
@@ -153,22 +164,19 @@ class Bench:
             if process.returncode:
                 failed.append(f"exit {process.returncode}, log {log}:\n{_tail(log)}")
         wall, busy = time.monotonic() - wall, machine_busy_seconds() - busy
-        by_service: dict[str, float] = {}
-        for pid, (role, seconds) in cpu_by_process().items():
-            spent = seconds - before.get(pid, (role, 0.0))[1]
-            if role in services and spent > 0:
-                by_service[role] = round(by_service.get(role, 0.0) + spent, 2)
+        by_service = cpu_by_service(before, services)
         if failed:
             raise RuntimeError(f"{name} failed: " + "\n".join(failed))
         reports = [msgspec.json.decode(output.read_bytes()) for output in outputs]
         started = min(report["started"] for report in reports)
         finished = max(report["finished"] for report in reports)
         seconds = reports[0]["seconds"] if len(reports) == 1 else finished - started
-        detail = {
-            key: value
-            for key, value in reports[0].items()
-            if key not in ("started", "finished", "seconds")
-        }
+        detail = merged(
+            [
+                {key: value for key, value in report.items() if key not in _TIMES}
+                for report in reports
+            ]
+        )
         # CPU over the measured processes' lifetimes: theirs, the services',
         # and what the rest of the machine (other users) took of the cores.
         detail |= {
@@ -202,42 +210,26 @@ class Bench:
         return next((result for result in self.results if result.name == name), None)
 
 
-def machine_busy_seconds() -> float:
-    """CPU seconds all cores have spent not idle since boot (Linux /proc/stat)."""
-    stat = Path("/proc/stat")
-    if not stat.exists():
-        return 0.0
-    ticks = [int(value) for value in stat.read_text().split("\n", 1)[0].split()[1:]]
-    idle = ticks[3] + ticks[4]  # idle + iowait
-    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+_TIMES = ("started", "finished", "seconds")
 
 
-# Which service a process is, by a word of its command line.
-_ROLES = {
-    "tests.services.clickhouse_http": "clickhouse fixture",
-    "tansu": "kafka broker",
-    "mariadbd": "mariadb",
-    "mysqld": "mariadb",
-}
+def merged(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """The first process's report, with what each process counted summed over all of them."""
+    detail = dict(reports[0])
+    for report in reports[1:]:
+        for key, value in report.items():
+            if isinstance(value, int | float) and key in _SUMMED:
+                detail[key] = detail.get(key, 0) + value
+            elif isinstance(value, dict) and key in _SUMMED:
+                totals = dict(detail.get(key, {}))
+                for name, amount in value.items():
+                    totals[name] = totals.get(name, 0) + amount
+                detail[key] = totals
+    return detail
 
 
-def cpu_by_process() -> dict[int, tuple[str, float]]:
-    """Every live process's service name ("" if none) and CPU seconds so far (Linux /proc)."""
-    found = {}
-    ticks = os.sysconf("SC_CLK_TCK")
-    for folder in Path("/proc").glob("[0-9]*"):
-        try:
-            stat = (folder / "stat").read_text()
-            command = (
-                (folder / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            )
-        except OSError:  # gone meanwhile
-            continue
-        fields = stat.rpartition(")")[2].split()
-        seconds = (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
-        role = next((role for word, role in _ROLES.items() if word in command), "")
-        found[int(folder.name)] = (role, seconds)
-    return found
+# What each process of a run counts for itself (`benchmarks.child.product_counters`).
+_SUMMED = ("messages_read", "processed", "duplicates", "rows_written", "insert_seconds", "inserts")
 
 
 def _tail(path: Path, lines: int = 20) -> str:
@@ -262,8 +254,9 @@ def seed(bench: Bench, workload: Workload, suffix: str = "") -> None:
         )
 
 
-def floor(bench: Bench, workload: Workload, suffix: str = "") -> None:
-    bench.run(f"floor{suffix}", workload, [["floor", str(workload.path)]])
+def floor(bench: Bench, workload: Workload, suffix: str = "", lean: bool = False) -> None:
+    name = "lean-floor" if lean else "floor"
+    bench.run(f"{name}{suffix}", workload, [[name, str(workload.path)]])
 
 
 def replay(bench: Bench, workload: Workload, suffix: str = "") -> None:
@@ -341,9 +334,13 @@ def kafka(bench: Bench, workload: Workload, wanted: set[str]) -> None:
             if f"kafka-{processes}p" not in wanted:
                 continue
             with servers(bench.folder / f"kafka-{processes}p") as stores:
-                env = {**base, **stores, "WRITECH_KAFKA_DLQ_TOPIC": f"{topic}-dlq-{processes}"}
+                env = {
+                    **base,
+                    **stores.env,
+                    "WRITECH_KAFKA_DLQ_TOPIC": f"{topic}-dlq-{processes}",
+                }
                 hostfile = bench.folder / f"kafka-{processes}p" / "hosts.txt"
-                hostfile.write_text("".join(f"127.0.0.1:{_free_port()}\n" for _ in range(2)))
+                hostfile.write_text("".join(f"127.0.0.1:{free_port()}\n" for _ in range(2)))
                 env["BYTEWAX_HOSTFILE_PATH"] = str(hostfile)
                 arguments = [["-i", str(number)] for number in range(processes)]
                 commands = [
@@ -362,47 +359,18 @@ def kafka(bench: Bench, workload: Workload, wanted: set[str]) -> None:
         broker.stop()
 
 
-@contextlib.contextmanager
-def servers(folder: Path) -> Iterator[dict[str, str]]:
-    """A fresh ClickHouse HTTP fixture (chDB behind HTTP) and MariaDB database, as settings."""
-    from tests.services.clickhouse_http import ClickHouseServer
-    from tests.services.mysql import MysqlUser
-
-    shutil.rmtree(folder, ignore_errors=True)
-    server = ClickHouseServer(folder / "clickhouse")
-    server.start()
-    user = MysqlUser()
-    database = user.create_database()
-    try:
-        yield {
-            "WRITECH_CLICKHOUSE_URL": server.url,
-            "WRITECH_MYSQL_URL": user.url(database),
-            "WRITECH_DATA_DIR": str(folder / "unused-embedded-data"),
-        }
-    finally:
-        user.drop_database(database)
-        user.drop()
-        server.stop()
-
-
-def _free_port() -> int:
-    from tests.services.ports import free_port
-
-    return free_port()
-
-
-def state(bench: Bench, workload: Workload) -> dict[str, Any]:
-    """Memory of the aggregation state after the whole workload (not a throughput row)."""
-    output = bench.folder / "state.json"
-    print("-- state memory ...", file=sys.stderr, flush=True)
+def extra(bench: Bench, workload: Workload, mode: str) -> dict[str, Any]:
+    """A plain-call mode of `benchmarks.child` that is not a throughput row (`stages`, `state`)."""
+    output = bench.folder / f"{mode}.json"
+    print(f"-- {mode} ...", file=sys.stderr, flush=True)
     subprocess.run(
-        [sys.executable, "-m", "benchmarks.child", str(output), "state", str(workload.path)],
+        [sys.executable, "-m", "benchmarks.child", str(output), mode, str(workload.path)],
         cwd=REPO,
         check=True,
     )
     report: dict[str, Any] = msgspec.json.decode(output.read_bytes())
-    for key in ("started", "finished", "seconds"):
-        report.pop(key)
+    for key in (*_TIMES, "gc_seconds", "gc_seconds_by_generation", "gc_collections_by_generation"):
+        report.pop(key, None)
     return report
 
 
@@ -410,7 +378,9 @@ def state(bench: Bench, workload: Workload) -> dict[str, Any]:
 
 CONFIGURATIONS: dict[str, str] = {
     "seed": "the seed's processor: parse, validate, process_event, flush every batch; no I/O",
-    "floor": "the product's decode + validate + aggregate in a plain loop; no framework, no I/O",
+    "lean-floor": "the product's decode + validate + dedup + aggregate in a plain loop; no I/O",
+    "floor": "the product's per-event work (lean floor + minute windows + columnar rows + "
+    "batching) in a plain loop; no framework, no I/O",
     "replay": "writech replay, one worker, into chDB + SQLite",
     "recovery": "writech replay with a recovery store, snapshots every 10 s",
     "kafka-embedded": "Kafka (3 partitions) to chDB + SQLite, one process",
@@ -420,13 +390,26 @@ CONFIGURATIONS: dict[str, str] = {
     "floor-large": "floor, on the workload with 1% messages of 64-200 KiB",
     "replay-large": "replay, on the workload with 1% messages of 64-200 KiB",
 }
+# What a run measures besides the throughput rows.
+EXTRAS = {
+    "stages": "the floor's work stage by stage: µs per event of each stage",
+    "state": "the memory of the state after the whole base workload",
+    "latency": "from producing to Kafka to readable in ClickHouse, at steady rates",
+}
+# The issue's latency target: p95 at this rate, with the default flush interval.
+LATENCY_RATE, LATENCY_P95 = 20_000, 5.0
 
 
 def ratios(bench: Bench) -> dict[str, float]:
     pairs = {
         "replay/seed": ("replay", "seed"),
+        "floor/seed": ("floor", "seed"),
+        "lean-floor/seed": ("lean-floor", "seed"),
         "replay/floor": ("replay", "floor"),
+        "replay/lean-floor": ("replay", "lean-floor"),
+        "floor/lean-floor": ("floor", "lean-floor"),
         "kafka 2 processes/1 process": ("kafka-2p", "kafka-1p"),
+        "kafka 2 processes/seed": ("kafka-2p", "seed"),
         "replay-large/seed-large": ("replay-large", "seed-large"),
         "replay-large/floor-large": ("replay-large", "floor-large"),
     }
@@ -438,23 +421,62 @@ def ratios(bench: Bench) -> dict[str, float]:
     return found
 
 
-def targets(bench: Bench, found: dict[str, float]) -> list[dict[str, Any]]:
-    checks: list[tuple[str, float | None, Callable[[float], bool]]] = [
-        ("replay >= 10 x seed events/s", found.get("replay/seed"), lambda v: v >= 10),
-        ("replay >= 0.4 x floor events/s", found.get("replay/floor"), lambda v: v >= 0.4),
-        ("two processes >= 1.6 x one process", found.get("kafka 2 processes/1 process"),
-         lambda v: v >= 1.6),
-    ]  # fmt: skip
-    replayed = bench.find("replay")
-    checks.append(
-        ("replay peak RSS < 1 GiB (MiB)", replayed.peak_rss_mib if replayed else None,
-         lambda v: v < 1024)
-    )  # fmt: skip
-    return [
-        {"target": label, "value": value, "met": check(value)}
-        for label, value, check in checks
-        if value is not None
+def targets(
+    bench: Bench, found: dict[str, float], latencies: Sequence[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The issue's targets, each with its measured value and whether it was met."""
+    at_least: list[tuple[str, str, float]] = [
+        ("replay >= 3 x seed events/s", "replay/seed", 3),
+        ("floor >= 4 x seed events/s", "floor/seed", 4),
+        ("replay >= 0.7 x floor events/s", "replay/floor", 0.7),
+        ("two processes >= 1.8 x one process", "kafka 2 processes/1 process", 1.8),
+        ("two processes >= 4.5 x seed events/s", "kafka 2 processes/seed", 4.5),
     ]
+    checks = [
+        {"target": label, "value": found[ratio], "met": found[ratio] >= bound}
+        for label, ratio, bound in at_least
+        if ratio in found
+    ]
+    replayed = bench.find("replay")
+    if replayed:
+        checks.append(
+            {
+                "target": "replay peak RSS <= 700 MiB (MiB)",
+                "value": replayed.peak_rss_mib,
+                "met": replayed.peak_rss_mib <= 700,
+            }
+        )
+    for result in latencies:
+        if result["rate"] != LATENCY_RATE:
+            continue
+        # met only at the rate asked for, with every probe seen
+        reached = result["produced_rate"] >= 0.95 * LATENCY_RATE
+        for kind, row in (("window", "window row"), ("daily", "daily row")):
+            found_latency = result["latency_seconds"][kind]
+            if "p95" not in found_latency:
+                continue
+            checks.append(
+                {
+                    "target": f"{row} p95 <= {LATENCY_P95:g} s at {LATENCY_RATE:,} events/s (s)",
+                    "value": found_latency["p95"],
+                    "met": reached
+                    and found_latency["unseen"] == 0
+                    and found_latency["p95"] <= LATENCY_P95,
+                }
+            )
+    return checks
+
+
+def rows_per_event(results: Sequence[Result]) -> dict[str, dict[str, float]]:
+    """Rows each table received per event read, for every run that counted them."""
+    return {
+        result.name: {
+            table: round(rows / result.events, 4)
+            for table, rows in sorted(result.detail["rows_written"].items())
+        }
+        for result in results
+        if isinstance(result.detail.get("rows_written"), dict)
+    }
 
 
 def machine() -> dict[str, Any]:
@@ -487,6 +509,42 @@ def table(results: Sequence[Result]) -> str:
     return "\n".join(lines)
 
 
+def rows_table(found: dict[str, dict[str, float]]) -> str:
+    """Rows per event, one line per configuration, one column per table."""
+    tables = sorted({table for rows in found.values() for table in rows})
+    lines = ["rows per event   " + " ".join(f"{table[:14]:>14}" for table in tables)]
+    for name, rows in found.items():
+        lines.append(f"{name:<16} " + " ".join(f"{rows.get(table, 0):>14.4f}" for table in tables))
+    return "\n".join(lines)
+
+
+def stages_table(stages: dict[str, Any], bench: Bench) -> str:
+    """Each stage's µs per event, the sums beside the floors' measured µs per event."""
+    micros = stages["us_per_event"]
+    lines = [f"{'stage':<16} {'µs/event':>9}"]
+    lines += [f"{stage:<16} {micros[stage]:>9.3f}" for stage in STAGES]
+    measured = {
+        name: 1e6 / result.events_per_second
+        for name in ("lean-floor", "floor")
+        if (result := bench.find(name))
+    }
+    lines.append(
+        f"{'lean stages':<16} {stages['lean_stages_us']:>9.3f}"
+        + (
+            f"   lean-floor measured {measured['lean-floor']:.3f}"
+            if "lean-floor" in measured
+            else ""
+        )
+    )
+    lines.append(f"{'windows':<16} {stages['windows_us']:>9.3f}")
+    lines.append(
+        f"{'all stages':<16} {stages['stages_us']:>9.3f}"
+        + (f"   floor measured {measured['floor']:.3f}" if "floor" in measured else "")
+    )
+    lines.append(f"{'between stages':<16} {stages['between_stages_us']:>9.3f}")
+    return "\n".join(lines)
+
+
 def chart(results: Sequence[Result], path: Path) -> None:
     """Events/s per configuration as a horizontal bar chart (SVG)."""
     import pygal  # type: ignore[import-untyped]
@@ -511,13 +569,24 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--days", type=int, default=5)
     parser.add_argument("--large-events", type=int, default=1_000_000)
     parser.add_argument(
-        "--only", default="", help=f"comma-separated subset of: {', '.join(CONFIGURATIONS)}, state"
+        "--only",
+        default="",
+        help=f"comma-separated subset of: {', '.join([*CONFIGURATIONS, *EXTRAS])}",
+    )
+    parser.add_argument(
+        "--latency-rates", default="5000,20000", help="events a second, comma-separated"
+    )
+    parser.add_argument(
+        "--latency-seconds", type=float, default=60, help="measured seconds at each rate"
+    )
+    parser.add_argument(
+        "--latency-warmup", type=float, default=10, help="seconds at each rate before measuring"
     )
     parser.add_argument("--results", type=Path, default=RESULTS, help="output folder")
     parser.add_argument("--publish", action="store_true", help="also write docs/benchmarks.*")
     args = parser.parse_args(argv)
-    wanted = set(filter(None, args.only.split(","))) or {*CONFIGURATIONS, "state"}
-    unknown = wanted - {*CONFIGURATIONS, "state"}
+    wanted = set(filter(None, args.only.split(","))) or {*CONFIGURATIONS, *EXTRAS}
+    unknown = wanted - {*CONFIGURATIONS, *EXTRAS}
     if unknown:
         parser.error(f"unknown configuration(s): {', '.join(sorted(unknown))}")
 
@@ -538,6 +607,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     load_before = os.getloadavg()
     steps: list[tuple[str, Workload, Callable[[Bench, Workload], None]]] = [
         ("seed", base, seed),
+        ("lean-floor", base, lambda bench, workload: floor(bench, workload, lean=True)),
         ("floor", base, floor),
         ("replay", base, replay),
         ("recovery", base, recovery),
@@ -550,10 +620,23 @@ def main(argv: Sequence[str] | None = None) -> None:
         if name in wanted or (name == "kafka" and wanted & KAFKA):
             workload.generate()
             work(bench, workload)
-    memory = state(bench, base) if "state" in wanted else {}
+    if wanted & {"stages", "state"}:
+        base.generate()
+    stages = extra(bench, base, "stages") if "stages" in wanted else {}
+    memory = extra(bench, base, "state") if "state" in wanted else {}
+    latencies = (
+        live.measure_rates(
+            [int(rate) for rate in args.latency_rates.split(",")],
+            runs,
+            live.Options(seconds=args.latency_seconds, warmup=args.latency_warmup),
+        )
+        if "latency" in wanted
+        else []
+    )
 
     found = ratios(bench)
-    checks = targets(bench, found)
+    per_event = rows_per_event(bench.results)
+    checks = targets(bench, found, latencies)
     report = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
@@ -572,22 +655,36 @@ def main(argv: Sequence[str] | None = None) -> None:
             for workload in (base, large)
         },
         "results": [result.as_json() for result in bench.results],
+        "rows_per_event": per_event,
+        "stages": stages,
         "ratios": found,
         "targets": checks,
         "state": memory,
+        "latency": latencies,
         "notes": bench.notes,
     }
     print(table(bench.results))
+    if per_event:
+        print(rows_table(per_event))
+    if stages:
+        print(stages_table(stages, bench))
+    for result in latencies:
+        print(f"latency at {result['rate']:>6,}/s: {live.summary_line(result)}")
     for label, value in found.items():
         print(f"{label:<32} {value:6.2f}")
     for check in checks:
         print(f"{'met   ' if check['met'] else 'MISSED'} {check['target']}: {check['value']:.2f}")
     if memory:
         print(
-            f"state: {memory['retained_rows']:,} rows, {memory['retained_event_ids']:,} event ids; "
-            f"{memory['memory_per_row']:.0f} B/row + {memory['memory_per_event_id']:.0f} B/id "
-            f"in memory, {memory['pickled_per_row']:.0f} B/row + "
-            f"{memory['pickled_per_event_id']:.1f} B/id pickled"
+            f"state: {memory['retained_rows']:,} rows, {memory['retained_event_ids']:,} event ids, "
+            f"{memory['retained_student_windows']:,} student and "
+            f"{memory['retained_class_windows']:,} class windows; in memory "
+            f"{memory['memory_per_row']:.0f} B/row, {memory['memory_per_event_id']:.0f} B/id, "
+            f"{memory['memory_per_student_window']:.0f} and "
+            f"{memory['memory_per_class_window']:.0f} B/window; pickled "
+            f"{memory['pickled_per_row']:.0f} B/row, {memory['pickled_per_event_id']:.1f} B/id, "
+            f"{memory['pickled_per_student_window']:.0f} and "
+            f"{memory['pickled_per_class_window']:.0f} B/window"
         )
     for note in bench.notes:
         print(f"note: {note}")
