@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -12,11 +13,16 @@ import pytest
 from msgspec.structs import astuple
 
 from tests.services.mysql import ADMIN_ADDRESS, MysqlUser
+from tests.test_sqlite import dated, record
+from writech.reports.model import Period
+from writech.reports.rows import Scope
 from writech.rows import TableRows
 from writech.schema import ERROR_RECORD, ERROR_RECORD_MYSQL_DDL, ErrorRecord
 from writech.settings import Settings, SettingsError
+from writech.stores.base import open_error_store
 from writech.stores.mysql import MysqlError, MysqlErrorStore
 from writech.stores.sql import EPOCH, EPOCH_DATE
+from writech.stores.sqlite import SqliteErrorStore
 
 pytestmark = pytest.mark.services
 
@@ -219,3 +225,54 @@ def test_the_password_may_come_from_its_own_setting(
     store.insert(TableRows.from_rows(ERROR_RECORD, [_as_row(_record(1))]))
     store.close()
     assert len(_stored(mysql_user, mysql_database)) == 1
+
+
+# -- reads ---------------------------------------------------------------------------
+
+
+def test_the_reads_are_those_of_the_sqlite_store(mysql_database: str, tmp_path: Path) -> None:
+    """One implementation of the reports' reads (`writech.stores.sql`), in either dialect."""
+    records = [
+        dated(record(f"e{n // 3}", n % 3, student_id=f"s{n % 4}", class_id=f"c{n % 2}",
+                     question_id=("", "q1", "q2")[n % 3], knowledge_point=text),
+              date(2026, 9, 1 + n % 5))
+        for n, text in enumerate(HOSTILE * 4)
+    ]  # fmt: skip
+    mysql = MysqlErrorStore(Settings(mysql_url=mysql_database))
+    sqlite = SqliteErrorStore(tmp_path / "writech.db")
+    try:
+        for store in (mysql, sqlite):
+            store.insert(TableRows.from_rows(ERROR_RECORD, records))
+        scopes: list[tuple[Scope, str]] = [
+            ("student_id", "s1"), ("class_id", "c0"), ("school_id", "school-1"),
+        ]  # fmt: skip
+        for scope, scope_id in scopes:
+            for start, end in [(1, 5), (2, 3), (4, 4), (6, 9)]:
+                period = Period(date(2026, 9, start), date(2026, 9, end))
+                read = mysql.question_errors(scope, scope_id, period)
+                assert read == sqlite.question_errors(scope, scope_id, period)
+                assert read or start == 6, "the records end on 5 September"
+    finally:
+        mysql.close()
+        sqlite.close()
+
+
+def test_a_read_only_store_reads_and_cannot_write(
+    mysql_user: MysqlUser, mysql_database: str
+) -> None:
+    settings = Settings(mysql_url=mysql_database)
+    writer = MysqlErrorWriter(mysql_database)
+    writer.write([_record(1), _record(2)])
+    writer.close()
+    reader = open_error_store(settings, read_only=True)
+    try:
+        assert reader.question_errors(
+            "class_id", "plain", Period(date(2026, 9, 1), date(2026, 9, 5))
+        )
+        with pytest.raises(MysqlError, match="READ ONLY"):
+            reader.insert(TableRows.from_rows(ERROR_RECORD, [_as_row(_record(3))]))
+        with pytest.raises(MysqlError, match="READ ONLY"):
+            reader.delete_students([_record(1).student_id])
+    finally:
+        reader.close()
+    assert len(_stored(mysql_user, mysql_database)) == 2
