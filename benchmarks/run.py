@@ -9,9 +9,10 @@ peak RSS from the kernel (wait4) and its run time from the child (modules
 imported before the clock starts). Then the floor's stage breakdown, the
 state's memory and the live latency from Kafka (`benchmarks.latency`).
 Prints a table, the rows each table receives per event, the stages, the
-ratios and the targets, and writes `benchmarks/results/benchmarks.json` and
-an SVG chart; `--publish` also writes them to docs/. docs/benchmarks.md
-explains every row.
+ratios and the targets, and writes `benchmarks/results/benchmarks.json`, an
+SVG chart and `tables.md` (the figures as docs/benchmarks.md's tables, with
+`--before`'s beside them); `--publish` also writes the JSON and the chart
+to docs/. docs/benchmarks.md explains every row.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from benchmarks.services import (
     machine_busy_seconds,
     servers,
 )
+from benchmarks.tables import markdown
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -400,21 +402,24 @@ EXTRAS = {
 LATENCY_RATE, LATENCY_P95 = 20_000, 5.0
 
 
+# The ratios of events/s reported: (numerator, denominator) configurations.
+RATIOS = {
+    "replay/seed": ("replay", "seed"),
+    "floor/seed": ("floor", "seed"),
+    "lean-floor/seed": ("lean-floor", "seed"),
+    "replay/floor": ("replay", "floor"),
+    "replay/lean-floor": ("replay", "lean-floor"),
+    "floor/lean-floor": ("floor", "lean-floor"),
+    "kafka 2 processes/1 process": ("kafka-2p", "kafka-1p"),
+    "kafka 2 processes/seed": ("kafka-2p", "seed"),
+    "replay-large/seed-large": ("replay-large", "seed-large"),
+    "replay-large/floor-large": ("replay-large", "floor-large"),
+}
+
+
 def ratios(bench: Bench) -> dict[str, float]:
-    pairs = {
-        "replay/seed": ("replay", "seed"),
-        "floor/seed": ("floor", "seed"),
-        "lean-floor/seed": ("lean-floor", "seed"),
-        "replay/floor": ("replay", "floor"),
-        "replay/lean-floor": ("replay", "lean-floor"),
-        "floor/lean-floor": ("floor", "lean-floor"),
-        "kafka 2 processes/1 process": ("kafka-2p", "kafka-1p"),
-        "kafka 2 processes/seed": ("kafka-2p", "seed"),
-        "replay-large/seed-large": ("replay-large", "seed-large"),
-        "replay-large/floor-large": ("replay-large", "floor-large"),
-    }
     found = {}
-    for label, (top, bottom) in pairs.items():
+    for label, (top, bottom) in RATIOS.items():
         a, b = bench.find(top), bench.find(bottom)
         if a and b:
             found[label] = a.events_per_second / b.events_per_second
@@ -584,7 +589,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--results", type=Path, default=RESULTS, help="output folder")
     parser.add_argument("--publish", action="store_true", help="also write docs/benchmarks.*")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="the benchmarks.json of an earlier run, for the before columns of tables.md",
+    )
     args = parser.parse_args(argv)
+    # read now: with --publish, docs/benchmarks.json is rewritten at the end
+    before = msgspec.json.decode(args.before.read_bytes()) if args.before else None
     wanted = set(filter(None, args.only.split(","))) or {*CONFIGURATIONS, *EXTRAS}
     unknown = wanted - {*CONFIGURATIONS, *EXTRAS}
     if unknown:
@@ -690,6 +702,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"note: {note}")
     encoded = msgspec.json.format(msgspec.json.encode(report), indent=2) + b"\n"
     (folder / "benchmarks.json").write_bytes(encoded)
+    (folder / "tables.md").write_text(markdown(report, before))
     chart(bench.results, folder / "benchmarks.svg")
     if args.publish:
         (DOCS / "benchmarks.json").write_bytes(encoded)
