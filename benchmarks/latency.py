@@ -284,6 +284,8 @@ class Options:
     drain: float = 60.0
     students: int = 5000
     templates: int = 50_000
+    # WRITECH_FLUSH_INTERVAL for the dataflow; None: the product's default
+    flush_interval: float | None = None
 
 
 def measure(rate: int, folder: Path, options: Options, messages: Messages) -> dict[str, Any]:
@@ -311,6 +313,8 @@ def measure(rate: int, folder: Path, options: Options, messages: Messages) -> di
                 "WRITECH_KAFKA_TOPICS": topic,
                 "WRITECH_KAFKA_DLQ_TOPIC": f"{topic}-dlq",
             }  # fmt: skip
+            if options.flush_interval is not None:
+                env["WRITECH_FLUSH_INTERVAL"] = str(options.flush_interval)
             return _run(
                 rate,
                 folder,
@@ -440,7 +444,7 @@ def report(
         "poll_query_seconds": percentiles(poller.query_seconds),
         "latency_seconds": latency,
         "kafka_ack_seconds": percentiles(acknowledged),
-        "flush_interval_seconds": _flush_interval(),
+        "flush_interval_seconds": options.flush_interval or _default_flush_interval(),
         "dataflow": {
             "messages_read": flow.get("messages_read"),
             "rows_written": flow.get("rows_written"),
@@ -468,7 +472,7 @@ def _median(values: Sequence[float]) -> float | None:
     return round(statistics.median(values), 3) if values else None
 
 
-def _flush_interval() -> float:
+def _default_flush_interval() -> float:
     from writech.settings import Settings
 
     return Settings().flush_interval
@@ -505,9 +509,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--warmup", type=float, default=Options.warmup)
     parser.add_argument("--probe-every", type=float, default=Options.probe_every)
     parser.add_argument("--poll", type=float, default=Options.poll)
+    parser.add_argument(
+        "--flush-interval",
+        type=float,
+        help="the dataflow's flush interval (default: the product's)",
+    )
     parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args(argv)
-    options = Options(args.seconds, args.warmup, args.probe_every, args.poll)
+    options = Options(
+        args.seconds, args.warmup, args.probe_every, args.poll, flush_interval=args.flush_interval
+    )
     results = measure_rates([int(rate) for rate in args.rates.split(",")], args.results, options)
     encoded = msgspec.json.format(msgspec.json.encode(results), indent=2) + b"\n"
     (args.results / "latency.json").write_bytes(encoded)

@@ -156,3 +156,10 @@ def test_ratios_targets_state_and_chart(run):
         assert state[f"pickled_per_{measure}"] > 0
     assert report["machine"]["cores"] >= 1
     assert (folder / "benchmarks.svg").read_text().lstrip().startswith("<?xml")
+    # the doc's tables, filled from this run
+    tables = (folder / "tables.md").read_text()
+    for section in ("Results", "Rows per table per event", "Stages", "Ratios", "Latency",
+                    "Targets", "State memory"):  # fmt: skip
+        assert f"### {section}\n" in tables
+    for row in report["results"]:
+        assert f"| {row['name']} | {row['processes']} |" in tables
