@@ -28,7 +28,7 @@ import sys
 import time
 import tracemalloc
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any, Final, cast
@@ -184,7 +184,7 @@ class Floor:
         for batcher in self.batchers.values():
             self._count(batcher.on_eof()[0])
 
-    def _route(self, outputs: Any) -> None:
+    def _route(self, outputs: Iterable[StepOutput]) -> None:
         """A shard's outputs on to `by_table` and `by_class`, as the dataflow sends them."""
         for out in outputs:
             self.processed += out.processed
@@ -209,7 +209,7 @@ class Floor:
             )
         self._count(batcher.on_batch([rows])[0])
 
-    def _count(self, emitted: Any) -> None:
+    def _count(self, emitted: Iterable[TableRows]) -> None:
         for rows in emitted:
             self.rows[rows.table.name] += len(rows)
 
@@ -449,7 +449,7 @@ class Stages:
                 emitted.append(batcher.on_batch([rows])[0])
         self._count(emitted)
 
-    def _count(self, emitted: list[Any]) -> None:
+    def _count(self, emitted: list[Iterable[TableRows]]) -> None:
         for rows in itertools.chain.from_iterable(emitted):
             self.rows[rows.table.name] += len(rows)
 
