@@ -20,7 +20,6 @@ emissions.
 
 from __future__ import annotations
 
-import hashlib
 import operator
 from array import array
 from collections.abc import Callable, Iterable
@@ -43,7 +42,14 @@ from writech.events import (
     dead_letter,
 )
 from writech.frozen import Frozen
-from writech.schema import DeadLetterRow, ErrorRow, HomeworkRow, MetricRow, StatsRow
+from writech.schema import (
+    DeadLetterRow,
+    ErrorRow,
+    HomeworkRow,
+    MetricRow,
+    StatsRow,
+    error_record_key,
+)
 
 MICRO: Final = 1_000_000
 CHINESE: Final = "chinese"  # the subject of OCR, stroke-order and quality events
@@ -386,12 +392,6 @@ def _metric(
     )
 
 
-def _record_key(student_id: str, event_id: str, position: int) -> str:
-    """The unique key of an error record: its event's identity and its position in `errors`."""
-    text = f"{student_id}\x1f{event_id}\x1f{position}"
-    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
-
-
 def _percent(score: float, total: float) -> float:
     return score / total * 100
 
@@ -438,7 +438,7 @@ def _grade_result(row: RowTotals, event: Event, payload: GradeResult, out: Shard
         row.knowledge_points.add(error.knowledge_point)
         out.errors.append(
             (
-                _record_key(event.student_id, event.event_id, position),
+                error_record_key(event.student_id, event.event_id, position),
                 event.event_id,
                 position,
                 event.student_id,
