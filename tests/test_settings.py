@@ -289,3 +289,18 @@ def test_derived_values() -> None:
     assert settings.inputs == (str(SAMPLE_DATA),), "the bundled sample when no input is named"
     assert SAMPLE_DATA.is_file()
     assert Settings(input_paths=("a",)).inputs == ("a",)
+
+
+@pytest.mark.parametrize(
+    "variable",
+    [
+        "WRITECH_FLUSH_INTERVAL",
+        "WRITECH_STORE_TIMEOUT",
+        "WRITECH_STORE_DEADLINE",
+        "WRITECH_MAX_FUTURE_SKEW",
+    ],
+)
+@pytest.mark.parametrize("value", ["inf", "nan", "1e300"])
+def test_a_duration_must_be_finite_and_at_most_a_year(variable: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=variable):
+        Settings.from_env({variable: value})

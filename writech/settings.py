@@ -27,7 +27,8 @@ PREFIX: Final = "WRITECH_"
 SAMPLE_DATA: Final = Path(__file__).parent / "sample" / "events.jsonl.gz"
 
 Positive = Annotated[int, Meta(ge=1)]
-Seconds = Annotated[float, Meta(gt=0)]
+# Finite durations: a year at most (inf would overflow later, far from its variable).
+Seconds = Annotated[float, Meta(gt=0, le=365 * 86400)]
 
 # Fields whose values may hold credentials: masked in repr and logs.
 SECRET_FIELDS: Final = frozenset(
