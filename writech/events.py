@@ -18,7 +18,7 @@ import base64
 import hashlib
 import time
 from datetime import timedelta, tzinfo
-from typing import Annotated, Final, Literal
+from typing import Annotated, Final, Literal, cast
 
 import msgspec
 import xxhash
@@ -281,6 +281,8 @@ class RawBatch(Struct, frozen=True):
 # Where a path in a msgspec error points to an envelope field, the reason
 # for a wrong value there.
 _FIELD_REASONS: Final[dict[str, Reason]] = {"timestamp": "bad_timestamp"}
+# Payloads with a score that may not exceed their total_score.
+_SCORED: Final = frozenset({GradeResult, ExamScore})
 
 
 def event_id_of(raw: bytes) -> str:
@@ -392,14 +394,18 @@ class EventDecoder:
         student_id, timestamp = message.student_id, message.timestamp
         if not student_id or not timestamp:
             raise self._diagnose(raw, now)
-        _check_student(student_id)
+        if len(student_id) > MAX_STUDENT_ID_CHARS:
+            _check_student(student_id)  # raises, saying why
         time_us, day = self._event_time(timestamp, now)
         payload = message.payload
-        if isinstance(payload, GradeResult | ExamScore) and payload.score > payload.total_score:
-            raise Invalid(
-                "bad_payload",
-                f"payload: score {payload.score} is above total_score {payload.total_score}",
-            )
+        # a set lookup by type: cheaper, once per message, than isinstance on a union
+        if type(payload) in _SCORED:
+            scored = cast(GradeResult | ExamScore, payload)
+            if scored.score > scored.total_score:
+                raise Invalid(
+                    "bad_payload",
+                    f"payload: score {scored.score} is above total_score {scored.total_score}",
+                )
         event_id = message.event_id or event_id_of(raw)
         # positional: an event per message, where keywords cost a third more
         return Event(
