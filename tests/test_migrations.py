@@ -483,7 +483,7 @@ def test_servers_of_the_first_release_are_refused_until_migrated(
     )
     assert refusal in flow.stderr
     assert server_counts(clickhouse_server) == before  # nothing was written
-    with pytest.raises(SchemaError, match=r"mysql at .* holds schema version 1"):
+    with pytest.raises(SchemaError, match=r"MySQL at .* holds schema version 1"):
         MysqlErrorStore(Settings(mysql_url=mysql_database))
 
     said = run_writech("migrate", env=env).stderr
