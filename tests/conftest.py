@@ -36,6 +36,16 @@ from tests.services.kafka import TansuBroker, create_topic
 from tests.services.mysql import ADMIN_ADDRESS, MariadbServer, MysqlUser
 from tests.services.s3 import MotoServer
 from writech.generate import generate
+from writech.stores.chdb import close_idle
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _embedded_stores_closed() -> Iterator[None]:
+    """Close the chDB sessions a module's threads left open (a worker thread never
+    closes one): a process holds one chDB path at a time, and the next module may
+    open another."""
+    yield
+    close_idle()
 
 
 @pytest.fixture(scope="session")

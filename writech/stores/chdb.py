@@ -149,7 +149,7 @@ class ChdbStore:
             if self._users > 0:
                 return
             if threading.current_thread() is not threading.main_thread():
-                atexit.register(_close_idle)
+                atexit.register(close_idle)
                 return
             _stores.pop(self.path, None)
         with self._lock:
@@ -171,7 +171,7 @@ def _escaped(params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _close_idle() -> None:
+def close_idle() -> None:
     """Close every session no one holds (at exit, from the main thread)."""
     with _stores_lock:
         idle = [path for path, store in _stores.items() if store._users == 0]
