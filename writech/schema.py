@@ -22,7 +22,7 @@ the same reason.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Final, Literal
@@ -68,7 +68,7 @@ StudentMinuteRow = tuple[
     int, int,  # events, strokes
     int, float, int, float,  # stroke_order_count, _avg, writing_quality_count, _avg
     int,  # homework_submitted
-    list[str], list[int], list[float],  # characters, character_attempts, character_scores
+    Sequence[str], Sequence[int], Sequence[float],  # characters, character_attempts, character_scores
     int,  # version
 ]  # fmt: skip
 ClassMinuteRow = tuple[
@@ -77,7 +77,7 @@ ClassMinuteRow = tuple[
     int, int, int,  # active_students, events, strokes
     int, float, int, float,  # stroke_order_count, _avg, writing_quality_count, _avg
     int,  # homework_submitted
-    list[str], list[int], list[float],  # characters, character_attempts, character_scores
+    Sequence[str], Sequence[int], Sequence[float],  # characters, character_attempts, character_scores
     int,  # version
 ]  # fmt: skip
 DeadLetterRow = tuple[

@@ -129,37 +129,36 @@ def _mean(total: int, count: int, units: int) -> float:
     return total / (count << units) if count else 0.0
 
 
-def _measures(
-    totals: Totals,
-) -> tuple[int, int, int, float, int, float, int, list[str], list[int], list[float]]:
-    """`events` to `character_scores`, in the minute tables' column order."""
+# The character columns of a window without stroke-order practice (most of
+# them): one shared empty tuple, no three new lists per row.
+_NO_CHARACTERS: Final[tuple[()]] = ()
+
+
+def _row(key: tuple[Any, ...], totals: Totals) -> tuple[Any, ...]:
+    """`key` (the row's first columns), then `events` to `version`, in column order."""
     units = totals[SCALE]
     characters = totals[CHARACTERS]
-    if characters is None:  # most windows: no stroke-order practice
+    qualities = totals[QUALITIES]
+    quality = totals[QUALITY_SUM] / (qualities << units) if qualities else 0.0
+    if characters is None:
         return (
-            totals[EVENTS],
-            totals[STROKES],
-            totals[ORDERS],
-            0.0,
-            totals[QUALITIES],
-            _mean(totals[QUALITY_SUM], totals[QUALITIES], units),
-            totals[HOMEWORK],
-            [],
-            [],
-            [],
-        )
+            *key, totals[EVENTS], totals[STROKES], 0, 0.0, qualities, quality,
+            totals[HOMEWORK], _NO_CHARACTERS, _NO_CHARACTERS, _NO_CHARACTERS, totals[EVENTS],
+        )  # fmt: skip
     names = sorted(characters)
     return (
+        *key,
         totals[EVENTS],
         totals[STROKES],
         totals[ORDERS],
         _mean(totals[ORDER_SUM], totals[ORDERS], units),
-        totals[QUALITIES],
-        _mean(totals[QUALITY_SUM], totals[QUALITIES], units),
+        qualities,
+        quality,
         totals[HOMEWORK],
         names,
         [characters[name][0] for name in names],
         [_mean(characters[name][1], characters[name][0], units) for name in names],
+        totals[EVENTS],
     )
 
 
@@ -276,17 +275,7 @@ class StudentWindows:
         for key in self.dirty:
             student_id, start = key
             window = days[start // 86400].windows[key]
-            rows.append(
-                (
-                    student_id,
-                    window[CLASS],
-                    window[SCHOOL],
-                    start,
-                    seconds,
-                    *_measures(window),
-                    window[EVENTS],
-                )
-            )
+            rows.append(_row((student_id, window[CLASS], window[SCHOOL], start, seconds), window))
         self.dirty.clear()
         _drop_final_days(days, self.newest - self.lateness)
         return rows
@@ -350,17 +339,8 @@ class ClassWindows:
         rows: list[ClassMinuteRow] = []
         for start in self.dirty:
             window = self.days[start // 86400].windows[start]
-            rows.append(
-                (
-                    self.class_id,
-                    window[SCHOOL],
-                    start,
-                    self.seconds,
-                    window[ACTIVE],
-                    *_measures(window),
-                    window[EVENTS],
-                )
-            )
+            key = (self.class_id, window[SCHOOL], start, self.seconds, window[ACTIVE])
+            rows.append(_row(key, window))
         self.dirty.clear()
         _drop_final_days(self.days, self.newest - self.lateness)
         return rows
