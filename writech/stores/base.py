@@ -12,7 +12,7 @@ server modules are imported only when configured.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from writech.reports.model import Period
 from writech.reports.rows import QuestionError, Scope
@@ -30,6 +30,13 @@ from writech.schema import (
     Layout,
 )
 from writech.settings import Settings, SettingsError
+
+# Settings of every insert into a ClickHouse table. Rows of one insert that
+# share a key (a daily row changed in two flushes that `batch_rows` sends at
+# once) are not collapsed on insert: every read takes the upserted truth with
+# FINAL, which collapses them as a merge later does. Collapsing each insert
+# took half of the engine's insert time (chDB: 1.41 against 0.71 µs a row).
+CLICKHOUSE_INSERT_SETTINGS: Final[dict[str, int]] = {"optimize_on_insert": 0}
 
 
 class StoreError(RuntimeError):

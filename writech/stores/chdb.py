@@ -32,7 +32,7 @@ from writech.rows import TableRows
 from writech.schema import DATABASE, Layout
 from writech.settings import Settings
 from writech.stores.arrow import to_arrow
-from writech.stores.base import StoreError, layout_of
+from writech.stores.base import CLICKHOUSE_INSERT_SETTINGS, StoreError, layout_of
 from writech.stores.migrations import ClickHouseSchema, open_schema
 
 
@@ -45,6 +45,9 @@ class _Result(msgspec.Struct):
 
 
 _result_decoder = msgspec.json.Decoder(_Result)
+_INSERT_SETTINGS: Final = ", ".join(
+    f"{name} = {value}" for name, value in CLICKHOUSE_INSERT_SETTINGS.items()
+)
 _stores: dict[Path, ChdbStore] = {}
 _stores_lock = threading.Lock()
 
@@ -110,7 +113,7 @@ class ChdbStore:
                 ) from None
             source = batch.name.replace("\\", "\\\\").replace("'", "\\'")
             sql = (
-                f"INSERT INTO `{DATABASE}`.`{rows.table.name}` "
+                f"INSERT INTO `{DATABASE}`.`{rows.table.name}` SETTINGS {_INSERT_SETTINGS} "
                 f"SELECT * FROM file('{source}', 'ArrowStream')"
             )
             with self._lock:

@@ -36,7 +36,7 @@ from writech.rows import TableRows
 from writech.schema import DATABASE, Layout
 from writech.settings import Settings, SettingsError
 from writech.stores.arrow import to_arrow
-from writech.stores.base import StoreError, layout_of
+from writech.stores.base import CLICKHOUSE_INSERT_SETTINGS, StoreError, layout_of
 from writech.stores.migrations import ClickHouseSchema, open_schema
 from writech.stores.retry import Retrying
 from writech.stores.urls import parse_server_url
@@ -157,7 +157,7 @@ class ClickHouseServerStore:
         if not len(rows):
             return
         arrow = to_arrow(rows)
-        settings = {"insert_deduplication_token": insert_token(rows)}
+        settings = {**CLICKHOUSE_INSERT_SETTINGS, "insert_deduplication_token": insert_token(rows)}
         # acknowledged by the server, or raised: a server reports a full disk
         # or a lost part as an error (a retry deduplicated by the token
         # reports 0 rows written, so the count is not compared here)
