@@ -151,6 +151,12 @@ def test_ratios_targets_state_and_chart(run):
     state = report["state"]
     for measure in ("rows", "event_ids", "student_windows", "class_windows"):
         assert state[f"retained_{measure}"] > 0
+    # the 2,000 events are one batch, flushed once at the end: the floor writes
+    # each window it holds exactly once
+    floor = next(row for row in report["results"] if row["name"] == "floor")
+    written = floor["detail"]["rows_written"]
+    assert state["retained_student_windows"] == written["student_minute_stats"]
+    assert state["retained_class_windows"] == written["class_minute_stats"]
     for measure in ("row", "event_id", "student_window", "class_window"):
         assert state[f"memory_per_{measure}"] > 0
         assert state[f"pickled_per_{measure}"] > 0
