@@ -61,6 +61,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         output = Path(folder) / "profile.txt"
         py_spy = Path(sys.executable).with_name("py-spy")
+        if not py_spy.exists():
+            sys.exit(f"no py-spy beside {sys.executable}: install the dev extras (make setup)")
         subprocess.run(
             [str(py_spy), "record", "--format", "raw", "--rate", str(args.rate), "--subprocesses",
              "--output", str(output), *(["--native"] if args.native else []),
