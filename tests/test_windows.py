@@ -8,6 +8,8 @@ workers, or a snapshot and resume in between.
 
 from __future__ import annotations
 
+import contextlib
+import gzip
 import pickle
 import random
 from datetime import UTC, datetime
@@ -21,12 +23,12 @@ from hypothesis import strategies as st
 
 from tests import reference
 from tests.cases import message
-from tests.helpers import read_tables, run_writech
+from tests.helpers import REPO, read_tables, run_writech
 from writech.aggregate import Shard
-from writech.events import Event, EventDecoder
+from writech.events import Event, EventDecoder, Invalid
 from writech.generate import generate
 from writech.schema import ClassMinuteRow, StudentMinuteRow
-from writech.windows import ClassWindows, StudentWindows
+from writech.windows import ClassWindows, StudentWindow, StudentWindows
 
 decoder = EventDecoder(ZoneInfo("Asia/Shanghai"))
 MEASURES = (
@@ -153,3 +155,59 @@ def test_replay_writes_the_windows_of_the_reference(tmp_path: Path) -> None:
                     assert found[key][name] == value, (key, name)
                 else:
                     assert found[key][name] == pytest.approx(value, rel=1e-12), (key, name)
+
+
+# Written by the code of commit 7d6b404, when a window was a list of slots:
+# the first 600 lines of writech/sample/events.jsonl.gz decoded as `decoder`
+# here does (produced at 2e9), 300 counted and flushed, 100 more counted, then
+# `pickle.dumps((student_windows, {class_id: class_windows}))`.
+SLOT_LIST_SNAPSHOT = Path(__file__).parent / "data" / "windows-7d6b404.pickle"
+
+
+def test_a_snapshot_of_windows_as_slot_lists_resumes_as_if_never_stopped() -> None:
+    with gzip.open(REPO / "writech" / "sample" / "events.jsonl.gz") as sample:
+        lines = sample.read().splitlines()[:600]
+    events = []
+    for line in lines:
+        with contextlib.suppress(Invalid):
+            events.append(decoder.decode(line, now=2e9))
+    shard = Shard()  # the daily state's form did not change: one shard counts for both
+    students = StudentWindows(60, 10**9)
+    classes: dict[str, ClassWindows] = {}
+
+    def feed(part: list[Event], *runs: tuple[StudentWindows, dict[str, ClassWindows]]) -> None:
+        counted = shard.apply(part).counted
+        for windows, by_class in runs:
+            for class_id, found in windows.apply(counted).items():
+                by_class.setdefault(class_id, ClassWindows(60, 10**9)).apply(class_id, found)
+
+    feed(events[:300], (students, classes))
+    students.flush()
+    for windows in classes.values():
+        windows.flush()
+    feed(events[300:400], (students, classes))
+
+    old_students, old_classes = pickle.loads(SLOT_LIST_SNAPSHOT.read_bytes())
+    # converted on loading: the same windows, changed since the same flush
+    assert old_students.days.keys() == students.days.keys()
+    for number, day in students.days.items():
+        assert old_students.days[number].windows == day.windows
+    assert old_students.dirty == students.dirty
+    assert old_classes.keys() == classes.keys()
+    for class_id, class_windows in classes.items():
+        for number, class_day in class_windows.days.items():
+            assert old_classes[class_id].days[number].windows == class_day.windows
+        assert old_classes[class_id].dirty == class_windows.dirty
+
+    # its next snapshot is in this release's form, and the run goes on alike
+    old_students, old_classes = pickle.loads(pickle.dumps((old_students, old_classes)))
+    assert all(
+        isinstance(window, StudentWindow)
+        for day in old_students.days.values()
+        for minute in day.windows.values()
+        for window in minute.values()
+    )
+    feed(events[400:], (students, classes), (old_students, old_classes))
+    assert sorted(old_students.flush()) == sorted(students.flush())
+    for class_id, windows in classes.items():
+        assert sorted(old_classes[class_id].flush()) == sorted(windows.flush())

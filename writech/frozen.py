@@ -51,8 +51,8 @@ class Frozen:
 
 def _thaw(kind: type[F], frozen: bytes) -> F:
     part = kind.__new__(kind)
+    part.frozen = frozen  # before `restore`, which may thaw a part it converts
     part.restore(pickle.loads(frozen))
-    part.frozen = frozen
     return part
 
 

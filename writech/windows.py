@@ -209,7 +209,52 @@ class _Windows(Frozen, Generic[K, V]):
         return self.windows
 
     def restore(self, state: dict[K, V]) -> None:
+        if any(isinstance(window, list) for window in state.values()):
+            state = _from_slot_lists(state)
+            self.thaw()  # its next snapshot is in this release's form
         self.windows = state
+
+
+# The totals a window's first slots held, in their order.
+_TOTALS: Final = Window.__struct_fields__[:8]
+
+
+def _from_slot_lists(state: dict[Any, Any]) -> dict[Any, Any]:
+    """A day's windows as snapshots made up to commit 7d6b404 hold them, in this release's form.
+
+    There a window was a list of slots, keyed by (student_id, start) or by
+    start: the totals `events` to `units` in `Window`'s order; the
+    characters as {character: [attempts, sum]} or None; the school's
+    (time, event id, id); then, in a student's window, the class's
+    (time, event id, id) and the classes written for, in a class's window
+    the students active. Main carried that form, so a resume must read it.
+    """
+    converted: dict[Any, Any] = {}
+    for key, slots in state.items():
+        characters = slots[8] or {}
+        common: dict[str, Any] = {
+            **dict(zip(_TOTALS, slots[:8], strict=True)),
+            "attempts": {name: totals[0] for name, totals in characters.items()} or None,
+            "score_sums": {name: totals[1] for name, totals in characters.items()} or None,
+            "school_time": slots[9],
+            "school_event": slots[10],
+            "school_id": intern(slots[11]),
+        }
+        if isinstance(key, tuple):
+            student_id, start = key
+            classes = slots[15]
+            converted.setdefault(start, {})[intern(student_id)] = StudentWindow(
+                **common,
+                class_time=slots[12],
+                class_event=slots[13],
+                class_id=intern(slots[14]),
+                classes={intern(name) for name in classes}
+                if isinstance(classes, set)
+                else intern(classes),
+            )
+        else:
+            converted[key] = ClassWindow(**common, active=slots[12])
+    return converted
 
 
 def _note_school(window: Window, time_us: int, event_id: str, school_id: str) -> None:
