@@ -503,7 +503,7 @@ TEXT: Final[dict[Lang, dict[str, str]]] = {
         "book_clean": "all correct",
         "book_questions": "Wrong questions, by knowledge point",
         "book_flagged": "Implausible submission: {listed_errors} errors listed — {reasons}. Counted nowhere.",
-        "book_unassigned": "{count} more errors without a knowledge point",
+        "book_unassigned": "plus {count} listed without a knowledge point",
         "points_of_student": "Knowledge points with the most wrong questions",
         "class_error_rate": "Class error rate",
         "class_takers_of": "{count} takers",
