@@ -12,7 +12,8 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -327,3 +328,21 @@ def assert_same_tables(actual: Tables, expected: Tables) -> None:
         assert len(actual[table]) == len(expected[table]), table
         assert actual[table] == expected[table], table
     assert len(expected["student_daily_stats"]) > 1000
+
+
+@contextmanager
+def tmpfs(mount: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of `size` (as mount takes it: 1m, 64m) mounted at `mount` (created), for
+    the disk-full tests (we are root here); unmounted after, whatever happened."""
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        pytest.fail(f"cannot mount a tmpfs (the disk-full tests need root): {done.stderr}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)

@@ -35,6 +35,7 @@ from tests.helpers import (
     read_tables,
     replay_command,
     start_dataflow,
+    tmpfs,
     wait_for_commit,
     wait_for_exit,
 )
@@ -45,19 +46,8 @@ pytestmark = pytest.mark.services
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 64 MiB tmpfs, mounted for this test and unmounted after it."""
-    mount = tmp_path / "small-disk"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        pytest.fail(f"cannot mount a tmpfs (the fault tests need root): {done.stderr}")
-    try:
+    with tmpfs(tmp_path / "small-disk", "64m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def _fill(disk: Path, leave: int) -> Path:

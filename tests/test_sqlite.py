@@ -6,7 +6,6 @@ wrong questions, against a model of the grouping), read-only opening, and the
 from __future__ import annotations
 
 import sqlite3
-import subprocess
 import tempfile
 from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
@@ -17,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.helpers import tmpfs
 from writech.failures import advice
 from writech.reports.model import Period
 from writech.reports.rows import QuestionError, Scope
@@ -306,19 +306,8 @@ def test_a_damaged_file_is_a_sqlite_error_naming_it_with_advice(tmp_path: Path) 
 @pytest.fixture
 def tiny_disk(tmp_path: Path) -> Iterator[Path]:
     """A 1 MiB tmpfs, mounted for this test (we are root here) and unmounted after it."""
-    mount = tmp_path / "tiny-disk"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        pytest.fail(f"cannot mount a tmpfs (this test needs root): {done.stderr}")
-    try:
+    with tmpfs(tmp_path / "tiny-disk", "1m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def fill(store: SqliteErrorStore) -> tuple[int, SqliteError]:
