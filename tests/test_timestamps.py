@@ -69,6 +69,14 @@ def test_the_last_instant_the_stores_hold() -> None:
         parser.parse("2106-02-07T06:28:16Z")
 
 
+def test_a_cached_minute_never_lets_a_later_second_past_the_last_instant() -> None:
+    parser = TimestampParser(ZoneInfo("UTC"))
+    assert parser.parse("2106-02-07T06:28:10Z")[0] == MAX_INSTANT_US - 5_999_999
+    for late in ("2106-02-07T06:28:16Z", "2106-02-07T06:28:59.5Z"):
+        with pytest.raises(TimestampError, match="2106"):
+            parser.parse(late)
+
+
 timestamp_like = st.builds(
     "".join,
     st.lists(
@@ -114,15 +122,23 @@ def test_the_grammar_agrees_with_the_independent_reference(text: str) -> None:
         min_size=6,
         max_size=6,
     ),
+    st.lists(
+        st.sampled_from(
+            ["", ".5", ",25", ".123", ".123456", ".123456789", ".1234567890", ".", ".٣", ".1a"]
+        ),
+        min_size=6,
+        max_size=6,
+    ),
     st.sampled_from(["", "Z", "+08:00", "-0530", "+05", "z"]),
 )
 def test_the_cached_path_answers_as_a_fresh_parse(
-    prefixes: list[str], seconds: list[str], zone: str
+    prefixes: list[str], seconds: list[str], fractions: list[str], zone: str
 ) -> None:
-    """Texts around seconds already seen skip the regular expression: same answers, same refusals."""
+    """Texts around seconds and fractions already seen skip the regular expression:
+    same answers, same refusals."""
     shared = TimestampParser(ZoneInfo("America/New_York"))
-    for prefix, second in zip(prefixes * 2, seconds * 2, strict=False):
-        text = f"{prefix}{second}{zone}"
+    for prefix, second, fraction in zip(prefixes * 2, seconds * 2, fractions * 2, strict=False):
+        text = f"{prefix}{second}{fraction}{zone}"
         fresh = TimestampParser(ZoneInfo("America/New_York"))
         try:
             expected: tuple[int, int] | None = fresh.parse(text)

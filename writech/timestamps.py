@@ -17,8 +17,9 @@ README's dead-letter section state the same):
 
 Python's `datetime.fromisoformat` is not used: it also takes week dates,
 basic formats, a trailing NUL and other forms a producer should not rely
-on. Conversions are cached per minute and zone: the regular expression
-runs once per message, the calendar arithmetic once per distinct minute.
+on. Conversions are cached per minute and zone: the calendar arithmetic
+runs once per distinct minute, and the regular expression only for a
+text whose minute and zone were not seen yet, or of a rarer shape.
 """
 
 from __future__ import annotations
@@ -42,6 +43,11 @@ _EPOCH_DAY: Final = date(1970, 1, 1).toordinal()
 # "00" to "59" (ASCII digits only), read in one lookup
 _SECONDS: Final = {f"{second:02d}": second for second in range(60)}
 _CACHE_LIMIT: Final = 1 << 16
+_FRACTION_MARKS: Final = frozenset(".,")
+_FRACTION: Final = re.compile(r"[.,](\d{1,9})", re.ASCII)
+# A fraction's first `kept` digits (at most 6) times this are microseconds.
+_MICROS_PER_UNIT: Final = (0, 100_000, 10_000, 1_000, 100, 10, 1)
+_MINUTE_US: Final = 60_000_000 - 1
 
 
 class TimestampError(ValueError):
@@ -57,19 +63,32 @@ class TimestampParser:
         # ordinal at its start, at its end): the two differ only in a zone whose
         # offset has seconds (historic ones), where each instant is converted
         self._minutes: dict[tuple[str, str | None, str | None], tuple[int, int, int]] = {}
-        # The common shape, whole seconds (`YYYY-MM-DDThh:mm:ss[zone]`), by the
-        # text around its seconds: a text whose surroundings matched a valid one
-        # needs only its seconds checked, one dict lookup (no regular expression).
+        # (date, separator, hh:mm, zone) as text -> (epoch seconds of the minute's
+        # start, local date ordinal), for a minute whose seconds all share one local
+        # date and are storable: a text with seconds whose surroundings matched a
+        # valid one needs only its seconds and fraction checked (see `parse`).
         self._around_seconds: dict[str, tuple[int, int]] = {}
 
     def parse(self, text: str) -> tuple[int, int]:
         """`text`'s instant in microseconds since the epoch and its local date (as an ordinal)."""
-        if len(text) >= 19:
-            minute = self._around_seconds.get(text[:16] + text[19:])
-            if minute is not None and text[16] == ":":
-                seconds = _SECONDS.get(text[17:19])
-                if seconds is not None:
-                    return (minute[0] + seconds) * 1_000_000, minute[1]
+        # The common shapes, `YYYY-MM-DDThh:mm:ss[.f...f][zone]`, without the
+        # whole grammar's regular expression: the minute comes from
+        # `_around_seconds` by the text around its seconds and fraction, so
+        # only the seconds and the fraction's digits are checked here.
+        if len(text) >= 19 and text[16] == ":":
+            seconds = _SECONDS.get(text[17:19])
+            if seconds is not None:
+                end, micros = 19, 0
+                if text[19:20] in _FRACTION_MARKS:
+                    fraction = _FRACTION.match(text, 19)
+                    if fraction is None:
+                        return self._parse(text)  # which says why
+                    end = fraction.end()  # a tenth digit is left to fail the lookup
+                    kept = min(end - 20, 6)
+                    micros = int(text[20 : 20 + kept]) * _MICROS_PER_UNIT[kept]
+                minute = self._around_seconds.get(text[:16] + text[end:])
+                if minute is not None:
+                    return (minute[0] + seconds) * 1_000_000 + micros, minute[1]
         return self._parse(text)
 
     def _parse(self, text: str) -> tuple[int, int]:
@@ -97,10 +116,11 @@ class TimestampParser:
             raise TimestampError(
                 f"timestamp {text!r} is after 2106-02-07T06:28:15Z, the last instant the stores hold"
             )
-        if seconds_text and not fraction and day == day_at_end:
+        # every second of the minute has this minute's local date and is storable
+        if seconds_text and day == day_at_end and start * 1_000_000 + _MINUTE_US <= MAX_INSTANT_US:
             if len(self._around_seconds) >= _CACHE_LIMIT:
                 self._around_seconds.clear()
-            self._around_seconds[text[:16] + text[19:]] = (start, day)
+            self._around_seconds[text[:16] + (zone or "")] = (start, day)
         if day != day_at_end:
             day = self._local_day(start + seconds)
         return instant, day
