@@ -36,6 +36,7 @@ from typing import Any, Final, cast
 from writech.aggregate import Shard
 from writech.batching import RowBatcher
 from writech.events import (
+    _SHARED_IDS_LIMIT,
     Event,
     EventDecoder,
     ExamScore,
@@ -377,6 +378,7 @@ class Stages:
         with clock("event"):
             events: dict[int, Event] = {}
             origin, partition = batch.origin, batch.partition
+            shared = decoder._ids  # the decoder's shared ids
             for (index, message, (time_us, day)), event_id, key in zip(
                 timed, ids, keys, strict=True
             ):
@@ -390,8 +392,14 @@ class Stages:
                     and payload.score > payload.total_score
                 ):
                     continue
+                student_id, class_id, school_id = (
+                    message.student_id, message.class_id, message.school_id,
+                )  # fmt: skip
+                if len(shared) >= _SHARED_IDS_LIMIT:
+                    shared.clear()
                 events[index] = Event(
-                    event_id, key, message.student_id, message.class_id, message.school_id,
+                    event_id, key, shared.setdefault(student_id, student_id),
+                    shared.setdefault(class_id, class_id), shared.setdefault(school_id, school_id),
                     time_us, day, payload, origin, partition, offsets[index], messages[index],
                     clocks[index],
                 )  # fmt: skip

@@ -10,6 +10,7 @@ import pytest
 
 from tests import rows
 from tests.cases import INVALID, VALID, message
+from writech import events
 from writech.events import (
     EventDecoder,
     GradeResult,
@@ -152,6 +153,29 @@ def test_given_event_id_is_kept_and_scoped_to_the_student() -> None:
     theirs = decoder.decode(message("login_event", event_id="e-1", student_id="stu-y"))
     assert mine.event_id == theirs.event_id == "e-1"
     assert mine.dedup_key == dedup_key_of("stu-x", "e-1") != theirs.dedup_key
+
+
+def test_events_of_one_student_share_their_id_strings() -> None:
+    fresh = EventDecoder(SHANGHAI)
+    first = fresh.decode(message("login_event", event_id="e-1"))
+    second = fresh.decode(message("stroke_raw", {"stroke_count": 1}, event_id="e-2"))
+    assert first.student_id is second.student_id
+    assert first.class_id is second.class_id
+    assert first.school_id is second.school_id
+
+
+def test_the_shared_ids_stay_bounded_under_a_flood_of_new_ids(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(events, "_SHARED_IDS_LIMIT", 10)
+    fresh = EventDecoder(SHANGHAI)
+    decoded = [
+        fresh.decode(message("login_event", student_id=f"stu-{n}", class_id=f"class-{n}"))
+        for n in range(50)
+    ]
+    assert len(fresh._ids) < 10 + 3  # cleared before an event adds its three
+    assert [event.student_id for event in decoded] == [f"stu-{n}" for n in range(50)]
+    assert [event.class_id for event in decoded] == [f"class-{n}" for n in range(50)]
 
 
 def test_timestamps_are_exact_to_the_microsecond() -> None:

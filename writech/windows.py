@@ -271,8 +271,8 @@ class StudentWindows:
     Windows are kept by the UTC day they start on, so that a snapshot pickles
     only the days that changed and final windows leave a day at a time; in a
     day, by start, then by student. Nested, a window costs no key tuple, and
-    its student's id is one shared string (interned when the window opens),
-    not one per window.
+    its student's id is one shared string (the decoder shares ids), not one
+    per window.
     """
 
     def __init__(self, seconds: int, lateness: int) -> None:
@@ -307,7 +307,7 @@ class StudentWindows:
             student_id = event.student_id
             window = minute.get(student_id)
             if window is None:
-                window = minute[intern(student_id)] = StudentWindow()
+                window = minute[student_id] = StudentWindow()
             payload = event.payload
             kind = _KINDS.get(type(payload), OTHER)
             value: Any = 0
@@ -320,9 +320,8 @@ class StudentWindows:
                 value = payload.quality_score  # type: ignore[union-attr]
             _count(window, kind, value, character)
             dirty.add((student_id, start))
-            # interned: a window (and the class windows it feeds) keeps them, and each
-            # message brings its own copies; shared, they cost 120 bytes less a window
-            class_id, school_id = intern(event.class_id), intern(event.school_id)
+            # the decoder's shared strings: windows keep them, one per id
+            class_id, school_id = event.class_id, event.school_id
             event_id = event.event_id
             # the latest event naming a school or class, inline: it is the same one
             # event after event, so the comparison is all that usually runs
