@@ -25,6 +25,7 @@ from writech.events import EventDecoder, RawBatch
 from writech.generate import generate
 from writech.schema import DeadLetter
 from writech.settings import Settings
+from writech.sources import files
 from writech.sources.files import (
     HEAD_BYTES,
     FilePosition,
@@ -475,3 +476,42 @@ def refused_replay(*args: str) -> str:
     )
     assert result.returncode == 2, result.stderr
     return result.stderr
+
+
+@pytest.mark.parametrize("name", ["events.jsonl", "events.jsonl.gz"])
+def test_large_messages_make_smaller_batches_and_a_resume_still_lines_up(
+    tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(files, "BATCH_BYTES", 1_000)
+    lines = lines_of(40, width=300)  # about 400 bytes a line
+    content = b"".join(line + b"\n" for line in lines)
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(content) if name.endswith(".gz") else content)
+
+    batches, end = read(path, batch_size=100)
+
+    assert messages_of(batches) == lines
+    assert all(sum(len(m) + 1 for m in batch.messages) <= 1_000 for batch in batches)
+    assert all(len(batch.messages) >= 2 for batch in batches[:-1])
+    assert end.position == (len(content), 40)
+
+    partition = JsonLinesSource([str(path)], 100).build_part("read", str(path), None)
+    first = partition.next_batch()
+    snapshot = partition.snapshot()
+    partition.close()
+    rest, _ = read(path, snapshot, batch_size=100)
+    assert messages_of(first) + messages_of(rest) == lines
+
+
+def test_a_message_larger_than_the_batch_budget_is_a_batch_of_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(files, "BATCH_BYTES", 1_000)
+    lines = [*lines_of(3), *lines_of(1, width=5_000), *lines_of(3)]
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"".join(line + b"\n" for line in lines))
+
+    batches, _ = read(path, batch_size=100)
+
+    assert messages_of(batches) == lines
+    assert [lines[3]] in [batch.messages for batch in batches]

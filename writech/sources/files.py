@@ -1,8 +1,8 @@
 """JSON-lines files (`.jsonl`, `.jsonl.gz`, or directories of them) as a Bytewax source.
 
 Each file is one partition, so several files are read in parallel across
-workers. A partition yields `RawBatch`es of up to `batch_size` lines and
-snapshots a `FilePosition`: how far it read, and the file's `Fingerprint`
+workers. A partition yields `RawBatch`es of up to `batch_size` lines (and
+at most `BATCH_BYTES` of them, one line at least) and snapshots a `FilePosition`: how far it read, and the file's `Fingerprint`
 taken when it first opened the file.
 
 - A resume continues exactly after the last line whose batch was
@@ -44,6 +44,10 @@ SUFFIXES = (".jsonl", ".jsonl.gz")
 HEAD_BYTES: Final = 64 * 1024
 # Decoded bytes read at a time.
 CHUNK_BYTES: Final = 1 << 20
+# The most bytes of lines in one batch (one line at least): a file of large
+# messages makes smaller batches, not `batch_size` times the largest message
+# in memory (librdkafka bounds a consumer's queue alike, 64 MiB by default).
+BATCH_BYTES: Final = 64 << 20
 # What reading a damaged gzip stream raises (BadGzipFile is an OSError; other
 # OSErrors are failures of the disk, not of the data, and stop the run).
 DAMAGE: Final = (EOFError, zlib.error, gzip.BadGzipFile)
@@ -169,6 +173,7 @@ class _FilePartition(StatefulSourcePartition[RawBatch, FilePosition]):
             self._stream.seek(self._offset)
         self._reported = self._raw.tell()
         self._lines: list[bytes] = []  # complete lines decoded, not yet emitted, without "\n"
+        self._buffered = 0  # bytes of `_lines`, each with its "\n"
         self._tail = b""  # what follows the last "\n" decoded
         self._at_end = self._damaged  # nothing more to decode
         self._damage: str | None = None  # what went wrong, if the stream ended in damage
@@ -176,11 +181,20 @@ class _FilePartition(StatefulSourcePartition[RawBatch, FilePosition]):
     def next_batch(self) -> list[RawBatch]:
         if self._at_end and not self._lines and not self._tail and self._damage is None:
             raise StopIteration
-        while len(self._lines) < self._batch_size and not self._at_end:
+        while (
+            len(self._lines) < self._batch_size
+            and self._buffered < BATCH_BYTES
+            and not self._at_end
+        ):
             self._decode_chunk()
-        lines = self._lines[: self._batch_size]
-        del self._lines[: self._batch_size]
-        self._offset += sum(map(len, lines)) + len(lines)  # each line ended by "\n"
+        count = self._batch_size
+        if self._buffered > BATCH_BYTES:
+            count = _lines_within(self._lines, count, BATCH_BYTES)
+        lines = self._lines[:count]
+        del self._lines[:count]
+        size = sum(map(len, lines)) + len(lines)  # each line ended by "\n"
+        self._offset += size
+        self._buffered -= size
         last = self._at_end and not self._lines
         if last and self._damage is None and self._tail:  # a last line without "\n"
             lines.append(self._tail)
@@ -228,9 +242,11 @@ class _FilePartition(StatefulSourcePartition[RawBatch, FilePosition]):
         if not chunk:
             self._at_end = True
             return
+        decoded = len(self._tail) + len(chunk)
         lines = (self._tail + chunk).split(b"\n")
         self._tail = lines.pop()
         self._lines += lines
+        self._buffered += decoded - len(self._tail)
 
     def _damage_letter(self, damage: str, line: int) -> DeadLetterRow:
         """The damaged rest of the file as one dead letter at `line`, the first line it lacks.
@@ -248,6 +264,16 @@ class _FilePartition(StatefulSourcePartition[RawBatch, FilePosition]):
         return dead_letter(
             self._path, 0, line, raw, "damaged_input", message, produced_at=self._produced_at
         )
+
+
+def _lines_within(lines: list[bytes], most: int, budget: int) -> int:
+    """How many of the first `most` lines fit in `budget` bytes with their "\n" (one at least)."""
+    total = 0
+    for count, line in enumerate(lines[:most], 1):
+        total += len(line) + 1
+        if total > budget:
+            return max(count - 1, 1)
+    return min(len(lines), most)
 
 
 def _what_is_wrong(exc: BaseException) -> str:
