@@ -235,12 +235,17 @@ def main(argv: list[str] | None = None) -> None:
     modes = parser.add_subparsers(dest="mode", required=True)
     seed_mode = modes.add_parser("seed")
     seed_mode.add_argument("file")
+    # the seed at its fastest measured flush size (docs/benchmarks.md); the floors
+    # in the product's batches, flushed every 50,000 messages (about one flush
+    # interval of a replay)
     seed_mode.add_argument("--batch-size", type=int, default=2000)
     for name in PIPELINES:
         floor_mode = modes.add_parser(name)
         floor_mode.add_argument("file")
-        floor_mode.add_argument("--batch-size", type=int, default=2000)
-        floor_mode.add_argument("--flush-every", type=int, default=25)
+        floor_mode.add_argument("--batch-size", type=int, default=Settings().batch_size)
+        floor_mode.add_argument(
+            "--flush-every", type=int, help="batches (default: 50,000 messages)"
+        )
     module_mode = modes.add_parser("module")
     module_mode.add_argument("name")
     module_mode.add_argument("--preload", default="", help="comma-separated modules")
@@ -253,7 +258,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.mode == "seed":
         result = seed(args.file, args.batch_size)
     elif args.mode in PIPELINES:
-        result = pipeline(args.mode, args.file, args.batch_size, args.flush_every)
+        flush_every = args.flush_every or max(1, FLUSH_MESSAGES // args.batch_size)
+        result = pipeline(args.mode, args.file, args.batch_size, flush_every)
     elif args.mode == "module":
         arguments = args.args[1:] if args.args[:1] == ["--"] else args.args
         calls = CallTimes([target for target in args.timed.split(",") if target])
@@ -265,6 +271,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 PIPELINES = ("floor", "lean-floor", "stages", "state")
+FLUSH_MESSAGES = 50_000
 
 
 def pipeline(mode: str, path: str, batch_size: int, flush_every: int) -> dict[str, Any]:

@@ -61,7 +61,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     # A consumer group to commit each partition's next offset to after
     # every snapshot, for lag monitoring only (never read back); empty: none.
     kafka_commit_group: str = ""
-    batch_size: Positive = 2000
+    # Messages per source batch: Bytewax's cost is per item, and a shard's
+    # per-step cost is paid per batch (10,000 against 2,000: a replay in 0.85x the time)
+    batch_size: Positive = 10_000
 
     # -- outputs ----------------------------------------------------------
     data_dir: str = "data"
