@@ -69,7 +69,12 @@ def test_a_full_disk_stops_the_run_before_its_epoch_commits_and_a_resume_complet
 ) -> None:
     recovery = init_recovery_store(tmp_path / "recovery")
     data = small_disk / "data"
-    settings = {"WRITECH_DATA_DIR": str(data), "WRITECH_FLUSH_INTERVAL": "0.2"}
+    # small batches: the run is still writing, many epochs on, when the disk fills
+    settings = {
+        "WRITECH_DATA_DIR": str(data),
+        "WRITECH_FLUSH_INTERVAL": "0.2",
+        "WRITECH_BATCH_SIZE": "500",
+    }
     command = replay_command(workload, recovery)
     log = tmp_path / "runs.log"
 
