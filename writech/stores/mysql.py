@@ -209,7 +209,7 @@ class MysqlErrorStore(ErrorRecordReads):
     def insert(self, rows: TableRows) -> None:
         if not len(rows):
             return
-        values = list(parameters(rows, day_of, lambda us: instant_of(us).replace(tzinfo=None)))
+        values = parameters(rows, day_of, lambda us: instant_of(us).replace(tzinfo=None))
         self._retrying(
             f"insert of {len(values)} error records",
             lambda cursor: cursor.executemany(_INSERT, values),

@@ -16,7 +16,7 @@ only text put into SQL is a column name from the fixed `Scope` set.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, ClassVar, Final, get_args
 
@@ -53,13 +53,21 @@ def instant_of(micros: int) -> datetime:
 
 def parameters(
     rows: TableRows, day: Callable[[int], Any], instant: Callable[[int], Any]
-) -> Iterator[tuple[Any, ...]]:
-    """Each row as insert parameters, its date and time converted by `day` and `instant`."""
-    for row in rows.rows():
-        values = list(row)
-        values[_DATE] = day(row[_DATE])
-        values[_CREATED_AT] = instant(row[_CREATED_AT])
-        yield tuple(values)
+) -> list[tuple[Any, ...]]:
+    """Each row as insert parameters, its date and time converted by `day` and `instant`.
+
+    Column by column, each distinct value converted once: a batch holds a
+    few dates, and the errors of one submission share its time.
+    """
+    columns = list(rows.columns)
+    columns[_DATE] = _converted(columns[_DATE], day)
+    columns[_CREATED_AT] = _converted(columns[_CREATED_AT], instant)
+    return list(zip(*columns, strict=True))
+
+
+def _converted(values: list[int], convert: Callable[[int], Any]) -> list[Any]:
+    distinct = {value: convert(value) for value in set(values)}
+    return [distinct[value] for value in values]
 
 
 def delete_statement(placeholder: str, students: int) -> str:

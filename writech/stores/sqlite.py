@@ -108,10 +108,8 @@ class SqliteErrorStore(ErrorRecordReads):
             raise SqliteError(f"SQLite store at {path} cannot open: {exc}") from None
 
     def insert(self, rows: TableRows) -> None:
-        values = list(
-            parameters(
-                rows, lambda days: day_of(days).isoformat(), lambda us: instant_of(us).isoformat()
-            )
+        values = parameters(
+            rows, lambda days: day_of(days).isoformat(), lambda us: instant_of(us).isoformat()
         )
         try:
             with self._connection:
