@@ -2,8 +2,9 @@
 
 Each file is one partition, so several files are read in parallel across
 workers. A partition yields `RawBatch`es of up to `batch_size` lines (and
-at most `BATCH_BYTES` of them, one line at least) and snapshots a `FilePosition`: how far it read, and the file's `Fingerprint`
-taken when it first opened the file.
+at most `BATCH_BYTES` of them, one line at least) and snapshots a
+`FilePosition`: how far it read, and the file's `Fingerprint` taken when
+it first opened the file.
 
 - A resume continues exactly after the last line whose batch was
   committed, but only in the same file: one whose size, modification time
