@@ -8,7 +8,6 @@ Re-driving into Kafka and the dataflow's side of a deletion are in
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import pickle
@@ -50,6 +49,7 @@ from writech.events import (
     Reason,
     dead_letter,
     event_id_of,
+    raw_of,
 )
 from writech.generate import generate
 from writech.privacy import (
@@ -602,9 +602,7 @@ def forgotten_students_messages() -> list[bytes]:
 
 def is_theirs(table: str, row: dict[str, Any]) -> bool:
     if table == "dead_letter":
-        raw = row["raw"]
-        data = base64.b64decode(raw) if row["raw_encoding"] == "base64" else raw.encode()
-        return named_student(data) == FORGOTTEN
+        return named_student(raw_of(row["raw"], row["raw_encoding"])) == FORGOTTEN
     return row.get("student_id") == FORGOTTEN
 
 

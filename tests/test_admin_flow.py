@@ -3,7 +3,6 @@ once, and a forgotten student stays forgotten when a resume reads their messages
 
 from __future__ import annotations
 
-import base64
 import json
 import pickle
 import subprocess
@@ -36,7 +35,7 @@ from tests.services.mysql import MysqlUser
 from tests.test_admin import FORGOTTEN, is_theirs, message, write_lines
 from tests.test_end_to_end_kafka import _server_tables
 from writech.admin import Exported, message_of
-from writech.events import event_id_of
+from writech.events import event_id_of, raw_of
 from writech.generate import generate
 from writech.privacy import named_student
 from writech.rows import TableRows
@@ -228,7 +227,7 @@ def pending_dead_letters(recovery: Path) -> list[bytes]:
     if pending is None:
         return []
     return [
-        base64.b64decode(raw) if encoding == "base64" else raw.encode()
+        raw_of(raw, encoding)
         for raw, encoding in zip(pending.column("raw"), pending.column("raw_encoding"), strict=True)
     ]
 

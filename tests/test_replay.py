@@ -3,7 +3,6 @@ independent computation of SPEC §3/§4 (tests/reference.py)."""
 
 from __future__ import annotations
 
-import base64
 import gzip
 import os
 import pty
@@ -19,6 +18,7 @@ import pytest
 from tests import reference
 from tests.cases import INVALID, VALID, message
 from tests.helpers import REPO, read_tables, run_writech, summary_numbers
+from writech.events import raw_of
 from writech.generate import generate
 
 HOSTILE = [
@@ -113,11 +113,7 @@ def test_dead_letters_have_reason_raw_bytes_and_position(replayed: dict[str, Any
         content = gzip.decompress(path.read_bytes()) if name.endswith(".gz") else path.read_bytes()
         lines[name] = content.split(b"\n")
     for letter in letters:
-        raw = (
-            letter["raw"].encode()
-            if letter["raw_encoding"] == "utf8"
-            else base64.b64decode(letter["raw"])
-        )
+        raw = raw_of(letter["raw"], letter["raw_encoding"])
         line = lines[Path(letter["origin"]).name][letter["offset"] - 1].rstrip(b"\r")
         assert line == raw, letter
         assert letter["message"]

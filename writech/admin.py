@@ -30,7 +30,6 @@ messages that would be dead-lettered), 2 bad arguments or a missing file.
 from __future__ import annotations
 
 import argparse
-import base64
 import logging
 import sys
 import time
@@ -43,7 +42,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Final, Literal
 
 import msgspec
 
-from writech.events import MAX_STUDENT_ID_CHARS, EventDecoder, Invalid, RawBatch
+from writech.events import MAX_STUDENT_ID_CHARS, EventDecoder, Invalid, RawBatch, raw_of
 from writech.schema import (
     CLICKHOUSE_TABLES,
     DATABASE,
@@ -339,7 +338,7 @@ def message_of(line: Exported) -> bytes:
     if line.value is not msgspec.UNSET:
         return msgspec.json.encode(line.value)
     if isinstance(line.raw, str):
-        return base64.b64decode(line.raw) if line.raw_encoding == "base64" else line.raw.encode()
+        return raw_of(line.raw, line.raw_encoding)
     raise ValueError("holds neither `value` nor `raw`")
 
 

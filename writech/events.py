@@ -324,6 +324,11 @@ def dead_letter(
     return (origin, partition, offset, reason, message, text, encoding, event_id, micros)
 
 
+def raw_of(text: str, encoding: str) -> bytes:
+    """A dead letter's message bytes from its `raw` and `raw_encoding` (as `dead_letter` wrote them)."""
+    return base64.b64decode(text) if encoding == "base64" else text.encode()
+
+
 class EventDecoder:
     """Decodes and validates messages against SPEC §1.
 

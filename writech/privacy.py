@@ -16,7 +16,6 @@ A dead letter belongs to a student when its message names them
 
 from __future__ import annotations
 
-import base64
 import functools
 import hashlib
 import pickle
@@ -25,7 +24,7 @@ from typing import TYPE_CHECKING, Final
 
 import msgspec
 
-from writech.events import Event, dead_letter
+from writech.events import Event, dead_letter, raw_of
 from writech.rows import TableRows
 from writech.schema import DATABASE, DEAD_LETTER, FORGET_REQUESTS, DeadLetterRow
 from writech.stores.base import ClickHouse
@@ -175,7 +174,7 @@ def _unless_forgotten(letter: DeadLetterRow, before: dict[str, float]) -> DeadLe
     """`letter`, or a `forgotten` letter in its place when it is a forgotten student's
     deleted data."""
     origin, partition, offset, _, _, raw, encoding, _, produced_us = letter
-    student = named_student(base64.b64decode(raw) if encoding == "base64" else raw.encode())
+    student = named_student(raw_of(raw, encoding))
     deadline = before.get(student_hash(student)) if student else None
     produced_at = produced_us / 1_000_000
     if deadline is not None and produced_at < deadline:
