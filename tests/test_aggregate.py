@@ -359,6 +359,29 @@ def test_error_records_and_knowledge_points() -> None:
     assert (row.error_count, row.error_knowledge_points) == (3, ["拼音", "笔顺"])
 
 
+def test_a_row_snapshotted_with_an_empty_set_of_knowledge_points_resumes() -> None:
+    """Earlier releases kept an empty set in every row; a row resumed from their
+    snapshots still gathers the knowledge points that come later."""
+
+    def graded(event_id: str, knowledge_point: str) -> bytes:
+        errors = [{"question_id": "q1", "knowledge_point": knowledge_point}]
+        payload = {"subject": "chinese", "homework_id": event_id, "errors": errors}
+        return message("grade_result", payload, event_id=event_id)
+
+    shard = Shard()
+    shard.apply(decode([graded("g-1", "")]))
+    (day,) = shard.days.values()
+    (row,) = day.rows.values()
+    assert row.knowledge_points is None  # no set until the row's first knowledge point
+    row.knowledge_points = set()  # as the earlier releases kept it
+    day.thaw()
+    resumed: Shard = pickle.loads(pickle.dumps(shard))
+    assert [row.error_knowledge_points for row in rows.stats(resumed.flush())] == [[]]
+    resumed.apply(decode([graded("g-2", "笔顺")]))
+    (row_now,) = rows.stats(resumed.flush())
+    assert (row_now.homework_completed, row_now.error_knowledge_points) == (2, ["笔顺"])
+
+
 def test_class_is_that_of_the_latest_event_whatever_the_arrival_order() -> None:
     early = message(
         "login_event", class_id="class-old", timestamp="2026-09-02T08:00:00+08:00", event_id="1"
