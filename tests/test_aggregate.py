@@ -376,7 +376,7 @@ def test_a_row_snapshotted_with_an_empty_set_of_knowledge_points_resumes() -> No
     row.knowledge_points = set()  # as the earlier releases kept it
     day.thaw()
     resumed: Shard = pickle.loads(pickle.dumps(shard))
-    assert [row.error_knowledge_points for row in rows.stats(resumed.flush())] == [[]]
+    assert [stats.error_knowledge_points for stats in rows.stats(resumed.flush())] == [[]]
     resumed.apply(decode([graded("g-2", "笔顺")]))
     (row_now,) = rows.stats(resumed.flush())
     assert (row_now.homework_completed, row_now.error_knowledge_points) == (2, ["笔顺"])
