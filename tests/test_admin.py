@@ -664,6 +664,29 @@ def test_forget_refuses_what_is_no_student_id(tmp_path: Path) -> None:
     assert "is not a student id" in result.stderr
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("forget",),
+        ("report", "student"),
+        ("report", "parent"),
+        ("report", "class"),
+        ("report", "school"),
+    ],
+)
+def test_an_id_argument_that_is_not_utf8_is_refused_before_any_store_opens(
+    command: tuple[str, ...], tmp_path: Path
+) -> None:
+    """A byte that is not UTF-8 (0xff here) made the engine fail with a traceback that named
+    no argument; the command now says which argument and why, and opens nothing."""
+    data = tmp_path / "data"
+    result = writech(*command, "id-\udcff", env={"WRITECH_DATA_DIR": str(data)})
+    assert result.returncode == 2, result.stderr
+    assert "is not UTF-8 text" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not data.exists()
+
+
 def test_dead_letters_are_summed_listed_and_exported_by_reason_origin_and_time(
     stores: Stores, tmp_path: Path
 ) -> None:

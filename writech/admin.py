@@ -42,7 +42,8 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Final, Literal
 
 import msgspec
 
-from writech.events import MAX_STUDENT_ID_CHARS, EventDecoder, Invalid, RawBatch, raw_of
+from writech.arguments import student_id_argument
+from writech.events import EventDecoder, Invalid, RawBatch, raw_of
 from writech.schema import (
     CLICKHOUSE_TABLES,
     DATABASE,
@@ -155,7 +156,7 @@ def add_admin_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
         parents=[stores],
         help="delete students' data from every table, on request (stop the dataflow first)",
     )
-    forget.add_argument("students", nargs="+", metavar="STUDENT_ID")
+    forget.add_argument("students", nargs="+", metavar="STUDENT_ID", type=student_id_argument)
     forget.set_defaults(run=_forget)
 
 
@@ -743,11 +744,6 @@ def _forget(args: argparse.Namespace) -> int:
     from writech.rows import TableRows
     from writech.stores.base import delete_counted, open_clickhouse, open_error_store
 
-    for student in args.students:
-        if not 0 < len(student) <= MAX_STUDENT_ID_CHARS:
-            raise SettingsError(
-                f"{student!r} is not a student id (1 to {MAX_STUDENT_ID_CHARS} characters)"
-            )
     settings = _settings(args)
     clickhouse = open_clickhouse(settings)
     errors = open_error_store(settings)

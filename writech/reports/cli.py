@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from writech.arguments import id_argument, student_id_argument
 from writech.reports.build import Options
 from writech.reports.formats import EXTENSIONS, FORMATS, Format
 from writech.reports.labels import LANGS
@@ -68,14 +69,14 @@ def add_report_command(commands: argparse._SubParsersAction[argparse.ArgumentPar
     )
 
     student = kinds.add_parser("student", parents=[common], help="one student's report")
-    student.add_argument("scope_id", metavar="STUDENT_ID")
+    student.add_argument("scope_id", metavar="STUDENT_ID", type=student_id_argument)
     _add_out(student)
     student.set_defaults(run=_single, kind="student")
 
     class_ = kinds.add_parser(
         "class", parents=[common], help="one class's report, or every class's"
     )
-    class_.add_argument("scope_id", metavar="CLASS_ID", nargs="?")
+    class_.add_argument("scope_id", metavar="CLASS_ID", nargs="?", type=id_argument)
     _add_out(class_)
     class_.add_argument(
         "--all-classes",
@@ -86,14 +87,14 @@ def add_report_command(commands: argparse._SubParsersAction[argparse.ArgumentPar
     class_.set_defaults(run=_class, kind="class")
 
     school = kinds.add_parser("school", parents=[common], help="one school's report")
-    school.add_argument("scope_id", metavar="SCHOOL_ID")
+    school.add_argument("scope_id", metavar="SCHOOL_ID", type=id_argument)
     _add_out(school)
     school.set_defaults(run=_single, kind="school")
 
     parent = kinds.add_parser(
         "parent", parents=[common], help="one page for a student's family (A4, plain words)"
     )
-    parent.add_argument("scope_id", metavar="STUDENT_ID")
+    parent.add_argument("scope_id", metavar="STUDENT_ID", type=student_id_argument)
     _add_out(parent)
     parent.set_defaults(run=_single, kind="parent")
 
