@@ -17,6 +17,7 @@ serves the result as JSON and the page draws it.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime, time, timedelta
@@ -271,42 +272,49 @@ def lowest_characters(
     limit: int = CHARACTERS_SHOWN,
 ) -> list[Character]:
     """The characters practised, lowest mean score first, with who wrote them."""
-    # character -> student -> [attempts, sum of scores]
-    totals: defaultdict[str, defaultdict[str, list[float]]] = defaultdict(
-        lambda: defaultdict(lambda: [0, 0.0])
+    # character -> student -> (attempts, score × attempts) of each row
+    practised: defaultdict[str, defaultdict[str, list[tuple[int, float]]]] = defaultdict(
+        lambda: defaultdict(list)
     )
     for row in practice:
         for character, attempts, score in zip(
             row.characters, row.character_attempts, row.character_scores, strict=True
         ):
             if attempts > 0:
-                total = totals[character][row.student_id]
-                total[0] += attempts
-                total[1] += score * attempts
+                practised[character][row.student_id].append((attempts, score * attempts))
     found = []
-    for character, by_student in totals.items():
-        writers = [
-            Writer(
-                student_id=student_id,
-                name=names.get(student_id),
-                attempts=int(attempts),
-                mean_score=round(score_sum / attempts, 1),
+    for character, by_student in practised.items():
+        writers = []
+        for student_id, rows in by_student.items():
+            attempts, mean = _attempts_and_mean(rows)
+            writers.append(
+                Writer(
+                    student_id=student_id,
+                    name=names.get(student_id),
+                    attempts=attempts,
+                    mean_score=round(mean, 1),
+                )
             )
-            for student_id, (attempts, score_sum) in by_student.items()
-        ]
         writers.sort(key=lambda w: (w.mean_score, -w.attempts, w.student_id))
-        attempts = sum(w.attempts for w in writers)
-        score_sum = sum(total[1] for total in by_student.values())
+        attempts, mean = _attempts_and_mean([pair for rows in by_student.values() for pair in rows])
         found.append(
             Character(
-                character=character,
-                attempts=attempts,
-                mean_score=round(score_sum / attempts, 1),
-                writers=writers,
+                character=character, attempts=attempts, mean_score=round(mean, 1), writers=writers
             )
         )
     found.sort(key=lambda c: (c.mean_score, -c.attempts, c.character))
     return found[:limit]
+
+
+def _attempts_and_mean(practice: Sequence[tuple[int, float]]) -> tuple[int, float]:
+    """All the attempts, and their mean score, from (attempts, score × attempts) pairs.
+
+    math.fsum rounds the sum once, correctly, whatever the pairs' order: a
+    running sum could show a mean such as 16.45 as 16.4 or 16.5 depending
+    on the order the rows were read in.
+    """
+    attempts = sum(count for count, _ in practice)
+    return attempts, math.fsum(product for _, product in practice) / attempts
 
 
 def _rounded(value: float | None) -> float | None:
