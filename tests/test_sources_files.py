@@ -24,7 +24,7 @@ from writech import counters
 from writech.events import EventDecoder, RawBatch
 from writech.generate import generate
 from writech.schema import DeadLetter
-from writech.settings import Settings
+from writech.settings import Settings, SettingsError
 from writech.sources import files
 from writech.sources.files import (
     HEAD_BYTES,
@@ -515,3 +515,32 @@ def test_a_message_larger_than_the_batch_budget_is_a_batch_of_its_own(
 
     assert messages_of(batches) == lines
     assert [lines[3]] in [batch.messages for batch in batches]
+
+
+def test_a_file_whose_name_is_not_utf8_is_refused_before_anything_is_read(
+    tmp_path: Path,
+) -> None:
+    """Bytewax panicked on such a name while starting the flow; the run now stops before it
+    reads, names the file and says what to do, and writes nothing."""
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    (inputs / "fine.jsonl").write_bytes(b"".join(line + b"\n" for line in lines_of(2)))
+    strange = os.fsdecode(b"caf\xe9.jsonl")  # Latin-1, as an old archive may name it
+    (inputs / strange).write_bytes(b"".join(line + b"\n" for line in lines_of(2)))
+
+    with pytest.raises(SettingsError, match="not UTF-8 text"):
+        JsonLinesSource([str(inputs)])
+
+    data = tmp_path / "data"
+    result = subprocess.run(
+        [sys.executable, "-m", "writech", "replay", str(inputs), "--data-dir", str(data)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "rename the file" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "panicked" not in result.stderr
+    assert not data.exists()

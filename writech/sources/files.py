@@ -142,7 +142,26 @@ def expand(paths: Iterable[str]) -> list[str]:
             found.append(str(path))
         else:
             raise FileNotFoundError(f"no such file or directory: {given}")
+    for name in found:
+        _refuse_unless_text(name)
     return list(dict.fromkeys(found))
+
+
+def _refuse_unless_text(path: str) -> None:
+    """Refuse a path whose name is not UTF-8 (Python keeps such bytes as lone surrogates).
+
+    A file's path names its partition in the recovery store and is every
+    dead letter's origin, and both must be text: Bytewax failed on such a
+    name in the middle of starting the flow, with a panic. Refused before
+    anything is read, so nothing is lost.
+    """
+    try:
+        path.encode()
+    except UnicodeEncodeError:
+        raise SettingsError(
+            f"{path!r}: the file's name is not UTF-8 text, which a partition name and a "
+            "dead letter's origin must be; rename the file and run again"
+        ) from None
 
 
 def total_bytes(paths: Sequence[str]) -> int:
