@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from datetime import date, timedelta
 from zoneinfo import ZoneInfo
 
@@ -20,6 +21,7 @@ from writech.events import (
     dead_letter,
     dedup_key_of,
     event_id_of,
+    is_text,
 )
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -218,3 +220,18 @@ def test_decode_batch_keeps_source_rejections() -> None:
     events, dead = decoder.decode_batch(batch)
     assert [event.offset for event in events] == [42]
     assert dead == [broker]
+
+
+@pytest.mark.parametrize(
+    ("value", "carried"),
+    [("stu-000012", True), ("笔顺", True), ("", True), ("stu-\udcff", False), ("\ud800", False)],
+)
+def test_text_a_message_can_carry_is_utf8_without_lone_surrogates(
+    value: str, carried: bool
+) -> None:
+    assert is_text(value) is carried
+    if not carried:  # and the decoder indeed refuses such a string in a message
+        raw = json.dumps({"event_type": "login_event", "student_id": value}).encode()
+        with pytest.raises(Invalid) as refused:
+            decoder.decode(raw)
+        assert refused.value.reason == "bad_json"

@@ -10,19 +10,15 @@ from __future__ import annotations
 
 import argparse
 
-from writech.events import MAX_STUDENT_ID_CHARS
+from writech.events import MAX_STUDENT_ID_CHARS, is_text
 
 
 def id_argument(value: str) -> str:
     """A CLASS_ID or SCHOOL_ID: non-empty text a message can carry."""
     if not value:
         raise argparse.ArgumentTypeError("an id cannot be empty")
-    try:
-        value.encode()
-    except UnicodeEncodeError:
-        raise argparse.ArgumentTypeError(
-            f"{value!r} is not UTF-8 text, so no event can carry it"
-        ) from None
+    if not is_text(value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not UTF-8 text, so no event can carry it")
     return value
 
 

@@ -292,6 +292,16 @@ def event_id_of(raw: bytes) -> str:
     return hashlib.blake2b(raw, digest_size=16).hexdigest()
 
 
+def is_text(value: str) -> bool:
+    """Whether a message could carry `value`: UTF-8 text, without the lone surrogates in which
+    Python keeps bytes that are not UTF-8 (from a command line or a file's name)."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def dedup_key_of(student_id: str, event_id: str) -> int:
     """The 64-bit key that dedups an event in state (compact, and stable across processes).
 

@@ -35,7 +35,7 @@ import msgspec
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from writech import counters
-from writech.events import RawBatch, dead_letter
+from writech.events import RawBatch, dead_letter, is_text
 from writech.schema import DeadLetterRow
 from writech.settings import SettingsError
 
@@ -155,13 +155,11 @@ def _refuse_unless_text(path: str) -> None:
     name in the middle of starting the flow, with a panic. Refused before
     anything is read, so nothing is lost.
     """
-    try:
-        path.encode()
-    except UnicodeEncodeError:
+    if not is_text(path):
         raise SettingsError(
             f"{path!r}: the file's name is not UTF-8 text, which a partition name and a "
             "dead letter's origin must be; rename the file and run again"
-        ) from None
+        )
 
 
 def total_bytes(paths: Sequence[str]) -> int:
