@@ -25,9 +25,9 @@ from hypothesis import strategies as st
 
 from tests.helpers import REPO
 from writech.failures import Interrupted, advice, stop_message
-from writech.logs import configure_logging
+from writech.logs import configure_logging, log_failure
 from writech.redaction import MASK, redact
-from writech.settings import Settings
+from writech.settings import Settings, SettingsError
 
 
 class _Terminal(io.StringIO):
@@ -239,26 +239,56 @@ def test_an_uncaught_failure_in_a_thread_is_logged_redacted() -> None:
     assert "RuntimeError: password *** refused" in entry["exception"]
 
 
-def test_dataflow_start_up_failure_is_a_json_line_without_the_secret(tmp_path: Path) -> None:
-    result = subprocess.run(
+def _start_dataflow(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [sys.executable, "-m", "bytewax.run", "dataflow"],
         cwd=REPO,
-        env={
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-            "WRITECH_MYSQL_URL": "mysql://writech:hunter2@mysql:3306/writech",
-            "WRITECH_INPUT_PATHS": str(tmp_path / "missing-hunter2"),
-            "WRITECH_DATA_DIR": str(tmp_path / "data"),
-        },
+        env={"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", **env},
         capture_output=True,
         text=True,
         timeout=120,
     )
-    assert result.returncode != 0
+
+
+def test_dataflow_start_up_failure_is_one_json_line_without_the_secret(tmp_path: Path) -> None:
+    result = _start_dataflow(
+        {
+            "WRITECH_MYSQL_URL": "mysql://writech:hunter2@mysql:3306/writech",
+            "WRITECH_INPUT_PATHS": str(tmp_path / "missing-hunter2"),
+            "WRITECH_DATA_DIR": str(tmp_path / "data"),
+        }
+    )
+    assert result.returncode == 2
     assert "hunter2" not in result.stdout + result.stderr
     entries = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
     (failure,) = [entry for entry in entries if entry["level"] == "critical"]
-    assert "no such file or directory" in failure["exception"]
-    assert "missing-***" in failure["exception"]
+    assert failure["message"].startswith("cannot start: no such file or directory")
+    assert "missing-***" in failure["message"]
+    assert "exception" not in failure  # what to fix, not a backtrace
+    assert "Traceback" not in result.stderr
+
+
+def test_dataflow_with_a_wrong_setting_says_which_in_one_line_and_exits_2(tmp_path: Path) -> None:
+    result = _start_dataflow(
+        {"WRITECH_BATCH_SIZE": "ten thousand", "WRITECH_DATA_DIR": str(tmp_path / "data")}
+    )
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    entry = json.loads(line)
+    assert entry["level"] == "critical"
+    assert entry["message"] == "cannot start: WRITECH_BATCH_SIZE: Expected `int`, got `str`"
+    assert not (tmp_path / "data").exists()  # nothing was opened
+
+
+def test_a_setup_error_is_logged_as_its_message_alone(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.CRITICAL, logger="writech"):
+        log_failure(SettingsError("WRITECH_SHARDS: Expected `int` >= 1"))
+        log_failure(RuntimeError("a bug"))
+    setup, bug = caplog.records
+    assert setup.getMessage() == "cannot start: WRITECH_SHARDS: Expected `int` >= 1"
+    assert setup.exc_info is None
+    assert bug.getMessage() == "the run failed"
+    assert bug.exc_info is not None
 
 
 # -- redaction ------------------------------------------------------------------------

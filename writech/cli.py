@@ -14,12 +14,11 @@ from typing import Any
 from writech import counters
 from writech.admin import add_admin_commands
 from writech.failures import install_signal_handlers, interruption, stopped_by
-from writech.logs import configure_logging, log_failure
+from writech.logs import SETUP_ERRORS, configure_logging, log_failure
 from writech.reports.cli import add_report_command
 from writech.schema import SCHEMA_VERSION
 from writech.serve.cli import add_serve_command
 from writech.settings import Settings, SettingsError
-from writech.stores.migrations import SchemaError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -29,7 +28,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.run(args) or 0)
-    except (SettingsError, SchemaError, FileNotFoundError) as exc:
+    except SETUP_ERRORS as exc:
         print(f"writech: {exc}", file=sys.stderr)
         return 2
     except BaseException as exc:

@@ -12,7 +12,7 @@ import sys
 
 from writech.failures import install_signal_handlers
 from writech.flow import build_flow, tune_gc
-from writech.logs import configure_logging
+from writech.logs import SETUP_ERRORS, configure_logging, log_failure
 from writech.settings import Settings
 
 # `python -m bytewax.run` has parsed its arguments when it imports this module:
@@ -34,5 +34,11 @@ recovery = "BYTEWAX_RECOVERY_DIRECTORY" in os.environ or any(
 
 configure_logging()
 install_signal_handlers()
-flow = build_flow(Settings.from_env(), single_process=single_process, recovery=recovery)
+try:
+    flow = build_flow(Settings.from_env(), single_process=single_process, recovery=recovery)
+except SETUP_ERRORS as exc:
+    # One log line naming the setting, input or store to fix, as `writech replay` says
+    # it, not a backtrace: under Kubernetes that line is what the pod's log shows.
+    log_failure(exc)
+    raise SystemExit(2) from None
 tune_gc()

@@ -23,8 +23,14 @@ from typing import Any, Final, TextIO
 from writech.failures import advice, interruption
 from writech.redaction import redact
 from writech.settings import Settings, SettingsError
+from writech.stores.migrations import SchemaError
 
 Redact = Callable[[str], str]
+
+# What stops a command, or the flow, before it starts, when a setting, an input
+# or a store's schema is wrong: the message says what to fix, and a backtrace
+# would only suggest a bug. Said in one line, and the exit status is 2.
+SETUP_ERRORS: Final = (SettingsError, SchemaError, FileNotFoundError)
 
 # LogRecord's own attributes; anything else on a record came from `extra=`.
 _RECORD_FIELDS: Final = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
@@ -133,8 +139,12 @@ def log_failure(error: BaseException) -> None:
     """A run's end by `error`: what to do in one line first, then the details.
 
     An interruption (Ctrl-C, SIGTERM) is a normal stop: that one line only.
+    So is a setup error (`SETUP_ERRORS`): its message is what to fix.
     """
     log = logging.getLogger("writech")
+    if isinstance(error, SETUP_ERRORS):
+        log.critical("cannot start: %s", error)
+        return
     line = advice(error)
     if interruption(error):
         log.warning("%s", line)
