@@ -12,6 +12,9 @@ a service down right after the first snapshot, and brings it back:
 - The Kafka broker (Tansu keeping its topics in S3, so that they survive
   the restart) is down for a few seconds: the consumers reconnect by
   themselves and the run rides it out.
+- The broker is not there yet when the dataflow starts: it waits, saying so
+  every few seconds, and reads everything once the broker and the topic
+  are there; a SIGTERM while it waits stops it at once, as a normal stop.
 
 Afterwards every table equals that of one clean run, and no password (of
 either URL, or in the Kafka options) appears in any output, table or the
@@ -22,6 +25,8 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -37,18 +42,24 @@ from tests.helpers import (
     assert_same_tables,
     dataflow_command,
     init_recovery_store,
+    kill,
+    log_tail,
     read_positions,
     read_tables,
     replay_command,
     run_dataflow,
+    run_writech,
     start_dataflow,
     wait_for_commit,
     wait_for_exit,
+    write_workload,
 )
 from tests.services.clickhouse_http import ClickHouseServer
 from tests.services.kafka import TansuBroker, create_topic, produce
 from tests.services.mysql import MariadbServer, MysqlUser
+from tests.services.ports import wait_until
 from tests.test_end_to_end_kafka import _server_tables
+from writech.generate import generate
 
 pytestmark = pytest.mark.services
 
@@ -182,3 +193,82 @@ def test_kafka_broker_down_for_seconds_is_ridden_out(
     tables = read_tables(tmp_path / "data")
     assert_same_tables(tables, workload.as_read_from_kafka(topic))
     secrets_nowhere([kafka_secret], log, tables, recovery)
+
+
+def _kafka_settings(broker: TansuBroker, topic: str, data: Path) -> dict[str, str]:
+    return {
+        "WRITECH_SOURCE": "kafka",
+        "WRITECH_KAFKA_BROKERS": broker.bootstrap,
+        "WRITECH_KAFKA_TOPICS": topic,
+        "WRITECH_KAFKA_DLQ_TOPIC": f"{topic}-dead-letters",
+        "WRITECH_KAFKA_STOP_AT_END": "true",
+        "WRITECH_DATA_DIR": str(data),
+    }
+
+
+def _waits_said(log: Path) -> int:
+    """How many attempts to reach the brokers the dataflow's log tells of."""
+    if not log.exists():
+        return 0
+    return log.read_text(errors="replace").count("waiting for the Kafka brokers at ")
+
+
+def test_a_dataflow_started_before_its_broker_waits_saying_so_then_reads_everything(
+    durable_kafka_broker: TansuBroker, tmp_path: Path
+) -> None:
+    messages = list(generate(events=6000, students=150, days=3, malformed=0.02, seed=7))
+    files = write_workload(tmp_path / "workload", messages, files=1)
+    run_writech("replay", "--quiet", str(files[0]), "--data-dir", str(tmp_path / "replayed"))
+    workload = Workload(messages, files, read_tables(tmp_path / "replayed"))
+    # The topic is ready on a broker that keeps it in S3, then the broker goes away:
+    # the dataflow must not find it before it is complete.
+    broker = durable_kafka_broker
+    topic = create_topic(broker.bootstrap, f"writech-events-{uuid.uuid4().hex[:8]}", partitions=3)
+    produce(broker.bootstrap, topic, messages)
+    broker.stop()
+    log = tmp_path / "run.log"
+
+    process = start_dataflow(
+        [sys.executable, "-m", "bytewax.run", "dataflow"],
+        _kafka_settings(broker, topic, tmp_path / "data"),
+        log,
+    )
+    try:
+        wait_until(lambda: _waits_said(log) >= 2, 60, "two attempts to reach the broker")
+        assert process.poll() is None  # waiting, not failed
+        broker.start()
+        assert wait_for_exit(process, log, timeout=120) == 0, log_tail(log)
+    finally:
+        if process.poll() is None:  # a failed check above: no process left behind
+            kill(process)
+
+    said = log.read_text(errors="replace")
+    assert f"waiting for the Kafka brokers at {broker.bootstrap}: " in said
+    assert "Traceback" not in said
+    assert_same_tables(read_tables(tmp_path / "data"), workload.as_read_from_kafka(topic))
+
+
+def test_a_sigterm_while_the_dataflow_waits_for_its_broker_stops_it_at_once(
+    tmp_path: Path,
+) -> None:
+    broker = TansuBroker(tmp_path / "tansu.log")  # never started
+    log = tmp_path / "run.log"
+    process = start_dataflow(
+        [sys.executable, "-m", "bytewax.run", "dataflow"],
+        _kafka_settings(broker, "writech-events", tmp_path / "data"),
+        log,
+    )
+    try:
+        wait_until(lambda: _waits_said(log) >= 1, 60, "an attempt to reach the broker")
+        process.send_signal(signal.SIGTERM)
+        # an attempt waits at most 5 s for the broker; the stop comes after it
+        assert wait_for_exit(process, log, timeout=20) == 128 + signal.SIGTERM
+    finally:
+        if process.poll() is None:  # a failed check above: no process left behind
+            kill(process)
+
+    said = log.read_text(errors="replace")
+    assert "stopped by SIGTERM" in said
+    assert "Traceback" not in said
+    assert "panicked" not in said
+    assert not (tmp_path / "data").exists()  # nothing was opened, nothing read

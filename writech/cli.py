@@ -13,7 +13,7 @@ from typing import Any
 
 from writech import counters
 from writech.admin import add_admin_commands
-from writech.failures import install_signal_handlers, interruption, stopped_by
+from writech.failures import exit_status, install_signal_handlers, interruption, stopped_by
 from writech.logs import SETUP_ERRORS, configure_logging, log_failure
 from writech.reports.cli import add_report_command
 from writech.schema import SCHEMA_VERSION
@@ -36,12 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if signal_name is None:
             raise
         log_failure(exc)  # one line: a normal stop
-        return _exit_status(signal_name)
-
-
-def _exit_status(signal_name: str) -> int:
-    """The shell's convention for a process ended by a signal: 128 + its number."""
-    return 128 + (15 if signal_name == "SIGTERM" else 2)
+        return exit_status(signal_name)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -179,7 +174,7 @@ def _replay(args: argparse.Namespace) -> int:
             progress.stop()
     _print_summary(time.perf_counter() - started)
     signal_name = stopped_by()  # the input ended early: the run was asked to stop
-    return _exit_status(signal_name) if signal_name else 0
+    return exit_status(signal_name) if signal_name else 0
 
 
 def _print_summary(seconds: float) -> None:

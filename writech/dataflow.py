@@ -10,7 +10,7 @@ data into ./data. The repository's top-level `dataflow.py` imports it, for
 import os
 import sys
 
-from writech.failures import install_signal_handlers
+from writech.failures import Interrupted, exit_status, install_signal_handlers
 from writech.flow import build_flow, tune_gc
 from writech.logs import SETUP_ERRORS, configure_logging, log_failure
 from writech.settings import Settings
@@ -41,4 +41,6 @@ except SETUP_ERRORS as exc:
     # it, not a backtrace: under Kubernetes that line is what the pod's log shows.
     log_failure(exc)
     raise SystemExit(2) from None
+except Interrupted as stop:  # while waiting for the Kafka brokers: nothing was read
+    raise SystemExit(exit_status(stop.signal_name)) from None  # the reason is said at exit
 tune_gc()

@@ -58,6 +58,11 @@ def stop_requested() -> bool:
     return _stop.is_set()
 
 
+def wait_for_stop(seconds: float) -> bool:
+    """Wait `seconds`, or less if a signal asks the run to stop; whether one did."""
+    return _stop.wait(seconds)
+
+
 def stopped_by() -> str | None:
     """The signal that stopped the run ("SIGTERM", "SIGINT"), if one did."""
     return _stopped_by[0] if _stopped_by else None
@@ -85,6 +90,11 @@ def _say_why_stopped() -> None:
     name = stopped_by()
     if name:
         logging.getLogger("writech").warning("%s", stop_message(name))
+
+
+def exit_status(signal_name: str) -> int:
+    """The shell's convention for a process ended by a signal: 128 + its number."""
+    return 128 + (15 if signal_name == "SIGTERM" else 2)
 
 
 def stop_message(signal_name: str) -> str:

@@ -5,6 +5,10 @@ Bytewax's `KafkaSource` lists the topics' partitions (parts named
 a partition built here on a confluent-kafka consumer of its own rather than
 by the connector's, for what production needs from it:
 
+- Brokers that do not answer yet, or topics not created yet, are waited
+  for as the flow is built (`wait_for_topics`), saying so every few seconds
+  and ending at a stop request: the connector's listing would wait in
+  silence, deaf to SIGTERM.
 - No offset moves silently. librdkafka's `auto.offset.reset` is "error".
   A next offset below the oldest retained one (deleted by the broker's
   retention before it was read) follows `kafka_offset_reset`: continue from
@@ -86,6 +90,7 @@ from confluent_kafka.admin import AdminClient
 
 from writech import counters
 from writech.events import RawBatch, dead_letter
+from writech.failures import Interrupted, stop_requested, stopped_by, wait_for_stop
 from writech.schema import DeadLetterRow
 from writech.settings import PREFIX, Settings, SettingsError
 
@@ -104,6 +109,10 @@ METADATA_MAX_AGE_MS: Final = 10
 # The group id librdkafka requires; no group is joined, and none committed
 # to unless `kafka_commit_group` names one.
 UNUSED_GROUP: Final = "BYTEWAX_IGNORED"
+
+# How long one attempt to reach the brokers at start-up waits for an answer,
+# and the pause between attempts while a topic does not exist yet.
+BROKER_WAIT_SECONDS: Final = 5.0
 
 # What a fetch says when the offset asked for is not in the partition's log.
 _OUT_OF_RANGE: Final = frozenset({KafkaError._AUTO_OFFSET_RESET, KafkaError.OFFSET_OUT_OF_RANGE})
@@ -233,6 +242,22 @@ class TopicIds:
             return None
 
 
+def admin_config(settings: Settings) -> dict[str, Any]:
+    """The librdkafka configuration of the admin clients (topic ids, the wait at start-up)."""
+    return {"bootstrap.servers": ",".join(settings.kafka_brokers), **settings.kafka_options}
+
+
+def _exists(admin: AdminClient, topic: str) -> bool:
+    """Whether the brokers hold `topic` (asking may create it, where the brokers do that);
+    `KafkaException` when they do not answer, or refuse (an ACL, say)."""
+    metadata = admin.list_topics(topic, timeout=BROKER_WAIT_SECONDS).topics[topic]
+    if metadata.error is None:
+        return True
+    if metadata.error.code() in _GONE:
+        return False
+    raise KafkaException(metadata.error)
+
+
 def consumer_config(settings: Settings) -> dict[str, Any]:
     """The librdkafka configuration of every partition's consumer."""
     if "auto.offset.reset" in settings.kafka_options:
@@ -266,7 +291,14 @@ def _log_failed_commit(error: KafkaError | None, partitions: list[TopicPartition
 
 
 def kafka_source(settings: Settings) -> KafkaBatchSource:
-    return KafkaBatchSource(settings)
+    """The source of the configured topics, once the brokers answer and hold them all.
+
+    Waited for here, as the flow is built: Bytewax lists the partitions only
+    once it runs, where an exception (a stop request, say) ends in a panic.
+    """
+    source = KafkaBatchSource(settings)
+    source.wait_for_topics()
+    return source
 
 
 class KafkaPartition(StatefulSourcePartition[RawBatch, KafkaPosition]):
@@ -466,6 +498,37 @@ class KafkaBatchSource(FixedPartitionedSource[RawBatch, KafkaPosition]):
         parts: list[str] = self._connector.list_parts()
         return parts
 
+    def wait_for_topics(self) -> None:
+        """Return once the brokers answer and hold every topic; until then, say why.
+
+        The connector's listing waits for brokers that do not answer without
+        a word and deaf to SIGTERM, so a pod started before its broker (or
+        before its topics are created) looked hung. Here each attempt waits
+        up to `BROKER_WAIT_SECONDS`, each miss is logged, and a stop request
+        (SIGTERM, Ctrl-C) ends the wait with `Interrupted`: nothing was read.
+        """
+        admin = AdminClient(admin_config(self.settings))
+        brokers = ",".join(self.settings.kafka_brokers)
+        while True:
+            started = time.monotonic()
+            try:
+                missing = [
+                    topic for topic in self.settings.kafka_topics if not _exists(admin, topic)
+                ]
+                if not missing:
+                    return
+                why = f"no topic {', '.join(missing)} yet"
+            except KafkaException as exc:
+                error: KafkaError = exc.args[0]
+                why = error.str()
+            if not stop_requested():
+                log.warning(
+                    "waiting for the Kafka brokers at %s: %s; trying again every %g s",
+                    brokers, why, BROKER_WAIT_SECONDS,
+                )  # fmt: skip
+            if wait_for_stop(max(0.0, started + BROKER_WAIT_SECONDS - time.monotonic())):
+                raise Interrupted(stopped_by() or "SIGTERM")
+
     def build_part(
         self, step_id: str, for_part: str, resume_state: KafkaPosition | int | None
     ) -> KafkaPartition:
@@ -480,9 +543,4 @@ class KafkaBatchSource(FixedPartitionedSource[RawBatch, KafkaPosition]):
     @functools.cached_property
     def _topic_ids(self) -> TopicIds:
         """One admin client for the partitions of this process."""
-        return TopicIds(
-            {
-                "bootstrap.servers": ",".join(self.settings.kafka_brokers),
-                **self.settings.kafka_options,
-            }
-        )
+        return TopicIds(admin_config(self.settings))
