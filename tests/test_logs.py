@@ -28,6 +28,7 @@ from writech.failures import Interrupted, advice, stop_message
 from writech.logs import configure_logging, log_failure
 from writech.redaction import MASK, redact
 from writech.settings import Settings, SettingsError
+from writech.stores.base import StoreError
 
 
 class _Terminal(io.StringIO):
@@ -195,6 +196,32 @@ def test_an_uncaught_failure_without_advice_is_one_line_with_its_traceback() -> 
     (entry,) = _entries(stream)
     assert (entry["level"], entry["message"]) == ("critical", "the run failed")
     assert "ValueError: something unforeseen" in entry["exception"]
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_a_failure_wrapped_by_bytewax_says_this_package_s_message_before_the_traceback() -> None:
+    stream = io.StringIO()
+    configure_logging(_secret_settings(), stream=stream)
+    try:
+        raise ConnectionRefusedError(111, "Connection refused")
+    except ConnectionRefusedError as refused:
+        try:
+            raise StoreError(
+                "MySQL at mysql://writech:hunter2@mysql:3306/writech: check character sets "
+                "failed after 3 attempts"
+            ) from refused
+        except StoreError as store:
+            error = _raised(RuntimeError("error building production dataflow"))
+            error.__cause__ = store
+    sys.excepthook(type(error), error, error.__traceback__)
+    said, failed = _entries(stream)
+    assert said["level"] == "critical"
+    assert said["message"] == (
+        "MySQL at mysql://writech:***@mysql:3306/writech: check character sets failed after 3 "
+        "attempts"
+    )
+    assert (failed["level"], failed["message"]) == ("critical", "the run failed")
+    assert "error building production dataflow" in failed["exception"]
 
 
 @pytest.mark.parametrize(

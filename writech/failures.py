@@ -121,6 +121,19 @@ def interruption(error: BaseException) -> str | None:
     return None
 
 
+def own_cause(error: BaseException) -> BaseException | None:
+    """The outermost exception of `error`'s chain that this package raised, if any.
+
+    Its message is written for an operator: it names the store, topic or
+    file and what failed, where the framework's wrapper around it says only
+    which step failed (`error building production dataflow`).
+    """
+    for cause in chain(error):
+        if type(cause).__module__.startswith("writech."):
+            return cause
+    return None
+
+
 def advice(error: BaseException) -> str | None:
     """One line saying what happened and what to do, for failures with a known remedy."""
     signal_name = interruption(error)

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Final, TextIO
 
-from writech.failures import advice, interruption
+from writech.failures import advice, interruption, own_cause
 from writech.redaction import redact
 from writech.settings import Settings, SettingsError
 from writech.stores.migrations import SchemaError
@@ -138,8 +138,10 @@ def _redact_value(redact: Redact, value: Any) -> Any:
 def log_failure(error: BaseException) -> None:
     """A run's end by `error`: what to do in one line first, then the details.
 
-    An interruption (Ctrl-C, SIGTERM) is a normal stop: that one line only.
-    So is a setup error (`SETUP_ERRORS`): its message is what to fix.
+    The details: the message of the error this package raised (`own_cause`),
+    then the whole traceback. An interruption (Ctrl-C, SIGTERM) is a normal
+    stop: that one line only. So is a setup error (`SETUP_ERRORS`): its
+    message is what to fix.
     """
     log = logging.getLogger("writech")
     if isinstance(error, SETUP_ERRORS):
@@ -149,8 +151,10 @@ def log_failure(error: BaseException) -> None:
     if interruption(error):
         log.warning("%s", line)
         return
-    if line:
-        log.critical("%s", line)
+    cause = own_cause(error)
+    for said in (line, cause and str(cause)):
+        if said:
+            log.critical("%s", said)
     log.critical("the run failed", exc_info=(type(error), error, error.__traceback__))
 
 
