@@ -12,7 +12,7 @@ import sys
 
 from writech.failures import Interrupted, exit_status, install_signal_handlers
 from writech.flow import build_flow, tune_gc
-from writech.logs import SETUP_ERRORS, configure_logging, log_failure
+from writech.logs import SETUP_ERRORS, configure_logging, log_setup_error
 from writech.settings import Settings
 
 # `python -m bytewax.run` has parsed its arguments when it imports this module:
@@ -39,7 +39,7 @@ try:
 except SETUP_ERRORS as exc:
     # One log line naming the setting, input or store to fix, as `writech replay` says
     # it, not a backtrace: under Kubernetes that line is what the pod's log shows.
-    log_failure(exc)
+    log_setup_error(exc)
     raise SystemExit(2) from None
 except Interrupted as stop:  # while waiting for the Kafka brokers: nothing was read
     raise SystemExit(exit_status(stop.signal_name)) from None  # the reason is said at exit

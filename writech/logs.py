@@ -140,22 +140,24 @@ def log_failure(error: BaseException) -> None:
 
     The details: the message of the error this package raised (`own_cause`),
     then the whole traceback. An interruption (Ctrl-C, SIGTERM) is a normal
-    stop: that one line only. So is a setup error (`SETUP_ERRORS`): its
-    message is what to fix.
+    stop: that one line only.
     """
     log = logging.getLogger("writech")
-    if isinstance(error, SETUP_ERRORS):
-        log.critical("cannot start: %s", error)
-        return
     line = advice(error)
     if interruption(error):
         log.warning("%s", line)
         return
+    if line:
+        log.critical("%s", line)
     cause = own_cause(error)
-    for said in (line, cause and str(cause)):
-        if said:
-            log.critical("%s", said)
+    if cause is not None:
+        log.critical("%s", cause)
     log.critical("the run failed", exc_info=(type(error), error, error.__traceback__))
+
+
+def log_setup_error(error: BaseException) -> None:
+    """A run that cannot start as configured (`SETUP_ERRORS`): what to fix, in one line."""
+    logging.getLogger("writech").critical("cannot start: %s", error)
 
 
 def _log_uncaught(
