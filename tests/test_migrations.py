@@ -28,11 +28,13 @@ import pytest
 from tests.helpers import run_writech
 from tests.services.clickhouse_http import ClickHouseServer
 from tests.services.mysql import MysqlUser
+from tests.test_sqlite import record
 from writech.generate import generate
 from writech.rows import TableRows
 from writech.schema import (
     CLICKHOUSE_TABLES,
     ERROR_RECORD,
+    ERROR_RECORD_MYSQL_LONG_TEXT,
     SCHEMA_VERSION,
     Layout,
     error_record_key,
@@ -49,7 +51,7 @@ from writech.stores.migrations import (
     migrate_schema,
     migrate_stores,
 )
-from writech.stores.mysql import MysqlErrorStore
+from writech.stores.mysql import MYSQL, MysqlErrorStore
 from writech.stores.sqlite import connect
 
 # -- the first release's schema, as commit 3a5933f created it ---------------------
@@ -470,7 +472,10 @@ def test_servers_of_the_first_release_are_refused_until_migrated(
 ) -> None:
     env = first_release_servers
     before = server_counts(clickhouse_server)
-    refusal = "holds schema version 1; this release writes version 2: stop the dataflow and run `writech migrate`"
+    refusal = (
+        f"holds schema version 1; this release writes version {SCHEMA_VERSION}: "
+        "stop the dataflow and run `writech migrate`"
+    )
     # the replay command and init-db refuse in one line, before reading anything
     for command in (["replay", str(events), "-q"], ["init-db"]):
         result = writech_failing("-m", "writech", *command, env=env)
@@ -509,6 +514,57 @@ def test_servers_of_the_first_release_are_refused_until_migrated(
     assert mysql_user.query(f"SELECT version FROM `{database}`.{VERSIONS}") == [
         {"version": SCHEMA_VERSION}
     ]
+
+
+def test_a_mysql_store_of_version_2_is_refused_then_migrated_to_text_of_any_length(
+    mysql_user: MysqlUser, mysql_database: str
+) -> None:
+    """Version 3: MySQL's error_record held free text as TEXT (64 KiB), so a longer value
+    stopped the run; `writech migrate` makes it LONGTEXT, keeping every record."""
+    database = urlsplit(mysql_database).path.strip("/")
+    mysql_user.execute(f"USE `{database}`")
+    mysql_user.execute(FIRST_RELEASE_MYSQL)  # version 2 had the same table
+    mysql_user.execute(MYSQL.versions_ddl)
+    mysql_user.execute(MYSQL.record_version, 2, "2026-11-26 00:00:00", "version 2")
+    kept = record("e-1", 0)
+    long = record("e-2", 0, knowledge_point="知" * 30_000)  # 90,000 bytes
+    names = ERROR_RECORD.column_names
+    mysql_user.execute(
+        f"INSERT INTO error_record ({', '.join(names)}) VALUES ({', '.join(['%s'] * len(names))})",
+        *kept[:-2], "2026-09-01", "2026-09-01 08:30:15",
+    )  # fmt: skip
+    settings = Settings(mysql_url=mysql_database)
+    refusal = f"holds schema version 2; this release writes version {SCHEMA_VERSION}"
+    with pytest.raises(SchemaError, match=refusal):
+        MysqlErrorStore(settings)
+
+    store = MysqlErrorStore(settings, upgrade=True)
+    try:
+        assert store.upgraded == [
+            "error_record: free-text columns hold any length (LONGTEXT)",
+            f"schema version 2 -> {SCHEMA_VERSION}",
+        ]
+        store.insert(TableRows.from_rows(ERROR_RECORD, [long]))
+    finally:
+        store.close()
+    point = names.index("knowledge_point")
+    stored = mysql_user.query(
+        f"SELECT record_key, knowledge_point FROM `{database}`.error_record ORDER BY 1"
+    )
+    assert sorted((row["record_key"], row["knowledge_point"]) for row in stored) == sorted(
+        (row[0], row[point]) for row in (kept, long)
+    )
+    fresh = mysql_user.create_database()
+    try:
+        MysqlErrorStore(Settings(mysql_url=mysql_user.url(fresh))).close()
+        definitions = [
+            mysql_user.query(f"SHOW CREATE TABLE `{name}`.error_record")[0]["Create Table"]
+            for name in (database, fresh)
+        ]
+    finally:
+        mysql_user.drop_database(fresh)
+    assert definitions[0] == definitions[1]
+    assert definitions[0].count("longtext") == len(ERROR_RECORD_MYSQL_LONG_TEXT)
 
 
 # -- a cluster --------------------------------------------------------------------------

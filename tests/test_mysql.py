@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from datetime import UTC, date, datetime, timedelta
@@ -12,6 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 from msgspec.structs import astuple
 
+from tests.helpers import run_writech
 from tests.services.mysql import ADMIN_ADDRESS, MysqlUser
 from tests.test_sqlite import dated, record
 from writech.reports.model import Period
@@ -32,6 +34,7 @@ HOSTILE = [
     "nul \x00 byte",
     "emoji 🧑‍🏫 𝄞 汉字",
     "z" * 10_000,
+    "知" * 30_000,  # 90,000 bytes: more than MySQL's TEXT holds (64 KiB)
 ]
 
 
@@ -93,6 +96,49 @@ def test_records_land_byte_identical_and_once(mysql_user: MysqlUser, mysql_datab
     writer.write(records[:3])  # a replay: changes nothing
     writer.close()
     assert _stored(mysql_user, mysql_database) == sorted(records, key=lambda r: r.record_key)
+
+
+def test_an_event_with_text_as_long_as_a_message_allows_is_counted_whole(
+    mysql_user: MysqlUser, mysql_database: str, tmp_path: Path
+) -> None:
+    """A knowledge point of almost 1 MiB (the default message limit) is stored, not a poison
+    message: with TEXT columns its insert failed, and so did every run after it."""
+    long_point = "知" * 340_000  # 1,020,000 bytes in UTF-8
+    events = tmp_path / "long.jsonl"
+    messages = [
+        {
+            "event_type": "grade_result",
+            "student_id": "s-1",
+            "event_id": f"e-{number}",
+            "timestamp": "2026-09-01T08:30:00+08:00",
+            "payload": {"errors": [{"question_id": "q-1", "knowledge_point": point}]},
+        }
+        for number, point in enumerate((long_point, "short"))
+    ]
+    events.write_text("".join(json.dumps(m, ensure_ascii=False) + "\n" for m in messages))
+    assert len(events.read_bytes().splitlines()[0]) < 1 << 20
+    env = {"WRITECH_MYSQL_URL": mysql_database, "WRITECH_CLICKHOUSE_URL": ""}
+    summary = run_writech("replay", str(events), "--data-dir", str(tmp_path / "data"), env=env)
+    assert re.search(r"^dead-lettered +0$", summary.stdout, re.M)
+    database = urlsplit(mysql_database).path.strip("/")
+    stored = mysql_user.query(
+        f"SELECT event_id, knowledge_point FROM `{database}`.error_record ORDER BY event_id"
+    )
+    assert stored == [
+        {"event_id": "e-0", "knowledge_point": long_point},
+        {"event_id": "e-1", "knowledge_point": "short"},
+    ]
+
+
+def test_a_message_limit_above_what_the_server_takes_is_refused_at_start(
+    mysql_user: MysqlUser, mysql_database: str
+) -> None:
+    """A message near WRITECH_MAX_MESSAGE_BYTES may become a record the server refuses to
+    receive (max_allowed_packet): said before anything is written, not at that message."""
+    packet = int(mysql_user.query("SELECT @@GLOBAL.max_allowed_packet AS packet")[0]["packet"])
+    MysqlErrorStore(Settings(mysql_url=mysql_database, max_message_bytes=packet // 2)).close()
+    with pytest.raises(SettingsError, match=rf"at most {packet:,} bytes \(max_allowed_packet\)"):
+        MysqlErrorStore(Settings(mysql_url=mysql_database, max_message_bytes=packet))
 
 
 def test_a_killed_connection_is_reestablished(

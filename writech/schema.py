@@ -664,7 +664,7 @@ TABLES_BY_NAME: Final = {table.name: table for table in TABLES}
 
 # The schema this release writes: raise it with a `writech.stores.migrations`
 # entry whenever a store must change (a column, a key, what a value means).
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 
 
 def error_record_sqlite_ddl(name: str = "error_record") -> str:
@@ -689,26 +689,33 @@ CREATE TABLE IF NOT EXISTS {name} (
 )"""
 
 
+# MySQL types of error_record's columns that are not free text. Free text is
+# LONGTEXT: an event's strings are bounded only by the message size (1 MiB by
+# default, `WRITECH_MAX_MESSAGE_BYTES`), and TEXT holds 64 KiB, so a longer
+# knowledge point failed the insert, and a restart failed on it again.
+_MYSQL_TYPES: Final = {
+    "record_key": "CHAR(32) CHARACTER SET ascii NOT NULL PRIMARY KEY",
+    "position": "INT NOT NULL",
+    "student_id": "VARCHAR(64) NOT NULL",  # SPEC §1: at most 64 characters
+    "date": "DATE NOT NULL",
+    "created_at": "DATETIME(6) NOT NULL",
+}
+ERROR_RECORD_MYSQL_LONG_TEXT: Final = tuple(
+    name for name in ERROR_RECORD.column_names if name not in _MYSQL_TYPES
+)
+
+
 def error_record_mysql_ddl(name: str = "error_record") -> str:
     """MySQL's CREATE statement of `error_record` (under another `name` while rebuilt)."""
     # record_key is a hash of the identity (student, event id, position), so
     # one fixed-width key serves as the unique key for event ids of any length.
+    columns = "".join(
+        f"    {column} {_MYSQL_TYPES.get(column, 'LONGTEXT NOT NULL')},\n"
+        for column in ERROR_RECORD.column_names
+    )
     return f"""\
 CREATE TABLE IF NOT EXISTS {name} (
-    record_key CHAR(32) CHARACTER SET ascii NOT NULL PRIMARY KEY,
-    event_id TEXT NOT NULL,
-    position INT NOT NULL,
-    student_id VARCHAR(64) NOT NULL,
-    class_id TEXT NOT NULL,
-    school_id TEXT NOT NULL,
-    homework_id TEXT NOT NULL,
-    question_id TEXT NOT NULL,
-    subject TEXT NOT NULL,
-    knowledge_point TEXT NOT NULL,
-    error_type TEXT NOT NULL,
-    date DATE NOT NULL,
-    created_at DATETIME(6) NOT NULL,
-    KEY student_date (student_id, date)
+{columns}    KEY student_date (student_id, date)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin"""
 
 

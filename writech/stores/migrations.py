@@ -35,7 +35,8 @@ be stopped meanwhile (rows inserted into a table being copied are lost).
 
 Migrations (`MIGRATIONS`) hold what a comparison of definitions cannot
 infer, such as values computed differently: version 2 re-keys the error
-records by (student, event, position).
+records by (student, event, position); version 3 lets MySQL's error records
+hold text of any length.
 """
 
 from __future__ import annotations
@@ -188,6 +189,10 @@ def _rekey_error_records(schema: SqlSchema) -> str:
     return schema.rebuild_error_records()
 
 
+def _unbound_error_text(schema: SqlSchema) -> str:
+    return schema.unbound_text()
+
+
 MIGRATIONS: Final = (
     Migration(
         2,
@@ -195,6 +200,11 @@ MIGRATIONS: Final = (
         "by month, with a TTL; error_record keyed by (student_id, event_id, position); "
         "codecs, LowCardinality, skipping indexes and the read views",
         sql=_rekey_error_records,
+    ),
+    Migration(
+        3,
+        "error_record's text columns hold text of any length (MySQL: LONGTEXT, was TEXT)",
+        sql=_unbound_error_text,
     ),
 )
 
@@ -392,6 +402,8 @@ class SqlDialect:
     indexes: tuple[str, ...]  # error_record's indexes, where not in its CREATE statement
     # Statements that put the rebuilt table (named by the argument) in error_record's place.
     replace_error_record: Callable[[str], tuple[str, ...]]
+    # What lets error_record's free text be of any length, where a type bounds it.
+    unbound_text: str = ""
     # Statements around a migration, when the store's DDL is transactional.
     begin: str = ""
     commit: str = ""
@@ -436,7 +448,7 @@ class SqlSchema:
             return []
         self._statement(self.dialect.begin)
         try:
-            done = [migration.sql(self) for migration in due if migration.sql]
+            done = [line for migration in due if migration.sql and (line := migration.sql(self))]
             self._record(SCHEMA_VERSION, _summary(found))
         except BaseException:
             self._statement(self.dialect.rollback)
@@ -477,6 +489,13 @@ class SqlSchema:
         for statement in self.dialect.replace_error_record(scratch):
             self.cursor.execute(statement)
         return f"rebuilt error_record, keyed by (student_id, event_id, position) ({copied:,} rows)"
+
+    def unbound_text(self) -> str:
+        """error_record's free-text columns made to hold any length (MySQL's TEXT: 64 KiB)."""
+        if not self.dialect.unbound_text:
+            return ""  # SQLite: TEXT has no limit
+        self.cursor.execute(self.dialect.unbound_text)
+        return "error_record: free-text columns hold any length (LONGTEXT)"
 
     def _record(self, version: int, summary: str) -> None:
         self.cursor.execute(self.dialect.versions_ddl)

@@ -36,7 +36,7 @@ from pymysql.connections import Connection
 from pymysql.cursors import Cursor
 
 from writech.rows import TableRows
-from writech.schema import error_record_mysql_ddl
+from writech.schema import ERROR_RECORD_MYSQL_LONG_TEXT, error_record_mysql_ddl
 from writech.settings import Settings, SettingsError
 from writech.stores.base import StoreError
 from writech.stores.migrations import SqlDialect, SqlSchema, migrate_schema, open_schema
@@ -70,6 +70,10 @@ TRANSIENT_CODES: Final = frozenset(
         4031,  # ER_CLIENT_INTERACTION_TIMEOUT (MySQL)
     }
 )
+# What an insert of one error record needs beyond its message's text: every
+# text of a record comes from one message, and escaping only doubles characters
+# that JSON already wrote as two (a quote, a backslash, a newline).
+_STATEMENT_ROOM: Final = 64 * 1024
 _TLS_PARAMETERS: Final = frozenset({"ssl_ca", "ssl_cert", "ssl_key"})
 _SHAPE: Final = "mysql://user:password@host:port/database"
 # Strict mode on top of whatever the server has: a value that does not fit is
@@ -113,6 +117,8 @@ MYSQL: Final = SqlDialect(
         f"RENAME TABLE error_record TO error_record__replaced, {rebuilt} TO error_record",
         "DROP TABLE error_record__replaced",
     ),
+    unbound_text="ALTER TABLE error_record "
+    + ", ".join(f"MODIFY {column} LONGTEXT NOT NULL" for column in ERROR_RECORD_MYSQL_LONG_TEXT),
 )
 
 
@@ -194,6 +200,15 @@ class MysqlErrorStore(ErrorRecordReads):
                 "(ALTER TABLE error_record CONVERT TO CHARACTER SET utf8mb4 COLLATE utf8mb4_bin) "
                 "or drop it and let `writech init-db` create it; nothing was written"
             )
+        packet = self._retrying("read max_allowed_packet", _max_allowed_packet)
+        if packet < settings.max_message_bytes + _STATEMENT_ROOM:
+            raise SettingsError(
+                f"WRITECH_MAX_MESSAGE_BYTES is {settings.max_message_bytes:,}, but "
+                f"{self._retry.target} takes statements of at most {packet:,} bytes "
+                "(max_allowed_packet): the error records of a message that large could not be "
+                "stored. Raise the server's max_allowed_packet or lower the limit; nothing was "
+                "written"
+            )
         if upgrade:
             self.upgraded = self._retrying(
                 "migrate", lambda cursor: migrate_schema(SqlSchema(cursor, MYSQL, self.where))
@@ -250,6 +265,11 @@ class MysqlErrorStore(ErrorRecordReads):
         if self._connection is not None and self._connection.open:
             self._connection.close()  # swallows a failing goodbye on a dead socket
         self._connection = None
+
+
+def _max_allowed_packet(cursor: Cursor) -> int:
+    cursor.execute("SELECT @@SESSION.max_allowed_packet")
+    return int(cursor.fetchall()[0][0])
 
 
 def _columns_not_utf8mb4(cursor: Cursor) -> list[tuple[str, str]]:
