@@ -276,10 +276,14 @@ def test_the_password_may_come_from_its_own_setting(
 # -- reads ---------------------------------------------------------------------------
 
 
-def test_the_reads_are_those_of_the_sqlite_store(mysql_database: str, tmp_path: Path) -> None:
-    """One implementation of the reports' reads (`writech.stores.sql`), in either dialect."""
+def test_the_reads_and_deletes_are_those_of_the_sqlite_store(
+    mysql_database: str, tmp_path: Path
+) -> None:
+    """One implementation of the reports' reads and of `forget` (`writech.stores.sql`), in
+    either dialect: exact, though MySQL's collations take "s1" and "s1 " for one id."""
+    students, classes = ("s0", "s1", "s1 ", "s2"), ("c0", "c0 ")
     records = [
-        dated(record(f"e{n // 3}", n % 3, student_id=f"s{n % 4}", class_id=f"c{n % 2}",
+        dated(record(f"e{n // 3}", n % 3, student_id=students[n % 4], class_id=classes[n % 2],
                      question_id=("", "q1", "q2")[n % 3], knowledge_point=text),
               date(2026, 9, 1 + n % 5))
         for n, text in enumerate(HOSTILE * 4)
@@ -290,14 +294,24 @@ def test_the_reads_are_those_of_the_sqlite_store(mysql_database: str, tmp_path: 
         for store in (mysql, sqlite):
             store.insert(TableRows.from_rows(ERROR_RECORD, records))
         scopes: list[tuple[Scope, str]] = [
-            ("student_id", "s1"), ("class_id", "c0"), ("school_id", "school-1"),
-        ]  # fmt: skip
+            *(("student_id", student) for student in students),
+            *(("class_id", class_id) for class_id in classes),
+            ("school_id", "school-1"),
+        ]
         for scope, scope_id in scopes:
             for start, end in [(1, 5), (2, 3), (4, 4), (6, 9)]:
                 period = Period(date(2026, 9, start), date(2026, 9, end))
                 read = mysql.question_errors(scope, scope_id, period)
                 assert read == sqlite.question_errors(scope, scope_id, period)
                 assert read or start == 6, "the records end on 5 September"
+                assert {getattr(row, scope, scope_id) for row in read} <= {scope_id}
+        ones = sum(1 for row in records if row[3] == "s1")
+        assert mysql.delete_students(["s1", "nobody"]) == sqlite.delete_students(["s1"]) == ones
+        everything = Period(date(2026, 9, 1), date(2026, 9, 5))
+        assert not mysql.question_errors("student_id", "s1", everything)
+        assert mysql.question_errors("student_id", "s1 ", everything) == sqlite.question_errors(
+            "student_id", "s1 ", everything
+        )
     finally:
         mysql.close()
         sqlite.close()

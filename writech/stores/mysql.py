@@ -44,6 +44,7 @@ from writech.stores.retry import Retrying
 from writech.stores.sql import (
     ErrorRecordReads,
     day_of,
+    delete_parameters,
     delete_statement,
     insert_statement,
     instant_of,
@@ -232,9 +233,9 @@ class MysqlErrorStore(ErrorRecordReads):
 
     def delete_students(self, student_ids: Sequence[str]) -> int:
         """Delete every error record of these students, in one transaction; the records deleted."""
-        statement = delete_statement("%s", len(student_ids))
+        statement, students = delete_statement("%s"), delete_parameters(student_ids)
         return self._retrying(
-            "delete of error records", lambda cursor: cursor.execute(statement, tuple(student_ids))
+            "delete of error records", lambda cursor: cursor.executemany(statement, students) or 0
         )
 
     def select(self, sql: str, parameters: Sequence[Any]) -> list[tuple[Any, ...]]:

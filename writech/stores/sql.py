@@ -31,13 +31,26 @@ COLUMNS: Final = ERROR_RECORD.column_names
 _DATE: Final = COLUMNS.index("date")
 _CREATED_AT: Final = COLUMNS.index("created_at")
 
+
+def _is(column: str, placeholder: str) -> str:
+    """`column` equal to a parameter (given twice), exactly.
+
+    MySQL's collations, `utf8mb4_bin` too, pad with spaces: `student_id =
+    's1'` also matches "s1 ", another student, whose records a report then
+    showed and `writech forget` deleted. Equal lengths as well make it exact
+    (LENGTH counts bytes in MySQL, characters in SQLite, the same on both
+    sides); SQLite compares exactly anyway. The equality keeps the index.
+    """
+    return f"{column} = {placeholder} AND LENGTH({column}) = LENGTH({placeholder})"
+
+
 # One row per wrong question (a question listed twice in one submission
 # comes once, with `listed` = 2); errors without a question id stay apart.
 _QUESTION_ERRORS: Final = """\
 SELECT event_id, student_id, homework_id, subject, question_id, knowledge_point, error_type,
        MIN(position), COUNT(*)
 FROM error_record
-WHERE {column} = {p} AND date BETWEEN {p} AND {p}
+WHERE {scope} AND date BETWEEN {p} AND {p}
 GROUP BY event_id, student_id, homework_id, subject, question_id, knowledge_point, error_type,
          CASE WHEN question_id = '' THEN position ELSE -1 END
 ORDER BY event_id, question_id, knowledge_point, error_type, MIN(position)"""
@@ -70,12 +83,13 @@ def _converted(values: list[int], convert: Callable[[int], Any]) -> list[Any]:
     return [distinct[value] for value in values]
 
 
-def delete_statement(placeholder: str, students: int) -> str:
-    """Delete the error records of `students` students (one placeholder each)."""
-    return (
-        "DELETE FROM error_record WHERE student_id IN "
-        f"({', '.join(placeholder for _ in range(students))})"
-    )
+def delete_statement(placeholder: str) -> str:
+    """Delete the error records of one student (the id given twice: `delete_parameters`)."""
+    return f"DELETE FROM error_record WHERE {_is('student_id', placeholder)}"
+
+
+def delete_parameters(student_ids: Sequence[str]) -> list[tuple[str, str]]:
+    return [(student_id, student_id) for student_id in student_ids]
 
 
 def insert_statement(verb: str, placeholder: str, suffix: str = "") -> str:
@@ -101,6 +115,9 @@ class ErrorRecordReads(ABC):
         """The scope's wrong questions in the period, per submission, knowledge point and type."""
         if scope not in get_args(Scope):
             raise ValueError(f"not a report scope: {scope!r}")
-        sql = _QUESTION_ERRORS.format(column=scope, p=self.placeholder)
-        rows = self.select(sql, (scope_id, period.start.isoformat(), period.end.isoformat()))
+        p = self.placeholder
+        sql = _QUESTION_ERRORS.format(scope=_is(scope, p), p=p)
+        rows = self.select(
+            sql, (scope_id, scope_id, period.start.isoformat(), period.end.isoformat())
+        )
         return [QuestionError(*row) for row in rows]

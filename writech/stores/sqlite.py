@@ -25,6 +25,7 @@ from writech.stores.migrations import SqlDialect, SqlSchema, open_schema
 from writech.stores.sql import (
     ErrorRecordReads,
     day_of,
+    delete_parameters,
     delete_statement,
     insert_statement,
     instant_of,
@@ -125,8 +126,8 @@ class SqliteErrorStore(ErrorRecordReads):
         try:
             with self._connection:
                 self._connection.execute("BEGIN")
-                deleted = self._connection.execute(
-                    delete_statement("?", len(student_ids)), tuple(student_ids)
+                deleted = self._connection.executemany(
+                    delete_statement("?"), delete_parameters(student_ids)
                 )
         except sqlite3.Error as exc:
             raise SqliteError(
