@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import statistics
 from datetime import UTC, date, datetime, timedelta
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from writech.reports.characters import character_scores, to_practise
+from writech.reports.cli import report_file_name
 from writech.reports.homework import Homework, flags
 from writech.reports.indicators import Totals, median_reading
 from writech.reports.model import Period, Thresholds
@@ -169,3 +171,18 @@ def test_the_default_period_leaves_a_previous_period_with_data(stored: int, offs
     assert period.days == min(7, math.ceil(stored / 2))
     if stored >= 2:
         assert period.previous().end >= oldest  # something to compare with
+
+
+@given(st.text(min_size=1, max_size=20), st.text(min_size=1, max_size=20))
+@example("7/1", "7_1")
+@example("..", "_")
+def test_every_scope_gets_a_file_of_its_own(one: str, other: str) -> None:
+    """A batch of class reports writes one file per class, whatever the ids hold."""
+    period = Period(date(2026, 9, 1), date(2026, 9, 7))
+    names = {scope: report_file_name("class", scope, period, "html") for scope in (one, other)}
+    assert (names[one] == names[other]) == (one == other)
+    for name in names.values():
+        assert re.fullmatch(r"class-[\w.-]+-2026-09-01_2026-09-07\.html", name), name
+    assert report_file_name("class", "class-0001", period, "html") == (
+        "class-class-0001-2026-09-01_2026-09-07.html"
+    )  # a plain id is kept as it is

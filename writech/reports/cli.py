@@ -7,6 +7,7 @@ or nothing stored, 2 bad arguments (an unreadable roster too).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import re
 import sys
 from collections.abc import Callable, Iterator
@@ -132,9 +133,15 @@ def _options(args: argparse.Namespace, settings: Settings) -> Options:
     return Options(timezone=settings.timezone, subject=args.subject, roster=args.roster or Roster())
 
 
-def _file_name(kind: Kind, scope_id: str, period: Period, fmt: Format) -> str:
-    # ids come from events: keep only what is safe in a file name
+def report_file_name(kind: Kind, scope_id: str, period: Period, fmt: Format) -> str:
+    """The file a report is written to by default: one per scope, whatever its id."""
+    # ids come from events: only what is safe in a file name is kept, and where
+    # anything was replaced, a hash of the id follows, or "7/1" and "7_1" would
+    # share a file and one class's report would replace the other's
     safe = re.sub(r"[^\w.-]+", "_", scope_id).strip(".") or "_"
+    if safe != scope_id:
+        digest = hashlib.blake2b(scope_id.encode(errors="surrogatepass"), digest_size=6)
+        safe = f"{safe}-{digest.hexdigest()}"
     return f"{kind}-{safe}-{period.start}_{period.end}.{EXTENSIONS[fmt]}"
 
 
@@ -174,7 +181,7 @@ def _single(args: argparse.Namespace) -> int:
         period = resolve_period(stores, args.start, args.end)
         report = make_report(stores, args.kind, args.scope_id, period, options=options)
         out = args.out or (
-            _file_name(args.kind, args.scope_id, period, args.format)
+            report_file_name(args.kind, args.scope_id, period, args.format)
             if args.format == "html"
             else "-"
         )
@@ -218,7 +225,7 @@ def _all_classes(stores: Stores, options: Options, args: argparse.Namespace) -> 
     with _progress(len(ids)) as advance:
         for class_id in ids:
             report = make_report(stores, "class", class_id, period, now, options)
-            out = out_dir / _file_name("class", class_id, period, args.format)
+            out = out_dir / report_file_name("class", class_id, period, args.format)
             _write(render(report, args.format, args.lang), out)
             advance(class_id)
     print(f"wrote {len(ids)} class reports to {out_dir}", file=sys.stderr)
