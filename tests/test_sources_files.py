@@ -9,10 +9,12 @@ import os
 import subprocess
 import sys
 import tempfile
+import tracemalloc
 import zlib
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from hypothesis import given, settings
@@ -544,3 +546,102 @@ def test_a_file_whose_name_is_not_utf8_is_refused_before_anything_is_read(
     assert "Traceback" not in result.stderr
     assert "panicked" not in result.stderr
     assert not data.exists()
+
+
+# -- lines longer than the message limit ------------------------------------------------
+
+
+def outcomes(content: bytes, limit: int) -> dict[int, tuple[str, bytes, str]]:
+    """What each line of `content` becomes, read whole as the decoder reads a message:
+    by line number, ("message", bytes, "") or ("too_large", raw kept, its message)."""
+    lines = content.split(b"\n")
+    if not lines[-1]:
+        lines.pop()
+    found: dict[int, tuple[str, bytes, str]] = {}
+    for number, line in enumerate(lines, 1):
+        message = line.rstrip(b"\r")
+        if not message.strip():
+            continue
+        if len(message) > limit:
+            said = f"message of {len(message)} bytes exceeds the limit of {limit} bytes"
+            found[number] = ("too_large", message[:limit], said)
+        else:
+            found[number] = ("message", message, "")
+    return found
+
+
+def outcomes_read(batches: list[RawBatch], limit: int) -> dict[int, tuple[str, bytes, str]]:
+    """The same from what a partition emitted, with the decoder's size check applied."""
+    decoder = EventDecoder(UTC, max_message_bytes=limit)
+    found: dict[int, tuple[str, bytes, str]] = {}
+    for batch in batches:
+        _, letters = decoder.decode_batch(batch)
+        for letter in rows.dead_letters(letters):
+            if letter.reason == "too_large":
+                found[letter.offset] = ("too_large", letter.raw.encode(), letter.message)
+        for offset, message in zip(batch.offsets, batch.messages, strict=True):
+            if len(message) <= limit:
+                found[offset] = ("message", message, "")
+    return found
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    pieces=st.lists(
+        st.tuples(
+            st.integers(0, 300),  # characters
+            st.sampled_from([b"x", b" ", b"\r"]),  # of which
+            st.sampled_from([b"", b"\r", b"\r\r", b" "]),  # ending it
+        ),
+        min_size=1,
+        max_size=12,
+    ),
+    final_newline=st.booleans(),
+    chunk=st.integers(1, 64),
+    gz=st.booleans(),
+)
+def test_a_line_longer_than_the_limit_is_said_too_large_without_being_kept_whole(
+    pieces: list[tuple[int, bytes, bytes]], final_newline: bool, chunk: int, gz: bool
+) -> None:
+    """Whatever the lines, chunks and "\\r"s: every line ends as it would if kept whole,
+    and the position after them is the file's end, as after any lines."""
+    limit = 40
+    content = b"\n".join(b"a" + fill * count + end for count, fill, end in pieces)
+    content += b"\n" if final_newline else b""
+    with tempfile.TemporaryDirectory() as directory, mock.patch.object(files, "CHUNK_BYTES", chunk):
+        path = Path(directory) / ("events.jsonl.gz" if gz else "events.jsonl")
+        path.write_bytes(gzip.compress(content) if gz else content)
+        partition = JsonLinesSource([str(path)], 3, limit).build_part("read", str(path), None)
+        batches: list[RawBatch] = []
+        try:
+            while True:
+                batches += partition.next_batch()
+                # no line is held whole beyond the limit and a chunk
+                assert all(len(line) <= limit + chunk for line in partition._lines)
+        except StopIteration:
+            end = partition.snapshot()
+        finally:
+            partition.close()
+    assert outcomes_read(batches, limit) == outcomes(content, limit)
+    assert end.position == (len(content), len(pieces))
+
+
+def test_a_file_that_is_one_long_line_is_read_in_little_memory(tmp_path: Path) -> None:
+    """A JSON array of 48 MiB in one line, say: one too_large dead letter, found reading
+    a chunk at a time. Kept whole, it took twice its size and time growing with its square."""
+    path = tmp_path / "array.jsonl"
+    line = b"[" + b'{"event_type": "login_event"},' * (48 * 1024 * 1024 // 30) + b"{}]"
+    path.write_bytes(line + b"\n" + lines_of(1)[0] + b"\n")
+    tracemalloc.start()
+    try:
+        batches, end = read(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20, f"{peak:,} bytes at the peak"
+    (letter,) = letters_of(batches)
+    assert (letter.offset, letter.reason) == (1, "too_large")
+    assert letter.message == f"message of {len(line)} bytes exceeds the limit of 1048576 bytes"
+    assert letter.raw.encode() == line[: 1 << 20]
+    assert messages_of(batches) == lines_of(1)
+    assert end.position == (path.stat().st_size, 2)

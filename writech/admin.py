@@ -683,11 +683,13 @@ def validate(
     return found
 
 
-def _read(paths: Sequence[str], batch_size: int) -> tuple[list[str], Iterator[RawBatch]]:
+def _read(
+    paths: Sequence[str], batch_size: int, limit: int
+) -> tuple[list[str], Iterator[RawBatch]]:
     """The files `paths` name, and their messages as the files source reads them."""
     from writech.sources.files import JsonLinesSource
 
-    source = JsonLinesSource(paths, batch_size)
+    source = JsonLinesSource(paths, batch_size, limit)
 
     def batches() -> Iterator[RawBatch]:
         for path in source.paths:
@@ -706,7 +708,7 @@ def _read(paths: Sequence[str], batch_size: int) -> tuple[list[str], Iterator[Ra
 def _validate(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     decoder = EventDecoder(settings.tz, settings.future_skew, settings.max_message_bytes)
-    files, batches = _read(args.paths, settings.batch_size)
+    files, batches = _read(args.paths, settings.batch_size, settings.max_message_bytes)
     report = validate(files, batches, decoder, max(args.examples, 0))
     if args.format == "json":
         sys.stdout.buffer.write(msgspec.json.encode(report) + b"\n")

@@ -142,7 +142,7 @@ def _replay(args: argparse.Namespace) -> int:
     from writech.stores.base import init_db
 
     settings = _settings(args, source="files", input_paths=tuple(args.paths))
-    source = JsonLinesSource(settings.inputs, settings.batch_size)
+    source = JsonLinesSource(settings.inputs, settings.batch_size, settings.max_message_bytes)
     recovery = None
     if args.recovery:
         if not any(Path(args.recovery).glob("part-*.sqlite3")):

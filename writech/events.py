@@ -287,6 +287,11 @@ _SCORED: Final = frozenset({GradeResult, ExamScore})
 _SHARED_IDS_LIMIT: Final = 1 << 18
 
 
+def too_large(size: int, limit: int) -> Invalid:
+    """Why a message of `size` bytes is refused (also said by a source that never held it whole)."""
+    return Invalid("too_large", f"message of {size} bytes exceeds the limit of {limit} bytes")
+
+
 def event_id_of(raw: bytes) -> str:
     """The id of an event that carries none: a strong hash of all its bytes."""
     return hashlib.blake2b(raw, digest_size=16).hexdigest()
@@ -394,10 +399,7 @@ class EventDecoder:
         was produced (the wall clock when None).
         """
         if len(raw) > self.max_message_bytes:
-            raise Invalid(
-                "too_large",
-                f"message of {len(raw)} bytes exceeds the limit of {self.max_message_bytes} bytes",
-            )
+            raise too_large(len(raw), self.max_message_bytes)
         if not raw.isascii():
             # msgspec checks only the strings it decodes: the fields this
             # contract ignores must be UTF-8 text too

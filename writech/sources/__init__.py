@@ -20,7 +20,7 @@ def open_source(settings: Settings) -> Source[RawBatch]:
         return kafka_source(settings)
     from writech.sources.files import JsonLinesSource
 
-    return JsonLinesSource(settings.inputs, settings.batch_size)
+    return JsonLinesSource(settings.inputs, settings.batch_size, settings.max_message_bytes)
 
 
 class _StoppablePartition(StatefulSourcePartition[RawBatch, Any]):

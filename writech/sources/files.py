@@ -17,6 +17,10 @@ it first opened the file.
   the damage: every complete line before it is a message as usual; the rest
   becomes one `damaged_input` dead letter and the partition ends, while
   the other files go on.
+- A line longer than the message size limit is read past, not kept: its
+  first `limit` bytes are what its `too_large` dead letter keeps, so a file
+  that is one huge line (a JSON array, a wrong file) costs a chunk of
+  memory, not its size twice over.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ import msgspec
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from writech import counters
-from writech.events import RawBatch, dead_letter, is_text
+from writech.events import RawBatch, dead_letter, is_text, too_large
 from writech.schema import DeadLetterRow
 from writech.settings import SettingsError
 
@@ -172,7 +176,7 @@ ResumeState = FilePosition | tuple[int, int] | None
 
 
 class _FilePartition(StatefulSourcePartition[RawBatch, FilePosition]):
-    def __init__(self, path: str, batch_size: int, resume: ResumeState) -> None:
+    def __init__(self, path: str, batch_size: int, limit: int, resume: ResumeState) -> None:
         if isinstance(resume, FilePosition):
             refuse_if_changed(path, resume.input)
             self._input, self._damaged = resume.input, resume.damaged
@@ -195,6 +199,13 @@ class _FilePartition(StatefulSourcePartition[RawBatch, FilePosition]):
         self._tail = b""  # what follows the last "\n" decoded
         self._at_end = self._damaged  # nothing more to decode
         self._damage: str | None = None  # what went wrong, if the stream ended in damage
+        # A line longer than `limit` (the message size limit) is not kept whole
+        # (`_LongLine`). Kept whole, a file that is one long line (a JSON array
+        # in one line, say) took memory and time growing with its square.
+        self._limit = limit
+        self._long: _LongLine | None = None  # such a line being read past (`_tail` is empty)
+        # such lines decoded, not yet emitted, by line number: with 1 if "\n" ended them
+        self._long_lines: dict[int, tuple[_LongLine, int]] = {}
 
     def next_batch(self) -> list[RawBatch]:
         if self._at_end and not self._lines and not self._tail and self._damage is None:
@@ -228,6 +239,8 @@ class _FilePartition(StatefulSourcePartition[RawBatch, FilePosition]):
                 messages.append(message)
         self._line = number
         rejected: list[DeadLetterRow] = []
+        if self._long_lines:
+            rejected += self._too_long(number, offsets, messages)
         if last and self._damage is not None:
             # the part of a line before the damage belongs to the damaged rest
             rejected.append(self._damage_letter(self._damage, number + 1))
@@ -258,13 +271,57 @@ class _FilePartition(StatefulSourcePartition[RawBatch, FilePosition]):
             self._at_end, self._damage = True, _what_is_wrong(exc)
             return
         if not chunk:
+            if self._long is not None:
+                self._end_long_line(newline=0)
             self._at_end = True
             return
+        if self._long is not None:
+            end = chunk.find(b"\n")
+            self._long.add(chunk if end < 0 else chunk[:end])
+            if end < 0:
+                return
+            self._end_long_line(newline=1)
+            chunk = chunk[end + 1 :]
         decoded = len(self._tail) + len(chunk)
         lines = (self._tail + chunk).split(b"\n")
         self._tail = lines.pop()
         self._lines += lines
         self._buffered += decoded - len(self._tail)
+        if len(self._tail) > self._limit:
+            self._long, self._tail = _LongLine(self._tail, self._limit), b""
+
+    def _end_long_line(self, newline: int) -> None:
+        """The line read past ends here: its head joins the lines, marked by its number."""
+        assert self._long is not None
+        self._long_lines[self._line + len(self._lines) + 1] = (self._long, newline)
+        self._lines.append(self._long.head)
+        self._buffered += len(self._long.head) + 1
+        self._long = None
+
+    def _too_long(
+        self, last: int, offsets: list[int], messages: list[bytes]
+    ) -> list[DeadLetterRow]:
+        """The lines read past up to line `last` as `too_large` dead letters, out of
+        `offsets` and `messages`, which hold their heads unless blank; their whole size
+        counted in the offset. A blank one is skipped, as any blank line."""
+        letters: list[DeadLetterRow] = []
+        for number in [number for number in self._long_lines if number <= last]:
+            line, newline = self._long_lines.pop(number)
+            self._offset += line.size + newline - (len(line.head) + 1)
+            if line.message_size <= self._limit:
+                continue  # only "\r"s went past the limit: its head is the whole message
+            if number in offsets:
+                index = offsets.index(number)
+                del offsets[index], messages[index]
+            if not line.blank:
+                reason = too_large(line.message_size, self._limit)
+                letters.append(
+                    dead_letter(
+                        self._path, 0, number, line.head, reason.reason, reason.message,
+                        produced_at=self._produced_at,
+                    )
+                )  # fmt: skip
+        return letters
 
     def _damage_letter(self, damage: str, line: int) -> DeadLetterRow:
         """The damaged rest of the file as one dead letter at `line`, the first line it lacks.
@@ -273,15 +330,42 @@ class _FilePartition(StatefulSourcePartition[RawBatch, FilePosition]):
         before the damage, or, for a file unreadable from its first byte,
         the file's first bytes as stored.
         """
-        raw = self._tail[:HEAD_BYTES]
+        raw = (self._tail if self._long is None else self._long.head)[:HEAD_BYTES]
         if line == 1 and not raw:
             with open(self._path, "rb") as file:
                 raw = file.read(HEAD_BYTES)
-        decoded = self._offset + len(self._tail)
+        decoded = self._offset + (len(self._tail) if self._long is None else self._long.size)
         message = f"{damage}: line {line} on could not be read ({decoded:,} bytes decoded before)"
         return dead_letter(
             self._path, 0, line, raw, "damaged_input", message, produced_at=self._produced_at
         )
+
+
+class _LongLine:
+    """A line longer than the message size limit, read past: only its `head` is kept,
+    the first `limit` bytes, which is what its `too_large` dead letter keeps."""
+
+    __slots__ = ("blank", "head", "returns", "size")
+
+    def __init__(self, start: bytes, limit: int) -> None:
+        self.head = start[:limit]
+        self.size = 0  # its bytes so far, without "\n"
+        self.blank = True  # all of them white space
+        self.returns = 0  # how many "\r" end them
+        self.add(start)
+
+    def add(self, more: bytes) -> None:
+        if not more:
+            return
+        self.size += len(more)
+        self.blank = self.blank and more.isspace()
+        kept = more.rstrip(b"\r")
+        self.returns = len(more) - len(kept) + (self.returns if not kept else 0)
+
+    @property
+    def message_size(self) -> int:
+        """Its size as a message: without the "\r"s that end it (as every line is read)."""
+        return self.size - self.returns
 
 
 def _lines_within(lines: list[bytes], most: int, budget: int) -> int:
@@ -305,15 +389,18 @@ def _what_is_wrong(exc: BaseException) -> str:
 class JsonLinesSource(FixedPartitionedSource[RawBatch, FilePosition]):
     """Reads every line of the given files once; ends when all are read."""
 
-    def __init__(self, paths: Sequence[str], batch_size: int = 2000) -> None:
+    def __init__(
+        self, paths: Sequence[str], batch_size: int = 2000, max_message_bytes: int = 1 << 20
+    ) -> None:
         self.paths = expand(paths)
         self.batch_size = batch_size
+        self.max_message_bytes = max_message_bytes
 
     def list_parts(self) -> list[str]:
         return self.paths
 
     def build_part(self, step_id: str, for_part: str, resume_state: ResumeState) -> _FilePartition:
-        return _FilePartition(for_part, self.batch_size, resume_state)
+        return _FilePartition(for_part, self.batch_size, self.max_message_bytes, resume_state)
 
     def check_resume(self, stored: Mapping[str, Any]) -> None:
         """Refuse to resume from `stored` (positions by file) unless every file it read is
