@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import gzip
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -645,3 +646,39 @@ def test_a_file_that_is_one_long_line_is_read_in_little_memory(tmp_path: Path) -
     assert letter.raw.encode() == line[: 1 << 20]
     assert messages_of(batches) == lines_of(1)
     assert end.position == (path.stat().st_size, 2)
+
+
+def test_a_directory_of_more_files_than_the_soft_limit_replays(tmp_path: Path) -> None:
+    """Every file is held open while read: with `ulimit -n` at the usual 1,024, 1,100 files
+    failed mid-run ("Too many open files"). The soft limit is raised to what they need,
+    and where the hard limit forbids it, the run is refused before it starts, in one line."""
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    lines = lines_of(1_100)
+    for number, line in enumerate(lines):
+        (inputs / f"part-{number:05d}.jsonl").write_bytes(line + b"\n")
+
+    def replay(hard: int) -> subprocess.CompletedProcess[str]:
+        data = tmp_path / f"data-{hard}"
+        return subprocess.run(
+            [sys.executable, "-m", "writech", "replay", str(inputs), "--data-dir", str(data)],
+            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (1_024, hard)),
+            env={**os.environ, "WRITECH_CLICKHOUSE_URL": "", "WRITECH_MYSQL_URL": ""},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    enough = 1_100 + files.OTHER_FILES
+    if hard != resource.RLIM_INFINITY and hard < enough:
+        pytest.fail(f"this machine's hard limit of open files ({hard:,}) is below {enough:,}")
+    result = replay(enough)
+    assert result.returncode == 0, result.stderr
+    assert summary_numbers(result.stdout)["read"] == 1_100
+
+    refused = replay(1_024)
+    assert refused.returncode == 2
+    assert refused.stderr.count("\n") == 1
+    assert "1,100 input files, and this process may hold at most 1,024 files open" in refused.stderr
+    assert not (tmp_path / "data-1024").exists()

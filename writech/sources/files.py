@@ -29,6 +29,7 @@ import gzip
 import hashlib
 import io
 import os
+import resource
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -56,6 +57,33 @@ BATCH_BYTES: Final = 64 << 20
 # What reading a damaged gzip stream raises (BadGzipFile is an OSError; other
 # OSErrors are failures of the disk, not of the data, and stop the run).
 DAMAGE: Final = (EOFError, zlib.error, gzip.BadGzipFile)
+
+
+# Descriptors a run holds besides its input files (the stores, Bytewax, the
+# logs: about 80 in a replay), with room to spare.
+OTHER_FILES: Final = 256
+
+
+def make_room_to_open(files: int) -> None:
+    """Let this process hold `files` input files open at once, or say why it cannot.
+
+    Every file is a partition, and a worker reads all its partitions side by
+    side, each holding its file open: a directory of 3,000 files failed
+    under the usual `ulimit -n` of 1,024, with "Too many open files" from
+    Bytewax in the middle of the run. The soft limit is raised as far as the
+    hard one allows; beyond that the run is refused before it starts.
+    """
+    needed = files + OTHER_FILES
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or needed <= soft:
+        return
+    if hard != resource.RLIM_INFINITY and needed > hard:
+        raise SettingsError(
+            f"{files:,} input files, and this process may hold at most {hard:,} files open "
+            f"(`ulimit -Hn`), {OTHER_FILES} of them for other things: raise that limit, or "
+            "merge the files into fewer"
+        )
+    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
 
 
 class InputChanged(SettingsError):
@@ -393,6 +421,7 @@ class JsonLinesSource(FixedPartitionedSource[RawBatch, FilePosition]):
         self, paths: Sequence[str], batch_size: int = 2000, max_message_bytes: int = 1 << 20
     ) -> None:
         self.paths = expand(paths)
+        make_room_to_open(len(self.paths))
         self.batch_size = batch_size
         self.max_message_bytes = max_message_bytes
 
