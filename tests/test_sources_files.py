@@ -586,6 +586,26 @@ def outcomes_read(batches: list[RawBatch], limit: int) -> dict[int, tuple[str, b
     return found
 
 
+def read_limited(
+    path: Path, limit: int, resume: FilePosition | None = None, most: int | None = None
+) -> tuple[list[RawBatch], FilePosition]:
+    """Batches of 3 lines of a partition under message limit `limit`, until it ends or
+    `most` batches were read, and its snapshot then."""
+    partition = JsonLinesSource([str(path)], 3, limit).build_part("read", str(path), resume)
+    batches: list[RawBatch] = []
+    try:
+        while most is None or len(batches) < most:
+            try:
+                batches += partition.next_batch()
+            except StopIteration:
+                break
+            # no line is held whole beyond the limit and a chunk
+            assert all(len(line) <= limit + files.CHUNK_BYTES for line in partition._lines)
+        return batches, partition.snapshot()
+    finally:
+        partition.close()
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     pieces=st.lists(
@@ -600,31 +620,31 @@ def outcomes_read(batches: list[RawBatch], limit: int) -> dict[int, tuple[str, b
     final_newline=st.booleans(),
     chunk=st.integers(1, 64),
     gz=st.booleans(),
+    stop_after=st.integers(1, 4),
 )
 def test_a_line_longer_than_the_limit_is_said_too_large_without_being_kept_whole(
-    pieces: list[tuple[int, bytes, bytes]], final_newline: bool, chunk: int, gz: bool
+    pieces: list[tuple[int, bytes, bytes]],
+    final_newline: bool,
+    chunk: int,
+    gz: bool,
+    stop_after: int,
 ) -> None:
     """Whatever the lines, chunks and "\\r"s: every line ends as it would if kept whole,
-    and the position after them is the file's end, as after any lines."""
+    the position after them is the file's end, and a resume from a snapshot taken on the
+    way reads exactly the rest."""
     limit = 40
     content = b"\n".join(b"a" + fill * count + end for count, fill, end in pieces)
     content += b"\n" if final_newline else b""
     with tempfile.TemporaryDirectory() as directory, mock.patch.object(files, "CHUNK_BYTES", chunk):
         path = Path(directory) / ("events.jsonl.gz" if gz else "events.jsonl")
         path.write_bytes(gzip.compress(content) if gz else content)
-        partition = JsonLinesSource([str(path)], 3, limit).build_part("read", str(path), None)
-        batches: list[RawBatch] = []
-        try:
-            while True:
-                batches += partition.next_batch()
-                # no line is held whole beyond the limit and a chunk
-                assert all(len(line) <= limit + chunk for line in partition._lines)
-        except StopIteration:
-            end = partition.snapshot()
-        finally:
-            partition.close()
+        batches, end = read_limited(path, limit)
+        first, snapshot = read_limited(path, limit, most=stop_after)
+        rest, resumed_end = read_limited(path, limit, resume=snapshot)
     assert outcomes_read(batches, limit) == outcomes(content, limit)
     assert end.position == (len(content), len(pieces))
+    assert outcomes_read(first + rest, limit) == outcomes(content, limit)
+    assert resumed_end.position == end.position
 
 
 def test_a_file_that_is_one_long_line_is_read_in_little_memory(tmp_path: Path) -> None:
