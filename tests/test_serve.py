@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html
 import json
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -22,6 +24,7 @@ from datetime import date, datetime
 from email.message import Message
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import pymysql
@@ -35,7 +38,7 @@ from writech.reports.roster import parse_roster
 from writech.rows import TableRows
 from writech.schema import CLASS_MINUTE_STATS, STUDENT_DAILY_STATS, STUDENT_MINUTE_STATS
 from writech.serve.access import AccessFile, hash_password
-from writech.serve.app import Context, create_app, read_only_connection, report_policy
+from writech.serve.app import Context, create_app, path_id, read_only_connection, report_policy
 from writech.settings import Settings
 from writech.stores.base import open_error_store
 from writech.stores.chdb import open_store
@@ -46,9 +49,11 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 NOW = int(datetime(2026, 9, 10, 16, 59, 30, tzinfo=SHANGHAI).timestamp())
 DAY = date(2026, 9, 10)
 PASSWORD = "a long passphrase"
-USERS = {"wang": "school-000", "bai": "school-b"}
+USERS = {"wang": "school-000", "bai": "school-b", "chen": "school-c"}
 # Rows of a second school: its own class, and a class id the sample's school uses too.
 SHARED = "class-shared"
+# A class of a third school whose id holds what a URL path cannot carry as it is.
+SLASHED = "3/2 %2F班"
 WINDOW = NOW - NOW % 60 - 60
 
 
@@ -75,6 +80,7 @@ EXTRA_ROWS = [
             daily_row("stu-b-01", "class-b", "school-b"),
             daily_row("stu-b-02", SHARED, "school-b"),
             daily_row("stu-s-01", SHARED, "school-000"),
+            daily_row("stu-c-01", SLASHED, "school-c"),
         ],
     ),
     TableRows.from_rows(
@@ -82,12 +88,17 @@ EXTRA_ROWS = [
         [
             ("stu-b-02", SHARED, "school-b", WINDOW, 60, *minute_measures(40.0, "水")),
             ("stu-s-01", SHARED, "school-000", WINDOW, 60, *minute_measures(90.0, "火")),
+            ("stu-c-01", SLASHED, "school-c", WINDOW, 60, *minute_measures(70.0, "木")),
         ],
     ),
     # class_minute_stats is keyed by (class_id, window_start): of two schools' rows
     # for one class id and minute, one would replace the other; the first school's stays
     TableRows.from_rows(
-        CLASS_MINUTE_STATS, [(SHARED, "school-000", WINDOW, 60, 1, *minute_measures(90.0, "火"))]
+        CLASS_MINUTE_STATS,
+        [
+            (SHARED, "school-000", WINDOW, 60, 1, *minute_measures(90.0, "火")),
+            (SLASHED, "school-c", WINDOW, 60, 1, *minute_measures(70.0, "木")),
+        ],
     ),
 ]
 
@@ -318,6 +329,32 @@ def test_bad_picks_are_refused(served: Served, path: str, status: int) -> None:
     assert reply.status == status
     if path.split("?")[0].endswith(".json"):
         assert "error" in reply.json()
+
+
+def test_a_class_whose_id_holds_a_slash_has_its_pages(served: Served) -> None:
+    """ASGI servers decode the path, so "/classes/3%2F2" arrived as "/classes/3/2" and
+    matched no route: a class named the usual way for grade 3, class 2 had no page."""
+    school = get(served.url + "/schools/school-c", user="chen")
+    assert school.status == 200
+    links = re.findall(r'href="(/classes/[^"?]+)', school.body.decode())
+    assert links == [f"/classes/{path_id(SLASHED)}", f"/classes/{path_id(SLASHED)}/board"]
+    for link in links:
+        reply = get(served.url + link, user="chen")
+        assert reply.status == 200, link
+        assert html.escape(SLASHED) in reply.body.decode()
+        # the language links lead to the same page (a browser encodes what is left)
+        (other,) = re.findall(r'href="([^"]*)" hreflang="en"', reply.body.decode())
+        in_english = get(served.url + quote(html.unescape(other), safe="/%?=&"), user="chen")
+        assert in_english.status == 200, other
+        assert html.escape(SLASHED) in in_english.body.decode()
+    board = get(served.url + links[1] + ".json", user="chen")
+    assert board.status == 200
+    assert board.json()["class_id"] == SLASHED
+    report = get(served.url + f"/reports/class/{path_id(SLASHED)}?format=json", user="chen")
+    assert report.status == 200
+    assert report.json()["class_id"] == SLASHED
+    # an id is one segment: another school's class is not reached by its first part
+    assert get(served.url + "/classes/3", user="chen").status == 404
 
 
 # -- the board ------------------------------------------------------------------

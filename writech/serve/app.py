@@ -35,7 +35,7 @@ from datetime import UTC, date, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, Final, get_args
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, unquote, urlencode
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -173,6 +173,11 @@ def path_id(value: str) -> str:
     return quote(value, safe="")
 
 
+def path_param(request: Request, name: str) -> str:
+    """The id in path segment `name`, as `path_id` wrote it (see `SegmentedPaths`)."""
+    return unquote(request.path_params[name])
+
+
 # -- access -------------------------------------------------------------------
 
 
@@ -303,7 +308,7 @@ def home(request: Request) -> Response:
 def school_page(request: Request) -> Response:
     user = signed_in(request)
     context: Context = request.app.state.context
-    school_id = request.path_params["school_id"]
+    school_id = path_param(request, "school_id")
     picks = Picks.of(request)
     allow(user.school, {school_id}, only_mine=True)
     period = _period(context, user, picks)
@@ -314,7 +319,7 @@ def school_page(request: Request) -> Response:
 def class_page(request: Request) -> Response:
     user = signed_in(request)
     context: Context = request.app.state.context
-    class_id = request.path_params["class_id"]
+    class_id = path_param(request, "class_id")
     picks = Picks.of(request)
     _own_class(context, user, class_id)
     period = _period(context, user, picks)
@@ -361,7 +366,7 @@ def read_board(context: Context, user: User, class_id: str, day: date | None) ->
 def _board_request(request: Request) -> tuple[Context, User, str, date | None]:
     user = signed_in(request)
     context: Context = request.app.state.context
-    class_id = request.path_params["class_id"]
+    class_id = path_param(request, "class_id")
     _own_class(context, user, class_id)
     return context, user, class_id, _iso_date(request.query_params.get("day"), "day")
 
@@ -394,7 +399,7 @@ def board_data(request: Request) -> Response:
 def report(request: Request) -> Response:
     user = signed_in(request)
     context: Context = request.app.state.context
-    kind, scope_id = request.path_params["kind"], request.path_params["scope_id"]
+    kind, scope_id = request.path_params["kind"], path_param(request, "scope_id")
     if kind not in get_args(Kind):
         raise HTTPException(404, f"no such report kind: {kind!r}")
     picks = Picks.of(request)
@@ -500,6 +505,30 @@ async def store_error(request: Request, exc: Exception) -> Response:
 # -- the app ------------------------------------------------------------------
 
 
+class SegmentedPaths:
+    """Routes match segments of the path as sent, so that an id may hold "/".
+
+    ASGI servers decode the path before routing: "/classes/3%2F2" (grade 3,
+    class 2) arrived as "/classes/3/2" and matched no route. Here each
+    segment of the raw path is decoded on its own and keeps "%" and "/"
+    escaped, so a route's parameter is one whole segment, which `path_param`
+    decodes.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raw = scope.get("raw_path") if scope["type"] == "http" else None
+        if raw:
+            segments = raw.decode("latin-1").partition("?")[0].split("/")
+            path = "/".join(
+                unquote(segment).replace("%", "%25").replace("/", "%2F") for segment in segments
+            )
+            scope = {**scope, "path": path}
+        await self.app(scope, receive, send)
+
+
 class SecurityHeaders:
     """Adds `SECURITY_HEADERS` to every response that does not set its own."""
 
@@ -550,5 +579,6 @@ def create_app(context: Context) -> Starlette:
         lifespan=lifespan,
     )
     app.state.context = context
+    app.add_middleware(SegmentedPaths)
     app.add_middleware(SecurityHeaders)
     return app
