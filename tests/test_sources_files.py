@@ -702,3 +702,29 @@ def test_a_directory_of_more_files_than_the_soft_limit_replays(tmp_path: Path) -
     assert refused.stderr.count("\n") == 1
     assert "1,100 input files, and this process may hold at most 1,024 files open" in refused.stderr
     assert not (tmp_path / "data-1024").exists()
+
+
+@pytest.mark.parametrize("others", [[], ["events.ndjson", "notes.txt"]])
+def test_a_directory_without_json_lines_files_is_refused(tmp_path: Path, others: list[str]) -> None:
+    """Read as empty, such a directory ended a replay with nothing read and exit 0: a
+    directory of `.ndjson` files looked replayed. It is refused, saying what it holds."""
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    for name in others:
+        (inputs / name).write_bytes(b"".join(line + b"\n" for line in lines_of(2)))
+    with pytest.raises(SettingsError, match=r"no \.jsonl or \.jsonl\.gz file in this directory"):
+        JsonLinesSource([str(inputs)])
+
+    data = tmp_path / "data"
+    result = subprocess.run(
+        [sys.executable, "-m", "writech", "replay", str(inputs), "--data-dir", str(data)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1
+    said = "(it holds 2 other file(s), such as 'events.ndjson')" if others else "directory\n"
+    assert said in result.stderr
+    assert not data.exists()

@@ -155,6 +155,18 @@ def _missing_message(paths: Sequence[str]) -> str:
     )
 
 
+def _no_inputs_message(directory: str, others: Sequence[Path]) -> str:
+    """Why a directory given as input is refused: it holds no JSON-lines file.
+
+    Read as empty, it ended a replay with nothing read and exit 0, which a
+    directory of `.ndjson` or `.json` files, say, would have been taken for.
+    """
+    message = f"{directory}: no {' or '.join(SUFFIXES)} file in this directory"
+    if others:
+        message += f" (it holds {len(others):,} other file(s), such as {min(others).name!r})"
+    return message
+
+
 def _utc(ns: int) -> str:
     return datetime.fromtimestamp(ns / 1e9, UTC).isoformat(timespec="microseconds")
 
@@ -165,11 +177,11 @@ def expand(paths: Iterable[str]) -> list[str]:
     for given in paths:
         path = Path(given)
         if path.is_dir():
-            found += sorted(
-                str(child)
-                for child in path.rglob("*")
-                if child.name.endswith(SUFFIXES) and child.is_file()
-            )
+            files = [child for child in path.rglob("*") if child.is_file()]
+            inputs = sorted(str(child) for child in files if child.name.endswith(SUFFIXES))
+            if not inputs:
+                raise SettingsError(_no_inputs_message(given, files))
+            found += inputs
         elif path.is_file():
             found.append(str(path))
         else:
