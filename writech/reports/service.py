@@ -37,6 +37,12 @@ class Stores:
 
 @contextmanager
 def open_stores(settings: Settings) -> Iterator[Stores]:
+    # Opening an embedded store creates it: a mistyped --data-dir left an empty
+    # store behind, for a command that only reads.
+    if not settings.clickhouse_url and not settings.clickhouse_dir.is_dir():
+        raise ReportError(
+            f"no store in {settings.data_dir}: nothing was replayed there (check --data-dir)"
+        )
     clickhouse = open_clickhouse(settings)
     try:
         error_store = open_error_store(settings)
