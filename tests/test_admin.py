@@ -748,3 +748,29 @@ def test_forget_finds_a_student_id_with_quotes_backslashes_and_newlines(
     assert tables["dead_letter"] == []
     assert {row["rows_removed"] for row in tables["forget_requests"] if row["table"] in
             ("student_daily_stats", "analytics_metrics", "dead_letter")} == {1}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["report", "class", "class-0000"],
+        ["report", "class", "--all-classes", "--out-dir", "{tmp}/out"],
+        ["dead-letters", "summary"],
+        ["dead-letters", "export"],
+        ["forget", "stu-000001"],
+    ],
+)
+def test_a_data_dir_without_a_store_is_said_and_left_alone(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """A mistyped --data-dir: a command that reads or deletes made an empty store there,
+    and `forget` recorded its request in it, forgetting nobody. It is now refused."""
+    missing = tmp_path / "datta"
+    args = [part.format(tmp=tmp_path) for part in command]
+    result = writech(*args, env={"WRITECH_DATA_DIR": str(missing)})
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"writech: no store in {missing}: nothing was replayed there (check --data-dir)\n"
+    )
+    assert not missing.exists()
+    assert not (tmp_path / "out").exists()

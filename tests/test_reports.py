@@ -950,23 +950,6 @@ def test_unknown_ids_exit_1_with_a_message(dataset: Dataset, kind: str, scope_id
     assert result.stdout == ""
 
 
-def test_a_data_dir_without_a_store_is_said_and_left_alone(tmp_path: Path) -> None:
-    """A mistyped --data-dir: a report only reads, so it creates no store there."""
-    missing = tmp_path / "datta"
-    for kind, scope_id in [("class", CLASS), ("student", "stu-000001")]:
-        result = writech("report", kind, scope_id, "--data-dir", str(missing))
-        assert result.returncode == 1
-        assert (
-            result.stderr
-            == f"writech: no store in {missing}: nothing was replayed there (check --data-dir)\n"
-        )
-    all_classes = writech("report", "class", "--all-classes", "--out-dir", str(tmp_path / "out"),
-                          "--data-dir", str(missing))  # fmt: skip
-    assert all_classes.returncode == 1
-    assert not missing.exists()
-    assert not (tmp_path / "out").exists()
-
-
 def test_bad_arguments_exit_2(dataset: Dataset, tmp_path: Path) -> None:
     data_dir = ("--data-dir", str(dataset.data_dir))
     assert writech("report", "class", "--from", "yesterday", "x", *data_dir).returncode == 2

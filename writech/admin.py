@@ -348,7 +348,7 @@ def _summary(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     where, params = _selection(args, settings.tz).where()
-    store = open_clickhouse(settings)
+    store = open_clickhouse(settings, existing=True)
     try:
         rows = store.query(
             f"SELECT reason, origin, count() AS letters, countIf({_REDRIVEN}) AS redriven, "
@@ -390,7 +390,7 @@ def _letters(
     columns = "origin, partition, offset, reason, message, "
     columns += "toUnixTimestamp64Micro(produced_at) AS produced_us, "
     columns += "raw, raw_encoding" if with_messages else f"{_REDRIVEN} AS redriven"
-    store = open_clickhouse(settings)
+    store = open_clickhouse(settings, existing=True)
     try:
         skipped = 0
         while (page := _PAGE if limit is None else min(_PAGE, limit - skipped)) > 0:
@@ -536,7 +536,7 @@ def _redrive(args: argparse.Namespace) -> int:
             print(f"{args.file}:{problem.line}: {problem.reason}: {problem.message}")
         print(f"{len(problems):,} lines cannot be re-driven; nothing was sent", file=sys.stderr)
         return 1
-    store = open_clickhouse(settings)
+    store = open_clickhouse(settings, existing=True)
     try:
         before = _redriven(store, [correction.letter for correction in found])
         skipped = [c for c in found if c.letter in before and not args.again]
@@ -747,7 +747,7 @@ def _forget(args: argparse.Namespace) -> int:
     from writech.stores.base import delete_counted, open_clickhouse, open_error_store
 
     settings = _settings(args)
-    clickhouse = open_clickhouse(settings)
+    clickhouse = open_clickhouse(settings, existing=True)
     errors = open_error_store(settings)
     try:
         for student in dict.fromkeys(args.students):

@@ -37,13 +37,7 @@ class Stores:
 
 @contextmanager
 def open_stores(settings: Settings) -> Iterator[Stores]:
-    # Opening an embedded store creates it: a mistyped --data-dir left an empty
-    # store behind, for a command that only reads.
-    if not settings.clickhouse_url and not settings.clickhouse_dir.is_dir():
-        raise ReportError(
-            f"no store in {settings.data_dir}: nothing was replayed there (check --data-dir)"
-        )
-    clickhouse = open_clickhouse(settings)
+    clickhouse = open_clickhouse(settings, existing=True)
     try:
         error_store = open_error_store(settings)
         try:

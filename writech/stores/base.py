@@ -118,16 +118,23 @@ def layout_of(settings: Settings) -> Layout:
     return Layout(settings.clickhouse_cluster, {table.name: n for table, n in days.items() if n})
 
 
-def open_clickhouse(settings: Settings) -> ClickHouse:
+def open_clickhouse(settings: Settings, *, existing: bool = False) -> ClickHouse:
     """The configured ClickHouse, at this release's schema version; the caller closes it.
 
     A fresh store is created; an older embedded one is upgraded, an older
-    server refused (`writech.stores.migrations`).
+    server refused (`writech.stores.migrations`). `existing`: an embedded
+    store must be there already (`SettingsError` otherwise), for commands
+    that read or delete: a mistyped --data-dir would get an empty store, and
+    a `writech forget` there would forget nobody's data.
     """
     if settings.clickhouse_url:
         from writech.stores import clickhouse
 
         return clickhouse.open_store(settings)
+    if existing and not settings.clickhouse_dir.is_dir():
+        raise SettingsError(
+            f"no store in {settings.data_dir}: nothing was replayed there (check --data-dir)"
+        )
     from writech.stores import chdb
 
     return chdb.open_store(settings.clickhouse_dir, layout_of(settings))
