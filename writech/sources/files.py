@@ -158,8 +158,8 @@ def _missing_message(paths: Sequence[str]) -> str:
 def _no_inputs_message(directory: str, others: Sequence[Path]) -> str:
     """Why a directory given as input is refused: it holds no JSON-lines file.
 
-    Read as empty, it ended a replay with nothing read and exit 0, which a
-    directory of `.ndjson` or `.json` files, say, would have been taken for.
+    Read as empty, such a directory ended a replay with nothing read and
+    exit 0: a directory of `.ndjson` or `.json` files looked replayed.
     """
     message = f"{directory}: no {' or '.join(SUFFIXES)} file in this directory"
     if others:
