@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from datetime import UTC, date, datetime, timedelta
+from html import unescape
 from typing import Any
 
 import msgspec
 import pytest
+from markdown_it import MarkdownIt
 
 from writech.reports import build
 from writech.reports.build import Options
@@ -28,7 +31,7 @@ from writech.reports.model import (
     Thresholds,
 )
 from writech.reports.render import render, to_json
-from writech.reports.roster import RosterError, parse_roster
+from writech.reports.roster import Roster, RosterError, parse_roster
 from writech.reports.rows import (
     EMPTY,
     CharacterDay,
@@ -687,3 +690,80 @@ def test_every_label_exists_in_both_languages() -> None:
         english = {f for _, f, _, _ in Formatter().parse(TEXT["en"][key]) if f}
         # these two say it differently: "10月26日" / "Oct 26", "等 13 人" / "and 1 more"
         assert fields == english or key in ("month_day", "and_more"), key
+
+
+# Markdown that a device or a roster could send as an id, a name or a knowledge point.
+def hostile(tag: str) -> str:
+    return (
+        f"<img src=x onerror=alert('{tag}')> [{tag}](javascript:alert(1)) *{tag}* _{tag}_ "
+        f"`{tag}` ~~{tag}~~ |{tag}| &amp; \\* {tag}\nend"
+    )
+
+
+TAGS = (
+    "student", "classmate", "name", "subject", "hw0", "hw1", "hw2", "question", "point",
+    "type", "class", "school", "character", "exam",
+)  # fmt: skip
+
+
+def hostile_reports() -> list[Report]:
+    """Every kind of report, every text in it from `hostile`; the roster names hostile too."""
+    student, classmate, subject = hostile("student"), hostile("classmate"), hostile("subject")
+    submissions = [
+        homework(s, day(d), score, subject=subject, homework_id=hostile(f"hw{d}"))
+        for s, score in ((student, 40.0), (classmate, 95.0))
+        for d in range(3)
+    ]
+    errors = [
+        wrong(h, hostile("question"), hostile("point"), error_type=hostile("type"))
+        for h in submissions
+        if h.student_id == student
+    ]
+    daily = [
+        day_row
+        for s in (student, classmate)
+        for day_row in graded_days(
+            s, [h for h in submissions if h.student_id == s], class_id=hostile("class")
+        )
+    ]
+    characters = [*checks(student, hostile("character"), (0, [30.0] * 3), (2, [40.0] * 3))]
+    exams = [ExamScore(s, hostile("exam"), subject, day(0), 60.0) for s in (student, classmate)]
+    parts = rows(
+        daily=daily, homework=submissions, errors=errors, characters=characters, exams=exams
+    )
+    roster = Roster(students={classmate: hostile("name")})
+    group = GroupData(PERIOD, parts)
+    own = StudentData(student, hostile("class"), hostile("school"), parts, group)
+    options = Options(roster=roster)
+    report = build.build_student_report(own, NOW, options)
+    return [
+        build.build_class_report(hostile("class"), hostile("school"), group, NOW, options),
+        build.build_school_report(hostile("school"), group, NOW, options),
+        report,
+        build.build_parent_report(report),
+    ]
+
+
+# The texts each kind of report shows (the school's names no student; the parent's is short).
+SHOWN = {
+    "class": {*TAGS} - {"classmate", "type"},  # the roster names the classmate
+    "school": {"subject", "hw0", "hw1", "hw2", "question", "point", "class", "school", "character"},
+    "student": {*TAGS} - {"classmate", "name", "school"},
+    "parent": {"student", "subject", "question", "point", "class", "character"},
+}
+
+
+@pytest.mark.parametrize(
+    ("kind", "report"), list(zip(KINDS, hostile_reports(), strict=True)), ids=KINDS
+)
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_markdown_shows_data_as_text(kind: str, report: Report, lang: str) -> None:
+    markdown = render(report, "markdown", lang)  # type: ignore[arg-type]
+    # as a CommonMark renderer that passes HTML through shows it, with GitHub's tables
+    page = MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
+    html = page.render(markdown)
+    for markup in ("<img", "<a ", "<code>", "<s>", "<del>"):
+        assert markup not in html  # nothing in the data became markup
+    # every text is shown whole, as it was sent (a line break as a space)
+    text = unescape(re.sub(r"<[^>]*>", "", html))
+    assert {tag for tag in TAGS if hostile(tag).replace("\n", " ") in text} == SHOWN[kind]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 import unicodedata
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
@@ -152,7 +153,7 @@ def render(report: Report, fmt: Format, lang: Lang = "zh") -> str:
         context["charts"] = Charts(texts).of(report)
         context["font_stack"] = Markup(FONT_STACK)
         context["kai_stack"] = Markup(KAI_STACK)
-    return _environment().get_template(f"{kind}.{EXTENSIONS[fmt]}.j2").render(context)
+    return _environment(fmt).get_template(f"{kind}.{EXTENSIONS[fmt]}.j2").render(context)
 
 
 def _kind(report: Report) -> str:
@@ -164,23 +165,41 @@ def _kind(report: Report) -> str:
 
 
 @functools.cache
-def _environment() -> Environment:
-    """One Jinja2 environment: HTML templates autoescaped, Markdown ones not."""
-    environment = Environment(
+def _environment(fmt: Format) -> Environment:
+    """The Jinja2 environment of one format: every value a template shows is escaped for it.
+
+    HTML escapes as Jinja2 does. Markdown escapes by `finalize`, which runs on
+    every `{{ ... }}` value before autoescaping: it returns the value's Markdown
+    as `Markup`, which autoescaping then leaves alone, as it leaves the output
+    of macros and `caller()` (Markup too), so nothing is escaped twice. Ids,
+    names and knowledge points come from the devices and the roster, so the
+    escaping covers every value, not a list of them that a template could
+    forget to extend.
+    """
+    markdown = fmt == "markdown"
+    return Environment(
         loader=PackageLoader("writech.reports", "templates"),
-        autoescape=lambda name: bool(name and name.endswith(".html.j2")),
+        autoescape=True,
+        finalize=_markdown_value if markdown else None,
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    environment.filters["md"] = _markdown_cell
-    return environment
 
 
-def _markdown_cell(text: object) -> str:
-    """Text safe inside a Markdown table cell."""
-    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+# ASCII punctuation that starts inline Markdown (CommonMark and GitHub's tables and
+# strikethrough): raw HTML and autolinks (<), entities (&), links and images ([ ]),
+# code (`), emphasis (* _), strikethrough (~), cells (|), and the escape itself.
+_MARKDOWN_SPECIAL: Final = re.compile(r"([\\`*_\[\]<>&|~])")
+
+
+def _markdown_value(value: object) -> Markup:
+    """`value` as Markdown text that renders as itself, on one line (it may sit in a table cell)."""
+    if isinstance(value, Markup):
+        return value  # a macro's output, Markdown already
+    text = _MARKDOWN_SPECIAL.sub(r"\\\1", str(value))
+    return Markup(text.replace("\r\n", " ").replace("\n", " ").replace("\r", " "))
 
 
 _MINUS: Final = "\u2212"
