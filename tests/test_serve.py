@@ -554,6 +554,21 @@ def test_serve_needs_an_access_file(tmp_path: Path) -> None:
     assert "plain" not in result.stderr
 
 
+def test_serve_refuses_a_data_dir_without_a_store(tmp_path: Path) -> None:
+    """A mistyped --data-dir: said in one line, not served as a new, empty store."""
+    hashed = writech("serve", "--hash-password", stdin="pass phrase 1\n").stdout.strip()
+    access = tmp_path / "access.toml"
+    access.write_text(f'[users.wang]\nschool = "s"\npassword = "{hashed}"\n')
+    missing = tmp_path / "dat"
+    result = writech("serve", "--access-file", str(access), "--data-dir", str(missing))
+    assert result.returncode == 2
+    assert (
+        result.stderr
+        == f"writech: no store in {missing}: nothing was replayed there (check --data-dir)\n"
+    )
+    assert not missing.exists()
+
+
 def test_hash_password_prints_what_the_access_file_takes(tmp_path: Path) -> None:
     result = writech("serve", "--hash-password", stdin="pass phrase 1\n")
     assert result.returncode == 0, result.stderr

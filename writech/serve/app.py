@@ -556,7 +556,7 @@ def create_app(context: Context) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        context.store = open_clickhouse(context.settings)
+        context.store = open_clickhouse(context.settings, existing=True)
         try:
             yield
         finally:

@@ -55,11 +55,14 @@ def _serve(args: argparse.Namespace) -> int:
     from writech.serve.access import AccessError, AccessFile
     from writech.serve.app import Context, create_app
     from writech.serve.server import run
+    from writech.stores.base import require_store
 
     try:
         access = AccessFile(settings.serve_access_file)
     except AccessError as exc:
         raise SettingsError(f"{PREFIX}SERVE_ACCESS_FILE: {exc}") from None
+    # said now, in one line: a mistyped --data-dir would serve a new, empty store
+    require_store(settings)
     roster = Roster()
     if settings.serve_roster_file:
         try:
