@@ -16,7 +16,12 @@ from writech.rows import TableRows
 from writech.schema import DEAD_LETTER, DeadLetterRow
 from writech.settings import Settings
 from writech.sources.kafka import KafkaBatchSource, KafkaPosition, kafka_source
-from writech.stores.kafka import DeadLetterDeliveryError, DeadLetterTopic
+from writech.stores.kafka import (
+    HEADER_VALUE_LIMIT,
+    RECORD_LIMIT,
+    DeadLetterDeliveryError,
+    DeadLetterTopic,
+)
 from writech.stores.sink import RowsSink
 
 pytestmark = pytest.mark.services
@@ -150,6 +155,59 @@ def test_dead_letters_reach_the_topic_with_their_headers(
         "汉字 ✍️".encode(): _headers("too_late", "evicted", "in.jsonl", 0, 3) | {"event_id": "e-1"},
     }
     assert len(records) == 3
+
+
+def test_dead_letters_larger_than_a_record_reach_the_topic_cut(
+    kafka_broker: str, kafka_topic: str
+) -> None:
+    """A message of the largest size the pipeline reads, an event id as long: their records
+    fit librdkafka's and a default topic's limit (Tansu admits any size; Kafka refuses,
+    which failed every insert, and the run at the same letter on every restart)."""
+    settings = _settings(kafka_broker, kafka_topic)
+    limit = settings.max_message_bytes
+    large = b"{" + b"x" * (limit - 1)
+    long_id = "汉" * (limit // 3)
+    letters = [
+        dead_letter(kafka_topic, 0, 1, large, "bad_json", "not a valid event message"),
+        dead_letter(kafka_topic, 0, 2, b"{}", "too_late", "evicted", event_id=long_id),
+        dead_letter(kafka_topic, 0, 3, b"small", "bad_json", "x"),
+    ]
+    partition = _topic_sink(settings).build("write", 0, 1)
+    partition.write_batch([_letters(*letters)])
+    partition.close()
+
+    first, second, third = sorted(
+        consume_all(kafka_broker, settings.kafka_dlq_topic), key=lambda r: headers_of(r)["offset"]
+    )
+    for record in (first, second):
+        size = len(record.value() or b"") + len(record.key() or b"")
+        size += sum(len(name) + len(text.encode()) for name, text in headers_of(record).items())
+        assert size <= RECORD_LIMIT
+    # the message's first bytes, and its length
+    value = first.value() or b""
+    assert len(value) > RECORD_LIMIT - 2_000
+    assert large.startswith(value)
+    assert headers_of(first)["truncated_from"] == str(limit)
+    # the id's first characters, whole; the small message whole
+    assert long_id.startswith(headers_of(second)["event_id"])
+    assert len(headers_of(second)["event_id"].encode()) > HEADER_VALUE_LIMIT - 3
+    assert second.value() == b"{}"
+    assert "truncated_from" not in headers_of(second)
+    assert (third.value(), headers_of(third)["reason"]) == (b"small", "bad_json")
+
+
+def test_a_larger_record_limit_keeps_dead_letters_whole(
+    kafka_broker: str, kafka_topic: str
+) -> None:
+    """For a topic that admits more, WRITECH_KAFKA_OPTIONS's message.max.bytes says so."""
+    settings = _settings(kafka_broker, kafka_topic, kafka_options={"message.max.bytes": "2000000"})
+    large = b"y" * settings.max_message_bytes
+    partition = _topic_sink(settings).build("write", 0, 1)
+    partition.write_batch([_letters(dead_letter(kafka_topic, 0, 1, large, "too_large", "big"))])
+    partition.close()
+    [record] = consume_all(kafka_broker, settings.kafka_dlq_topic)
+    assert record.value() == large
+    assert "truncated_from" not in headers_of(record)
 
 
 def _headers(reason: str, message: str, origin: str, partition: int, offset: int) -> dict[str, str]:

@@ -1,7 +1,8 @@
 """Dead letters to a Kafka topic, besides the `dead_letter` table (SPEC §4).
 
 Each dead letter becomes one record on `settings.kafka_dlq_topic`: the
-value is the message's raw bytes as read, the headers say why and where
+value is the message's raw bytes as read (cut to what the topic admits, see
+`record`), the headers say why and where
 from (`reason`, `message`, `origin`, `partition`, `offset`, and `event_id`
 when known), the key is `origin:partition` so the letters of one source
 partition stay in order.
@@ -25,8 +26,18 @@ from writech.schema import DeadLetter
 from writech.settings import Settings
 from writech.stores.base import StoreError
 
-# Room for the headers above a raw message of the largest allowed size.
-_HEADER_ROOM: Final = 64 * 1024
+# The largest record produced, by default: librdkafka's own default, which a broker's
+# and a topic's default limit (1,048,588 bytes for a batch) admit with room to spare.
+# WRITECH_KAFKA_OPTIONS's `message.max.bytes` sets it for a topic that admits more.
+RECORD_LIMIT: Final = 1_000_000
+# What librdkafka counts besides a record's key, value and headers (at most 61 bytes
+# of framing, and a few bytes per header), with room to spare.
+_FRAMING: Final = 256
+_HEADER_FRAMING: Final = 16
+# A header's longest value. Ids and reasons are short, but an event id or an
+# unknown event type (which the reason quotes) can be as long as a message: cut,
+# they leave the value its room, and the `dead_letter` table keeps them whole.
+HEADER_VALUE_LIMIT: Final = 16 * 1024
 
 
 class DeadLetterDeliveryError(StoreError):
@@ -40,7 +51,7 @@ def raw_bytes(letter: DeadLetter) -> bytes:
     return letter.raw.encode()
 
 
-def headers(letter: DeadLetter) -> list[tuple[str, str | bytes | None]]:
+def headers(letter: DeadLetter) -> list[tuple[str, bytes]]:
     found = [
         ("reason", letter.reason),
         ("message", letter.message),
@@ -50,7 +61,36 @@ def headers(letter: DeadLetter) -> list[tuple[str, str | bytes | None]]:
     ]
     if letter.event_id:
         found.append(("event_id", letter.event_id))
-    return [(name, value.encode()) for name, value in found]
+    return [(name, _bounded(value.encode())) for name, value in found]
+
+
+def _bounded(text: bytes) -> bytes:
+    """`text` cut to `HEADER_VALUE_LIMIT` bytes, at a character's end (it stays UTF-8)."""
+    if len(text) <= HEADER_VALUE_LIMIT:
+        return text
+    return text[:HEADER_VALUE_LIMIT].decode(errors="ignore").encode()
+
+
+def record(letter: DeadLetter, limit: int) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+    """The record of `letter` (value, key, headers), its value cut to fit in `limit` bytes.
+
+    A message can be as large as `WRITECH_MAX_MESSAGE_BYTES` (1 MiB by default;
+    a `too_large` letter keeps that much of a larger one), more than a topic
+    admits by default: refused, its record would fail every insert, and the
+    run would stop at the same letter on every restart. Cut, it carries the
+    header `truncated_from`, the raw message's length; the `dead_letter` table
+    keeps the message whole (`writech dead-letters export`).
+    """
+    value, found = raw_bytes(letter), headers(letter)
+    key = f"{letter.origin}:{letter.partition}".encode()
+    room = limit - _FRAMING - len(key)
+    room -= sum(len(name) + len(text) + _HEADER_FRAMING for name, text in found)
+    if len(value) > room:
+        length = str(len(value)).encode()
+        found.append(("truncated_from", length))
+        room -= len("truncated_from") + len(length) + _HEADER_FRAMING
+        value = value[: max(room, 0)]
+    return value, key, found
 
 
 class DeadLetterTopic:
@@ -62,14 +102,14 @@ class DeadLetterTopic:
             "bootstrap.servers": ",".join(settings.kafka_brokers),
             "acks": "all",
             "enable.idempotence": True,
-            # A `too_large` dead letter keeps up to `max_message_bytes` of its message.
-            "message.max.bytes": max(1_000_000, settings.max_message_bytes + _HEADER_ROOM),
+            "message.max.bytes": RECORD_LIMIT,
             "message.timeout.ms": deadline_ms,
             "socket.timeout.ms": round(settings.store_timeout * 1000),
         }
         config.update(settings.kafka_options)
         self.topic = settings.kafka_dlq_topic
-        self._producer = Producer(config)
+        self._producer = Producer(config)  # checks the options first
+        self._limit = int(config["message.max.bytes"])
 
     def insert(self, rows: TableRows) -> None:
         failures: list[str] = []
@@ -93,14 +133,11 @@ class DeadLetterTopic:
     def _produce(
         self, letter: DeadLetter, delivered: Callable[[KafkaError | None, Message], None]
     ) -> None:
+        value, key, found = record(letter, self._limit)
         while True:
             try:
                 self._producer.produce(
-                    self.topic,
-                    value=raw_bytes(letter),
-                    key=f"{letter.origin}:{letter.partition}".encode(),
-                    headers=headers(letter),
-                    on_delivery=delivered,
+                    self.topic, value=value, key=key, headers=[*found], on_delivery=delivered
                 )
                 return
             except BufferError:  # the local queue is full: let deliveries drain it
