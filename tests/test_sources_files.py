@@ -715,3 +715,22 @@ def test_a_directory_without_json_lines_files_is_refused(tmp_path: Path, others:
         "(it holds 2 other file(s), such as 'events.ndjson')" if others else "directory\n"
     ) in said
     assert not data.exists()
+
+
+def test_a_pipe_is_refused_as_what_it_is(tmp_path: Path) -> None:
+    """`writech replay /dev/stdin` under a shell pipe, or a named pipe: said to be missing
+    before, though it exists. A stream cannot be read again from a position after a
+    resume, so it is refused, saying what to do instead."""
+    pipe = tmp_path / "events.jsonl"
+    os.mkfifo(pipe)
+    with pytest.raises(SettingsError, match=r"not a regular file or directory"):
+        JsonLinesSource([str(pipe)])
+
+    data = tmp_path / "data"
+    said = refused_replay(str(pipe), "--data-dir", str(data))
+    assert said == (
+        f"writech: {pipe}: not a regular file or directory (a pipe, socket or device); a "
+        "replay reads files it can read again from a position: write the stream to a .jsonl "
+        "(or .jsonl.gz) file and replay that\n"
+    )
+    assert not data.exists()

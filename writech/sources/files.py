@@ -167,6 +167,20 @@ def _no_inputs_message(directory: str, others: Sequence[Path]) -> str:
     return message
 
 
+def _not_a_file_message(given: str) -> str:
+    """Why a pipe, socket or device (`/dev/stdin` under a shell pipe) is refused.
+
+    A file is its own partition, read again from a byte offset after a
+    resume, fingerprinted, and dated for `writech dead-letters --since`: a
+    stream has none of these. It was said to be missing, though it exists.
+    """
+    return (
+        f"{given}: not a regular file or directory (a pipe, socket or device); a replay "
+        "reads files it can read again from a position: write the stream to a .jsonl "
+        "(or .jsonl.gz) file and replay that"
+    )
+
+
 def _utc(ns: int) -> str:
     return datetime.fromtimestamp(ns / 1e9, UTC).isoformat(timespec="microseconds")
 
@@ -184,6 +198,8 @@ def expand(paths: Iterable[str]) -> list[str]:
             found += inputs
         elif path.is_file():
             found.append(str(path))
+        elif path.exists():
+            raise SettingsError(_not_a_file_message(given))
         else:
             raise FileNotFoundError(f"no such file or directory: {given}")
     for name in found:
