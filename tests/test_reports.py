@@ -958,6 +958,17 @@ def test_bad_arguments_exit_2(dataset: Dataset, tmp_path: Path) -> None:
     )
     assert backwards.returncode == 2
     assert "after" in backwards.stderr
+    # dates no store holds (their previous period overflowed: a traceback), a century
+    for dates, said in (
+        (("--from", "0001-01-01", "--to", "0001-01-02"), "is not within 1970-01-01 to 2106-02-08"),
+        (("--from", "0001-01-01"), "is not within 1970-01-01 to 2106-02-08"),
+        (("--from", "1980-01-01", "--to", "2100-12-31"), "is 44,195 days; a report covers 366"),
+    ):
+        refused = writech("report", "class", CLASS, *dates, *data_dir)
+        assert (refused.returncode, refused.stdout) == (2, ""), refused.stderr
+        assert refused.stderr.startswith("writech: from ")
+        assert said in refused.stderr
+        assert refused.stderr.count("\n") == 1
     assert writech("report", "class", *data_dir).returncode == 2  # neither an id nor --all-classes
     bad_roster = tmp_path / "roster.csv"
     bad_roster.write_text("id,name\nstu-1,x\n")

@@ -42,7 +42,7 @@ from writech.reports.rows import (
     Rows,
     StudentData,
 )
-from writech.reports.service import default_period
+from writech.reports.service import PeriodError, checked_period, default_period
 from writech.schema import DailyStats, HomeworkResult
 
 DAY1 = date(2026, 3, 2)
@@ -560,6 +560,20 @@ def test_default_period_leaves_days_to_compare_with(
     oldest: date, newest: date, expected: Period
 ) -> None:
     assert default_period(Period(oldest, newest), newest) == expected
+
+
+def test_a_period_is_at_most_a_school_year_of_dates_the_stores_hold() -> None:
+    assert checked_period(date(2024, 9, 1), date(2025, 9, 1)).days == 366
+    refusals = {
+        (date(2024, 9, 1), date(2025, 9, 2)): "is 367 days; a report covers 366 at most",
+        (date(2026, 9, 2), date(2026, 9, 1)): "from 2026-09-02 is after to 2026-09-01",
+        (date(1969, 12, 31), date(1970, 1, 2)): "not within 1970-01-01 to 2106-02-08",
+        (date(2106, 2, 8), date(2106, 2, 9)): "not within 1970-01-01 to 2106-02-08",
+    }
+    for (start, end), said in refusals.items():
+        with pytest.raises(PeriodError, match=said):
+            checked_period(start, end)
+    assert checked_period(date(1970, 1, 1), date(1970, 1, 1)).previous().start == date(1969, 12, 31)
 
 
 def test_roster_names_students_and_classes() -> None:

@@ -154,8 +154,9 @@ def _write(text: str, out: str | Path) -> None:
 
 
 def _with_stores(args: argparse.Namespace, work: Callable[[Stores, Options], int]) -> int:
-    """Run `work` on the configured stores; a `ReportError` is exit code 1."""
-    from writech.reports.service import ReportError, open_stores
+    """Run `work` on the configured stores; a `ReportError` is exit code 1, a period
+    that cannot be reported on (`PeriodError`) 2, as other bad arguments."""
+    from writech.reports.service import PeriodError, ReportError, open_stores
 
     settings = _settings(args)
     try:
@@ -163,14 +164,7 @@ def _with_stores(args: argparse.Namespace, work: Callable[[Stores, Options], int
             return work(stores, _options(args, settings))
     except ReportError as exc:
         print(f"writech: {exc}", file=sys.stderr)
-        return 1
-
-
-def _dates_in_order(args: argparse.Namespace) -> bool:
-    if args.start and args.end and args.start > args.end:
-        print(f"writech: --from {args.start} is after --to {args.end}", file=sys.stderr)
-        return False
-    return True
+        return 2 if isinstance(exc, PeriodError) else 1
 
 
 def _single(args: argparse.Namespace) -> int:
@@ -190,7 +184,7 @@ def _single(args: argparse.Namespace) -> int:
             print(f"wrote {out}", file=sys.stderr)
         return 0
 
-    return _with_stores(args, work) if _dates_in_order(args) else 2
+    return _with_stores(args, work)
 
 
 def _class(args: argparse.Namespace) -> int:
@@ -204,8 +198,6 @@ def _class(args: argparse.Namespace) -> int:
             "writech: --all-classes takes --out-dir, and neither CLASS_ID nor --out",
             file=sys.stderr,
         )
-        return 2
-    if not _dates_in_order(args):
         return 2
     return _with_stores(args, lambda stores, options: _all_classes(stores, options, args))
 

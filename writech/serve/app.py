@@ -56,7 +56,18 @@ from writech.reports.model import Period
 from writech.reports.queries import membership
 from writech.reports.render import render
 from writech.reports.roster import Roster
-from writech.reports.service import SCOPES, Kind, ReportError, Stores, default_period, make_report
+from writech.reports.service import (
+    FIRST_DATE,
+    LAST_DATE,
+    SCOPES,
+    Kind,
+    PeriodError,
+    ReportError,
+    Stores,
+    checked_period,
+    default_period,
+    make_report,
+)
 from writech.serve import board, queries
 from writech.serve.access import AccessFile, User
 from writech.serve.labels import TEXT
@@ -163,9 +174,16 @@ def _iso_date(text: str | None, name: str) -> date | None:
     if not text:
         return None
     try:
-        return date.fromisoformat(text)
+        day = date.fromisoformat(text)
     except ValueError:
         raise HTTPException(400, f"{name}: not a date (YYYY-MM-DD): {text!r}") from None
+    # the board reads the days before it too: a day the stores cannot hold fails
+    # in date arithmetic, not just in a query
+    if not FIRST_DATE <= day <= LAST_DATE:
+        raise HTTPException(
+            400, f"{name}: {day} is not within {FIRST_DATE} to {LAST_DATE}, the dates stored"
+        )
+    return day
 
 
 def path_id(value: str) -> str:
@@ -227,9 +245,10 @@ def _period(context: Context, user: User, picks: Picks) -> Period:
         raise HTTPException(404, TEXT[picks.lang]["no_data_yet"])
     end = picks.end or span.end
     start = picks.start or default_period(span, end).start
-    if start > end:
-        raise HTTPException(400, f"from {start} is after to {end}")
-    return Period(start, end)
+    try:
+        return checked_period(start, end)
+    except PeriodError as exc:
+        raise HTTPException(400, str(exc)) from None
 
 
 def read_only_connection(settings: Settings) -> tuple[Any, str]:
