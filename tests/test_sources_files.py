@@ -89,13 +89,18 @@ def decodable_prefix(compressed: bytes) -> bytes:
 
 # -- reading ---------------------------------------------------------------------------
 
+# A plain file, a gzip file, and a gzip file named as a plain one (read as one
+# bad_json letter per chunk of compressed bytes before it was recognised).
+NAMES = ["events.jsonl", "events.jsonl.gz", "compressed-not-renamed.jsonl"]
+GZIPPED = NAMES[1:]
 
-@pytest.mark.parametrize("name", ["events.jsonl", "events.jsonl.gz"])
+
+@pytest.mark.parametrize("name", NAMES)
 def test_lines_become_messages_with_their_line_numbers(tmp_path: Path, name: str) -> None:
     lines = lines_of(20)
     content = b"\n".join(lines[:10]) + b"\n\n   \r\n" + b"\r\n".join(lines[10:])  # no final "\n"
     path = tmp_path / name
-    path.write_bytes(gzip.compress(content) if name.endswith(".gz") else content)
+    path.write_bytes(gzip.compress(content) if name in GZIPPED else content)
     os.utime(path, (MTIME, MTIME))
     read_before = counters.value("writech_messages_read_total")
 
@@ -112,12 +117,12 @@ def test_lines_become_messages_with_their_line_numbers(tmp_path: Path, name: str
     assert not position.damaged
 
 
-@pytest.mark.parametrize("name", ["events.jsonl", "events.jsonl.gz"])
+@pytest.mark.parametrize("name", NAMES)
 def test_a_resume_continues_after_the_last_snapshot(tmp_path: Path, name: str) -> None:
     lines = lines_of(50)
     content = b"".join(line + b"\n" for line in lines)
     path = tmp_path / name
-    path.write_bytes(gzip.compress(content) if name.endswith(".gz") else content)
+    path.write_bytes(gzip.compress(content) if name in GZIPPED else content)
     partition = JsonLinesSource([str(path)], 10).build_part("read", str(path), None)
     first = partition.next_batch() + partition.next_batch()
     snapshot = partition.snapshot()

@@ -13,6 +13,8 @@ it first opened the file.
 - Every message carries the modification time recorded in the fingerprint
   as its `produced_at`, so that a re-read line is judged by the future-skew
   check exactly as it was the first time.
+- A `.jsonl.gz` file is gzip, and so is a `.jsonl` file that starts as gzip
+  does (compressed without being renamed).
 - A damaged `.jsonl.gz` (truncated, corrupt, not gzip at all) is read up to
   the damage: every complete line before it is a message as usual; the rest
   becomes one `damaged_input` dead letter and the partition ends, while
@@ -45,6 +47,7 @@ from writech.schema import DeadLetterRow
 from writech.settings import SettingsError
 
 SUFFIXES = (".jsonl", ".jsonl.gz")
+GZIP_MAGIC: Final = b"\x1f\x8b"
 # Bytes of a file hashed into its fingerprint; also the most of a damaged
 # rest kept as its dead letter's raw bytes.
 HEAD_BYTES: Final = 64 * 1024
@@ -244,8 +247,12 @@ class _FilePartition(StatefulSourcePartition[RawBatch, FilePosition]):
         self._batch_size = batch_size
         self._produced_at = self._input.mtime_ns / 1e9
         self._raw = open(path, "rb")  # noqa: SIM115 - closed in close()
+        # gzip by name, or by its first bytes: a compressed file named `.jsonl`
+        # was read as one bad_json letter per chunk of compressed bytes. (No JSON
+        # text starts with them: 0x8B cannot start a UTF-8 character.)
+        gzipped = path.endswith(".gz") or self._raw.peek(2)[:2] == GZIP_MAGIC
         self._stream: io.BufferedIOBase = (
-            gzip.GzipFile(fileobj=self._raw, mode="rb") if path.endswith(".gz") else self._raw
+            gzip.GzipFile(fileobj=self._raw, mode="rb") if gzipped else self._raw
         )
         if self._offset and not self._damaged:
             self._stream.seek(self._offset)
