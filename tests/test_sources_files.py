@@ -4,15 +4,19 @@ replay` over damaged, changed and missing inputs."""
 from __future__ import annotations
 
 import base64
+import bz2
 import gzip
+import lzma
 import os
 import resource
 import subprocess
 import sys
 import tempfile
 import tracemalloc
+import zipfile
 import zlib
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from unittest import mock
@@ -737,5 +741,35 @@ def test_a_pipe_is_refused_as_what_it_is(tmp_path: Path) -> None:
         f"writech: {pipe}: not a regular file or directory (a pipe, socket or device); a "
         "replay reads files it can read again from a position: write the stream to a .jsonl "
         "(or .jsonl.gz) file and replay that\n"
+    )
+    assert not data.exists()
+
+
+@pytest.mark.parametrize(
+    ("kind", "compress"),
+    [("bzip2", bz2.compress), ("xz", lzma.compress), ("zstd", None), ("zip", None)],
+)
+def test_a_file_compressed_otherwise_than_with_gzip_is_refused(
+    tmp_path: Path, kind: str, compress: Callable[[bytes], bytes] | None
+) -> None:
+    """Read as text, such a file became one bad_json letter per newline byte of its
+    compressed data, and the replay exited 0 with nothing counted."""
+    content = b"".join(line + b"\n" for line in lines_of(50))
+    path = tmp_path / f"events.jsonl.{kind}"
+    if kind == "zip":
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("events.jsonl", content)
+    elif kind == "zstd":  # its frame header, as `zstd` writes it, then anything
+        path.write_bytes(b"\x28\xb5\x2f\xfd" + content)
+    else:
+        assert compress is not None
+        path.write_bytes(compress(content))
+    with pytest.raises(SettingsError, match=f"compressed with {kind}"):
+        JsonLinesSource([str(path)])
+    data = tmp_path / "data"
+    said = refused_replay(str(path), "--data-dir", str(data))
+    assert said == (
+        f"writech: {path}: compressed with {kind}; a replay reads JSON lines, plain or gzip: "
+        "decompress it (or compress it with gzip) and run again\n"
     )
     assert not data.exists()

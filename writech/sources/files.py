@@ -14,7 +14,8 @@ it first opened the file.
   as its `produced_at`, so that a re-read line is judged by the future-skew
   check exactly as it was the first time.
 - A `.jsonl.gz` file is gzip, and so is a `.jsonl` file that starts as gzip
-  does (compressed without being renamed).
+  does (compressed without being renamed); a file compressed otherwise
+  (zstd, bzip2, xz, zip) is refused before anything is read.
 - A damaged `.jsonl.gz` (truncated, corrupt, not gzip at all) is read up to
   the damage: every complete line before it is a message as usual; the rest
   becomes one `damaged_input` dead letter and the partition ends, while
@@ -207,7 +208,37 @@ def expand(paths: Iterable[str]) -> list[str]:
             raise FileNotFoundError(f"no such file or directory: {given}")
     for name in found:
         _refuse_unless_text(name)
+        _refuse_other_compression(name)
     return list(dict.fromkeys(found))
+
+
+# How files compressed otherwise than with gzip start (none of these starts JSON).
+_OTHER_COMPRESSION: Final = {
+    b"\x28\xb5\x2f\xfd": "zstd",
+    b"BZh": "bzip2",
+    b"\xfd7zXZ\x00": "xz",
+    b"PK\x03\x04": "zip",
+}
+
+
+def _refuse_other_compression(path: str) -> None:
+    """Refuse a file compressed with anything but gzip, before anything is read.
+
+    Read as text, a `.jsonl.zst` (or a zip of JSON lines) became one bad_json
+    letter per newline byte of its compressed data, and a run that counted
+    nothing ended with exit 0.
+    """
+    try:
+        with open(path, "rb") as file:
+            start = file.read(6)
+    except OSError:
+        return  # said by the partition that reads it, as any unreadable file
+    for magic, kind in _OTHER_COMPRESSION.items():
+        if start.startswith(magic):
+            raise SettingsError(
+                f"{path}: compressed with {kind}; a replay reads JSON lines, plain or gzip: "
+                "decompress it (or compress it with gzip) and run again"
+            )
 
 
 def _refuse_unless_text(path: str) -> None:
