@@ -714,16 +714,22 @@ def test_a_directory_without_json_lines_files_is_refused(tmp_path: Path, others:
     inputs.mkdir()
     for name in others:
         (inputs / name).write_bytes(b"".join(line + b"\n" for line in lines_of(2)))
-    with pytest.raises(SettingsError, match=r"no \.jsonl or \.jsonl\.gz file in this directory"):
-        JsonLinesSource([str(inputs)])
-
-    data = tmp_path / "data"
-    said = refused_replay(str(inputs), "--data-dir", str(data))
-    assert said.count("\n") == 1
+    said = refused_inputs(tmp_path, inputs, r"no \.jsonl or \.jsonl\.gz file in this directory")
     assert (
         "(it holds 2 other file(s), such as 'events.ndjson')" if others else "directory\n"
     ) in said
+
+
+def refused_inputs(tmp_path: Path, inputs: Path, match: str) -> str:
+    """The one line the files source and `writech replay` refuse `inputs` with (matching
+    `match`), before anything is opened: exit 2, no data dir."""
+    with pytest.raises(SettingsError, match=match):
+        JsonLinesSource([str(inputs)])
+    data = tmp_path / "data"
+    said = refused_replay(str(inputs), "--data-dir", str(data))
+    assert said.count("\n") == 1
     assert not data.exists()
+    return said
 
 
 def test_a_pipe_is_refused_as_what_it_is(tmp_path: Path) -> None:
@@ -732,17 +738,11 @@ def test_a_pipe_is_refused_as_what_it_is(tmp_path: Path) -> None:
     resume, so it is refused, saying what to do instead."""
     pipe = tmp_path / "events.jsonl"
     os.mkfifo(pipe)
-    with pytest.raises(SettingsError, match=r"not a regular file or directory"):
-        JsonLinesSource([str(pipe)])
-
-    data = tmp_path / "data"
-    said = refused_replay(str(pipe), "--data-dir", str(data))
-    assert said == (
+    assert refused_inputs(tmp_path, pipe, "not a regular file or directory") == (
         f"writech: {pipe}: not a regular file or directory (a pipe, socket or device); a "
         "replay reads files it can read again from a position: write the stream to a .jsonl "
         "(or .jsonl.gz) file and replay that\n"
     )
-    assert not data.exists()
 
 
 @pytest.mark.parametrize(
@@ -764,12 +764,7 @@ def test_a_file_compressed_otherwise_than_with_gzip_is_refused(
     else:
         assert compress is not None
         path.write_bytes(compress(content))
-    with pytest.raises(SettingsError, match=f"compressed with {kind}"):
-        JsonLinesSource([str(path)])
-    data = tmp_path / "data"
-    said = refused_replay(str(path), "--data-dir", str(data))
-    assert said == (
+    assert refused_inputs(tmp_path, path, f"compressed with {kind}") == (
         f"writech: {path}: compressed with {kind}; a replay reads JSON lines, plain or gzip: "
         "decompress it (or compress it with gzip) and run again\n"
     )
-    assert not data.exists()
