@@ -40,6 +40,7 @@ from writech.sources.files import (
     InputChanged,
     JsonLinesSource,
     changes,
+    expand,
 )
 
 # A modification time far from the wall clock: what the future-skew check must use.
@@ -768,3 +769,24 @@ def test_a_file_compressed_otherwise_than_with_gzip_is_refused(
         f"writech: {path}: compressed with {kind}; a replay reads JSON lines, plain or gzip: "
         "decompress it (or compress it with gzip) and run again\n"
     )
+
+
+def test_a_file_named_twice_is_read_once(tmp_path: Path) -> None:
+    """By its path and its absolute path, a link, a directory holding it: read twice
+    before, its events were counted once but each dead letter was stored twice."""
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    path = inputs / "events.jsonl"
+    path.write_bytes(b"".join(line + b"\n" for line in [*lines_of(5), b"{not json"]))
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(path)
+    relative = os.path.relpath(path, REPO)
+    assert expand([str(path), str(link), str(inputs), str(path.resolve())]) == [str(path)]
+
+    once, twice = tmp_path / "once", tmp_path / "twice"
+    run_writech("replay", str(path), "--data-dir", str(once), "-q")
+    names = (str(path), relative, str(link), str(inputs))
+    result = run_writech("replay", *names, "--data-dir", str(twice))
+    assert summary_numbers(result.stdout)["read"] == 6
+    assert read_tables(twice) == read_tables(once)
+    assert len(read_tables(twice)["dead_letter"]) == 1

@@ -1,7 +1,8 @@
 """JSON-lines files (`.jsonl`, `.jsonl.gz`, or directories of them) as a Bytewax source.
 
 Each file is one partition, so several files are read in parallel across
-workers. A partition yields `RawBatch`es of up to `batch_size` lines (and
+workers; a file named twice (a link, a relative and an absolute path, a
+directory holding it) is one input. A partition yields `RawBatch`es of up to `batch_size` lines (and
 at most `BATCH_BYTES` of them, one line at least) and snapshots a
 `FilePosition`: how far it read, and the file's `Fingerprint` taken when
 it first opened the file.
@@ -209,7 +210,26 @@ def expand(paths: Iterable[str]) -> list[str]:
     for name in found:
         _refuse_unless_text(name)
         _refuse_other_compression(name)
-    return list(dict.fromkeys(found))
+    return _distinct_files(found)
+
+
+def _distinct_files(names: Iterable[str]) -> list[str]:
+    """`names` without a second name of a file already named (the first name kept).
+
+    A file named twice (`a.jsonl` and its absolute path, a symbolic link,
+    a directory and a file in it reached through a link) was read twice, as
+    two partitions: its events were counted once, as duplicates, but each
+    of its dead letters was stored twice, under two origins.
+    """
+    seen: set[tuple[int, int]] = set()
+    distinct: list[str] = []
+    for name in names:
+        status = os.stat(name)
+        identity = (status.st_dev, status.st_ino)
+        if identity not in seen:
+            seen.add(identity)
+            distinct.append(name)
+    return distinct
 
 
 # How files compressed otherwise than with gzip start (none of these starts JSON).
