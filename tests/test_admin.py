@@ -774,3 +774,29 @@ def test_a_data_dir_without_a_store_is_said_and_left_alone(
     )
     assert not missing.exists()
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("command", "said"),
+    [
+        (["replay", "{tmp}/events.jsonl"], "cannot hold an embedded store (Not a directory)"),
+        (["init-db"], "cannot hold an embedded store (Not a directory)"),
+        (["report", "class", "class-0000"], "no store in"),
+    ],
+)
+def test_a_data_dir_that_is_a_file_is_said_in_one_line(
+    tmp_path: Path, command: list[str], said: str
+) -> None:
+    """`--data-dir` naming a file (or a path under one) ended in a NotADirectoryError
+    traceback from deep in opening the store."""
+    (tmp_path / "events.jsonl").write_text("{}\n")
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a directory\n")
+    args = [part.format(tmp=tmp_path) for part in command]
+    for data_dir in (a_file, a_file / "data"):
+        result = writech(*args, env={"WRITECH_DATA_DIR": str(data_dir)})
+        assert result.returncode == 2
+        assert result.stderr.count("\n") == 1, result.stderr
+        assert result.stderr.startswith("writech: ")
+        assert said in result.stderr
+        assert a_file.read_text() == "not a directory\n"

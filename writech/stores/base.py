@@ -12,6 +12,7 @@ server modules are imported only when configured.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Final, Protocol
 
 from writech.reports.model import Period
@@ -136,6 +137,21 @@ def open_clickhouse(settings: Settings, *, existing: bool = False) -> ClickHouse
     from writech.stores import chdb
 
     return chdb.open_store(settings.clickhouse_dir, layout_of(settings))
+
+
+def make_store_dir(path: Path) -> None:
+    """Make the directory of an embedded store, or say in one line why it cannot be.
+
+    A `--data-dir` that names a file, or lies under one, ended the run in a
+    traceback (`NotADirectoryError` from deep in the store's opening).
+    """
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SettingsError(
+            f"{path}: cannot hold an embedded store ({exc.strerror or exc}); "
+            "check --data-dir (WRITECH_DATA_DIR)"
+        ) from None
 
 
 def require_store(settings: Settings) -> None:

@@ -32,7 +32,12 @@ from writech.rows import TableRows
 from writech.schema import DATABASE, Layout
 from writech.settings import Settings
 from writech.stores.arrow import to_arrow
-from writech.stores.base import CLICKHOUSE_INSERT_SETTINGS, StoreError, layout_of
+from writech.stores.base import (
+    CLICKHOUSE_INSERT_SETTINGS,
+    StoreError,
+    layout_of,
+    make_store_dir,
+)
 from writech.stores.migrations import ClickHouseSchema, open_schema
 
 
@@ -72,7 +77,7 @@ class ChdbStore:
     """A chDB session; implements `writech.stores.base.ClickHouse`."""
 
     def __init__(self, path: Path, layout: Layout) -> None:
-        path.mkdir(parents=True, exist_ok=True)
+        make_store_dir(path)
         self.path = path
         self.where = f"embedded ClickHouse at {path}"
         try:

@@ -20,7 +20,7 @@ from typing import Any, Final
 
 from writech.rows import TableRows
 from writech.schema import ERROR_RECORD_SQLITE_INDEXES, error_record_sqlite_ddl
-from writech.stores.base import StoreError
+from writech.stores.base import StoreError, make_store_dir
 from writech.stores.migrations import SqlDialect, SqlSchema, open_schema
 from writech.stores.sql import (
     ErrorRecordReads,
@@ -74,7 +74,7 @@ SQLITE: Final = SqlDialect(
 
 def connect(path: str | Path) -> sqlite3.Connection:
     """A connection to the store at `path`, at this release's schema (an older one upgraded)."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    make_store_dir(Path(path).parent)
     connection = sqlite3.connect(path, timeout=60, isolation_level=None)
     try:
         with _setup_lock:
