@@ -779,21 +779,22 @@ def test_a_data_dir_without_a_store_is_said_and_left_alone(
 @pytest.mark.parametrize(
     ("command", "said"),
     [
-        (["replay", "{tmp}/events.jsonl"], "cannot hold an embedded store (Not a directory)"),
-        (["init-db"], "cannot hold an embedded store (Not a directory)"),
+        (["replay", "{tmp}/events.jsonl"], "cannot hold a store (Not a directory); check --data"),
+        (["init-db"], "cannot hold a store (Not a directory); check --data-dir"),
         (["report", "class", "class-0000"], "no store in"),
+        (["recovery", "init", "--dir", "{data}/recovery"], "cannot hold a store (Not a di"),
     ],
 )
 def test_a_data_dir_that_is_a_file_is_said_in_one_line(
     tmp_path: Path, command: list[str], said: str
 ) -> None:
     """`--data-dir` naming a file (or a path under one) ended in a NotADirectoryError
-    traceback from deep in opening the store."""
+    traceback from deep in opening the store; so did `writech recovery init --dir` there."""
     (tmp_path / "events.jsonl").write_text("{}\n")
     a_file = tmp_path / "notes.txt"
     a_file.write_text("not a directory\n")
-    args = [part.format(tmp=tmp_path) for part in command]
     for data_dir in (a_file, a_file / "data"):
+        args = [part.format(tmp=tmp_path, data=data_dir) for part in command]
         result = writech(*args, env={"WRITECH_DATA_DIR": str(data_dir)})
         assert result.returncode == 2
         assert result.stderr.count("\n") == 1, result.stderr

@@ -289,7 +289,9 @@ def _migrate(args: argparse.Namespace) -> int:
 def _recovery_init(args: argparse.Namespace) -> int:
     from bytewax.recovery import init_db_dir
 
-    Path(args.dir).mkdir(parents=True, exist_ok=True)
+    from writech.stores.base import make_store_dir
+
+    make_store_dir(Path(args.dir), "--dir")
     if any(Path(args.dir).glob("part-*.sqlite3")):
         raise SettingsError(f"{args.dir} already holds a recovery store; remove it to start over")
     init_db_dir(Path(args.dir), args.partitions)

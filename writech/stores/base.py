@@ -139,8 +139,9 @@ def open_clickhouse(settings: Settings, *, existing: bool = False) -> ClickHouse
     return chdb.open_store(settings.clickhouse_dir, layout_of(settings))
 
 
-def make_store_dir(path: Path) -> None:
-    """Make the directory of an embedded store, or say in one line why it cannot be.
+def make_store_dir(path: Path, setting: str = "--data-dir (WRITECH_DATA_DIR)") -> None:
+    """Make the directory of an embedded or recovery store, or say in one line why it
+    cannot be, naming the `setting` that chose it.
 
     A `--data-dir` that names a file, or lies under one, ended the run in a
     traceback (`NotADirectoryError` from deep in the store's opening).
@@ -149,8 +150,7 @@ def make_store_dir(path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise SettingsError(
-            f"{path}: cannot hold an embedded store ({exc.strerror or exc}); "
-            "check --data-dir (WRITECH_DATA_DIR)"
+            f"{path}: cannot hold a store ({exc.strerror or exc}); check {setting}"
         ) from None
 
 
