@@ -801,3 +801,67 @@ def test_a_data_dir_that_is_a_file_is_said_in_one_line(
         assert result.stderr.startswith("writech: ")
         assert said in result.stderr
         assert a_file.read_text() == "not a directory\n"
+
+
+@pytest.fixture
+def store_open_elsewhere(tmp_path: Path) -> Iterator[Path]:
+    """A data dir whose embedded store another process holds open, as a replay,
+    the dataflow or `writech serve` does while it runs."""
+    (tmp_path / "events.jsonl").write_bytes(
+        b"".join(json.dumps(event).encode() + b"\n" for event in _few_events())
+    )
+    data = tmp_path / "data"
+    assert (
+        writech("replay", str(tmp_path / "events.jsonl"), "-q", "--data-dir", str(data)).returncode
+        == 0
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from writech.stores.chdb import open_store; "
+         "open_store(sys.argv[1]); print('open', flush=True); sys.stdin.read()",
+         str(data / "clickhouse")],
+        cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == "open\n"
+        yield data
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()  # the holder then exits
+        holder.wait(60)
+
+
+def _few_events() -> list[dict[str, Any]]:
+    return [
+        {"event_type": "login_event", "student_id": f"s{n}", "class_id": "c", "school_id": "x",
+         "timestamp": "2026-09-01T08:00:00+08:00", "payload": {}, "event_id": f"e{n}"}
+        for n in range(3)
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["replay", "{tmp}/events.jsonl"],
+        ["report", "class", "c"],
+        ["dead-letters", "summary"],
+        ["serve", "--access-file", "{tmp}/access.toml", "--port", "0"],
+    ],
+)
+def test_a_store_open_in_another_process_is_said_in_one_line(
+    store_open_elsewhere: Path, tmp_path: Path, command: list[str]
+) -> None:
+    """A replay (or a report) while `writech serve` had the store open ended in a
+    traceback, saying only "Error initializing EmbeddedServer"; `writech serve` next
+    to a running replay exited 3 after a traceback in its start-up."""
+    hashed = writech("serve", "--hash-password", stdin="pass phrase\n").stdout.strip()
+    (tmp_path / "access.toml").write_text(f'[users.u]\nschool = "x"\npassword = "{hashed}"\n')
+    args = [part.format(tmp=tmp_path) for part in command]
+    result = writech(*args, env={"WRITECH_DATA_DIR": str(store_open_elsewhere)})
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"writech: embedded ClickHouse at {(store_open_elsewhere / 'clickhouse').resolve()} is "
+        "open in another process (a replay, the dataflow or `writech serve`); one process at a "
+        "time can use an embedded store: stop the other one, or use a ClickHouse server "
+        "(WRITECH_CLICKHOUSE_URL) for both\n"
+    )

@@ -55,21 +55,27 @@ def _serve(args: argparse.Namespace) -> int:
     from writech.serve.access import AccessError, AccessFile
     from writech.serve.app import Context, create_app
     from writech.serve.server import run
-    from writech.stores.base import require_store
+    from writech.stores.base import open_clickhouse
 
     try:
         access = AccessFile(settings.serve_access_file)
     except AccessError as exc:
         raise SettingsError(f"{PREFIX}SERVE_ACCESS_FILE: {exc}") from None
-    # said now, in one line: a mistyped --data-dir would serve a new, empty store
-    require_store(settings)
     roster = Roster()
     if settings.serve_roster_file:
         try:
             roster = parse_roster(Path(settings.serve_roster_file).read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, RosterError) as exc:
             raise SettingsError(f"{PREFIX}SERVE_ROSTER_FILE: {exc}") from None
-    run(create_app(Context(settings, access, roster)), args.host, args.port)
+    # Opened before the server starts, so that a store that cannot be served is said
+    # in one line: a mistyped --data-dir (served as a new, empty store before), an
+    # embedded store another process has open, a server needing `writech migrate`.
+    # The app's start shares it (the embedded store is opened once per process).
+    store = open_clickhouse(settings, existing=True)
+    try:
+        run(create_app(Context(settings, access, roster)), args.host, args.port)
+    finally:
+        store.close()
     return 0
 
 

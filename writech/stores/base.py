@@ -132,8 +132,10 @@ def open_clickhouse(settings: Settings, *, existing: bool = False) -> ClickHouse
         from writech.stores import clickhouse
 
         return clickhouse.open_store(settings)
-    if existing:
-        require_store(settings)
+    if existing and not settings.clickhouse_dir.is_dir():
+        raise SettingsError(
+            f"no store in {settings.data_dir}: nothing was replayed there (check --data-dir)"
+        )
     from writech.stores import chdb
 
     return chdb.open_store(settings.clickhouse_dir, layout_of(settings))
@@ -152,14 +154,6 @@ def make_store_dir(path: Path, setting: str = "--data-dir (WRITECH_DATA_DIR)") -
         raise SettingsError(
             f"{path}: cannot hold a store ({exc.strerror or exc}); check {setting}"
         ) from None
-
-
-def require_store(settings: Settings) -> None:
-    """Refuse (`SettingsError`) an embedded configuration whose data dir holds no store."""
-    if not settings.clickhouse_url and not settings.clickhouse_dir.is_dir():
-        raise SettingsError(
-            f"no store in {settings.data_dir}: nothing was replayed there (check --data-dir)"
-        )
 
 
 def open_error_store(settings: Settings, *, read_only: bool = False) -> ErrorStore:

@@ -18,6 +18,7 @@ disk fails already when the batch is written.
 from __future__ import annotations
 
 import atexit
+import fcntl
 import tempfile
 import threading
 from pathlib import Path
@@ -30,7 +31,7 @@ from chdb import session as chdb_session
 
 from writech.rows import TableRows
 from writech.schema import DATABASE, Layout
-from writech.settings import Settings
+from writech.settings import Settings, SettingsError
 from writech.stores.arrow import to_arrow
 from writech.stores.base import (
     CLICKHOUSE_INSERT_SETTINGS,
@@ -73,6 +74,27 @@ def open_store(path: str | Path, layout: Layout | None = None) -> ChdbStore:
         return store
 
 
+def _refuse_if_open_elsewhere(path: Path) -> None:
+    """Refuse (`SettingsError`) the embedded store at `path` if another process has it open.
+
+    chDB's engine holds an exclusive lock on the store's `status` file while
+    it is open; a second process's engine then failed to start with a
+    message that did not say why ("Error initializing EmbeddedServer"),
+    ending a replay next to `writech serve` in a traceback.
+    """
+    try:
+        with open(path / "status", "rb") as status:
+            fcntl.flock(status, fcntl.LOCK_SH | fcntl.LOCK_NB)  # released as it closes
+    except BlockingIOError:
+        raise SettingsError(
+            f"embedded ClickHouse at {path} is open in another process (a replay, the "
+            "dataflow or `writech serve`); one process at a time can use an embedded store: "
+            "stop the other one, or use a ClickHouse server (WRITECH_CLICKHOUSE_URL) for both"
+        ) from None
+    except OSError:  # no status file: no engine has opened the store yet
+        return
+
+
 class ChdbStore:
     """A chDB session; implements `writech.stores.base.ClickHouse`."""
 
@@ -80,9 +102,11 @@ class ChdbStore:
         make_store_dir(path)
         self.path = path
         self.where = f"embedded ClickHouse at {path}"
+        _refuse_if_open_elsewhere(path)  # before the engine, which would print its own error
         try:
             self._session = chdb_session.Session(str(path))
         except (EngineError, RuntimeError) as exc:
+            _refuse_if_open_elsewhere(path)  # opened elsewhere meanwhile
             raise ChdbError(f"embedded ClickHouse at {path} cannot open: {exc}") from None
         self._lock = threading.Lock()
         self._users = 0
