@@ -1,14 +1,30 @@
-"""The id arguments of the commands (`writech.arguments`): what no event can carry is refused."""
+"""The id and number arguments of the commands (`writech.arguments`): what no event can
+carry, and numbers out of their range, are refused."""
 
 from __future__ import annotations
 
 import argparse
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from writech.arguments import id_argument, student_id_argument
+from tests.helpers import REPO
+from writech.arguments import (
+    fraction,
+    id_argument,
+    non_negative_int,
+    port,
+    positive_int,
+    positive_seconds,
+    seconds,
+    student_id_argument,
+)
 from writech.events import MAX_STUDENT_ID_CHARS
 
 
@@ -35,3 +51,53 @@ def test_an_id_no_event_can_carry_is_refused_with_the_reason(value: str, reason:
 def test_a_student_id_is_one_to_the_longest_an_event_may_carry(value: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError):
         student_id_argument(value)
+
+
+@pytest.mark.parametrize(
+    ("parse", "taken", "refused"),
+    [
+        (positive_int, ["1", "64"], ["0", "-1", "1.5", "x", ""]),
+        (non_negative_int, ["0", "10000"], ["-5", "nan", "1e3"]),
+        (positive_seconds, ["0.001", "10", "1e3"], ["0", "-1", "nan", "x"]),
+        (seconds, ["0", "2.5", "inf"], ["-0.5", "nan"]),
+        (fraction, ["0", "0.01", "1"], ["-0.1", "1.01", "2", "nan"]),
+        (port, ["0", "8080", "65535"], ["-1", "65536", "70000"]),
+    ],
+)
+def test_numbers_are_taken_in_their_range_and_refused_outside_it(
+    parse: Callable[[str], float], taken: list[str], refused: list[str]
+) -> None:
+    assert [parse(text) for text in taken] == [float(text) for text in taken]
+    for text in refused:
+        with pytest.raises(argparse.ArgumentTypeError, match=f"^{re.escape(repr(text))} is not "):
+            parse(text)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["replay", "x.jsonl", "--workers", "0"],  # ran with no worker: nothing read, exit 0
+        ["replay", "x.jsonl", "-s", "-1"],
+        ["generate", "--students", "0"],  # a traceback from the generator
+        ["generate", "--class-size", "0"],
+        ["generate", "--malformed", "2"],
+        ["generate", "--events", "-5"],  # wrote nothing, exit 0
+        ["recovery", "init", "--partitions", "0"],  # a store of no partition
+        ["dead-letters", "list", "--limit", "-5"],  # "0 letters"
+        ["serve", "--port", "70000"],  # a traceback
+    ],
+)
+def test_commands_refuse_numbers_out_of_range_before_doing_anything(
+    args: list[str], tmp_path: Path
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "writech", *args],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(REPO), "PATH": ""},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert " is not a" in result.stderr.splitlines()[-1]
+    assert list(tmp_path.iterdir()) == []  # nothing made: no data dir, no store, no file

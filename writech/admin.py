@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Final, Literal
 
 import msgspec
 
-from writech.arguments import student_id_argument
+from writech.arguments import non_negative_int, positive_int, student_id_argument
 from writech.events import EventDecoder, Invalid, RawBatch, raw_of
 from writech.schema import (
     CLICKHOUSE_TABLES,
@@ -120,7 +120,9 @@ def add_admin_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
         "list", parents=[stores, selection], help="the letters, oldest first (no messages)"
     )
     listing.add_argument("--format", choices=("text", "json"), default="text")
-    listing.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    listing.add_argument(
+        "--limit", type=positive_int, default=100, help="at most this many (default 100)"
+    )
     listing.set_defaults(run=_list)
     export = actions.add_parser(
         "export",
@@ -147,7 +149,7 @@ def add_admin_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     validate.add_argument("paths", nargs="+", metavar="PATH", help=".jsonl/.jsonl.gz or dirs")
     validate.add_argument("--format", choices=("text", "json"), default="text")
     validate.add_argument(
-        "--examples", type=int, default=3, help="examples shown per reason (default 3)"
+        "--examples", type=non_negative_int, default=3, help="examples shown per reason (default 3)"
     )
     validate.set_defaults(run=_validate)
 

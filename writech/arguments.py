@@ -1,4 +1,5 @@
-"""Argument types the commands share: ids given on a command line, refused with a reason.
+"""Argument types the commands share: ids and numbers given on a command line, refused
+with a reason.
 
 Linux hands a program its arguments as bytes; Python keeps the bytes that
 are not UTF-8 as lone surrogates, which no message can carry (the decoder
@@ -9,8 +10,13 @@ query failed deep in the engine, as a traceback that named no argument.
 from __future__ import annotations
 
 import argparse
+import math
+from collections.abc import Callable
+from typing import TypeVar
 
 from writech.events import MAX_STUDENT_ID_CHARS, is_text
+
+N = TypeVar("N", int, float)
 
 
 def id_argument(value: str) -> str:
@@ -29,3 +35,31 @@ def student_id_argument(value: str) -> str:
             f"{value!r} is not a student id (1 to {MAX_STUDENT_ID_CHARS} characters)"
         )
     return id_argument(value)
+
+
+# Numbers: argparse's `int` and `float` take any value, and a count of 0 or
+# below ran a replay with no worker (nothing read, exit 0), made a recovery
+# store of no partition, or ended in a traceback deep in the generator.
+
+
+def _number(kind: Callable[[str], N], low: float, high: float, what: str) -> Callable[[str], N]:
+    """An argument type: `kind` of `text`, from `low` to `high`, else refused as not `what`."""
+
+    def parse(text: str) -> N:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not low <= value <= high:  # NaN is never in range
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return value
+
+    return parse
+
+
+positive_int = _number(int, 1, math.inf, "a whole number of at least 1")
+non_negative_int = _number(int, 0, math.inf, "a whole number of at least 0")
+positive_seconds = _number(float, 0.001, math.inf, "a number of seconds of at least 0.001")
+seconds = _number(float, 0, math.inf, "a number of seconds of at least 0")
+fraction = _number(float, 0, 1, "a fraction from 0 to 1")
+port = _number(int, 0, 65_535, "a port number from 0 to 65535")

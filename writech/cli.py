@@ -13,6 +13,13 @@ from typing import Any
 
 from writech import counters
 from writech.admin import add_admin_commands
+from writech.arguments import (
+    fraction,
+    non_negative_int,
+    positive_int,
+    positive_seconds,
+    seconds,
+)
 from writech.failures import exit_status, install_signal_handlers, interruption, stopped_by
 from writech.logs import SETUP_ERRORS, configure_logging, log_failure
 from writech.reports.cli import add_report_command
@@ -55,39 +62,41 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument(
         "--data-dir", help="where the embedded stores live (default: $WRITECH_DATA_DIR or ./data)"
     )
-    replay.add_argument("-w", "--workers", type=int, default=1, help="worker threads (default 1)")
+    replay.add_argument(
+        "-w", "--workers", type=positive_int, default=1, help="worker threads (default 1)"
+    )
     replay.add_argument(
         "-r", "--recovery", help="recovery directory to snapshot into and resume from"
     )
     replay.add_argument(
         "-s",
         "--snapshot-interval",
-        type=float,
+        type=positive_seconds,
         default=10.0,
         help="seconds between snapshots (default 10)",
     )
     replay.add_argument(
-        "-b", "--backup-interval", type=float, default=0.0, help="seconds snapshots are kept"
+        "-b", "--backup-interval", type=seconds, default=0.0, help="seconds snapshots are kept"
     )
     replay.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     replay.set_defaults(run=_replay)
 
     generate = commands.add_parser("generate", help="write a synthetic event stream")
-    generate.add_argument("--events", type=int, default=10_000)
-    generate.add_argument("--students", type=int, default=200)
-    generate.add_argument("--days", type=int, default=5)
+    generate.add_argument("--events", type=non_negative_int, default=10_000)
+    generate.add_argument("--students", type=positive_int, default=200)
+    generate.add_argument("--days", type=positive_int, default=5)
     generate.add_argument(
         "--start", type=date.fromisoformat, default=date(2026, 9, 1), help="first school day"
     )
-    generate.add_argument("--class-size", type=int, default=40)
+    generate.add_argument("--class-size", type=positive_int, default=40)
     generate.add_argument(
-        "--malformed", type=float, default=0.01, help="fraction of broken messages"
+        "--malformed", type=fraction, default=0.01, help="fraction of broken messages"
     )
     generate.add_argument(
-        "--duplicates", type=float, default=0.01, help="fraction of exact re-sends"
+        "--duplicates", type=fraction, default=0.01, help="fraction of exact re-sends"
     )
     generate.add_argument(
-        "--large", type=float, default=0.0, help="fraction of 64-200 KiB messages"
+        "--large", type=fraction, default=0.0, help="fraction of 64-200 KiB messages"
     )
     generate.add_argument("--seed", type=int, default=7)
     generate.add_argument(
@@ -117,7 +126,7 @@ def _parser() -> argparse.ArgumentParser:
         "--dir", default="recovery", help="recovery directory (default ./recovery)"
     )
     recovery_init.add_argument(
-        "--partitions", type=int, default=1, help="number of partition files"
+        "--partitions", type=positive_int, default=1, help="number of partition files"
     )
     recovery_init.set_defaults(run=_recovery_init)
     add_report_command(commands)

@@ -7,6 +7,7 @@ import getpass
 import sys
 from pathlib import Path
 
+from writech.arguments import port
 from writech.settings import PREFIX, Settings, SettingsError
 
 
@@ -21,7 +22,7 @@ def add_serve_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
         default="127.0.0.1",
         help="address to listen on (default 127.0.0.1: this machine only)",
     )
-    serve.add_argument("--port", type=int, default=8080, help="default 8080")
+    serve.add_argument("--port", type=port, default=8080, help="default 8080")
     serve.add_argument(
         "--data-dir", help="where the embedded stores live (default: $WRITECH_DATA_DIR or ./data)"
     )
