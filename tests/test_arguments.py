@@ -19,6 +19,8 @@ from writech.arguments import (
     fraction,
     id_argument,
     non_negative_int,
+    output_directory,
+    output_file,
     port,
     positive_int,
     positive_seconds,
@@ -73,6 +75,55 @@ def test_numbers_are_taken_in_their_range_and_refused_outside_it(
             parse(text)
 
 
+def test_outputs_are_files_in_directories_and_directories_not_under_files(
+    tmp_path: Path,
+) -> None:
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x")
+    assert output_file("-") == "-"
+    assert output_file(str(tmp_path / "report.html")) == str(tmp_path / "report.html")
+    assert output_directory(str(tmp_path / "new" / "deeper")) == tmp_path / "new" / "deeper"
+    refusals: list[tuple[Callable[[str], object], Path, str]] = [
+        (output_file, tmp_path, "is a directory; name a file in it"),
+        (output_file, tmp_path / "missing" / "r.html", "there is no directory"),
+        (output_file, a_file / "r.html", "there is no directory"),
+        (output_directory, a_file, "is a file, not a directory"),
+        (output_directory, a_file / "sub", "is a file, not a directory"),
+    ]
+    for parse, path, said in refusals:
+        with pytest.raises(argparse.ArgumentTypeError, match=said):
+            parse(str(path))
+
+
+def _writech(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "writech", *args],
+        cwd=cwd,
+        env={"PYTHONPATH": str(REPO), "PATH": ""},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["report", "class", "c", "--out", "."],  # each a traceback once the work was done
+        ["report", "class", "c", "--out", "notes.txt/c.html"],
+        ["report", "class", "--all-classes", "--out-dir", "notes.txt/reports"],
+        ["dead-letters", "export", "-o", "."],
+        ["generate", "-o", "."],
+    ],
+)
+def test_commands_refuse_an_output_they_could_not_write(args: list[str], tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("x")
+    result = _writech(args, tmp_path)
+    assert result.returncode == 2
+    assert "error: argument" in result.stderr.splitlines()[-1]
+    assert [path.name for path in tmp_path.iterdir()] == ["notes.txt"]
+
+
 @pytest.mark.parametrize(
     "args",
     [
@@ -90,14 +141,7 @@ def test_numbers_are_taken_in_their_range_and_refused_outside_it(
 def test_commands_refuse_numbers_out_of_range_before_doing_anything(
     args: list[str], tmp_path: Path
 ) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "writech", *args],
-        cwd=tmp_path,
-        env={"PYTHONPATH": str(REPO), "PATH": ""},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = _writech(args, tmp_path)
     assert result.returncode == 2
     assert " is not a" in result.stderr.splitlines()[-1]
     assert list(tmp_path.iterdir()) == []  # nothing made: no data dir, no store, no file

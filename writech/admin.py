@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Final, Literal
 
 import msgspec
 
-from writech.arguments import non_negative_int, positive_int, student_id_argument
+from writech.arguments import non_negative_int, output_file, positive_int, student_id_argument
 from writech.events import EventDecoder, Invalid, RawBatch, raw_of
 from writech.schema import (
     CLICKHOUSE_TABLES,
@@ -129,7 +129,9 @@ def add_admin_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
         parents=[stores, selection],
         help="the letters with their messages as JSON lines, to correct and re-drive",
     )
-    export.add_argument("-o", "--out", default="-", help="output file, - for stdout (default)")
+    export.add_argument(
+        "-o", "--out", type=output_file, default="-", help="output file, - for stdout (default)"
+    )
     export.set_defaults(run=_export)
     redrive = actions.add_parser(
         "redrive",

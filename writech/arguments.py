@@ -1,5 +1,5 @@
-"""Argument types the commands share: ids and numbers given on a command line, refused
-with a reason.
+"""Argument types the commands share: ids, numbers and output paths given on a command
+line, refused with a reason before a command does any work.
 
 Linux hands a program its arguments as bytes; Python keeps the bytes that
 are not UTF-8 as lone surrogates, which no message can carry (the decoder
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 from writech.events import MAX_STUDENT_ID_CHARS, is_text
@@ -63,3 +64,29 @@ positive_seconds = _number(float, 0.001, math.inf, "a number of seconds of at le
 seconds = _number(float, 0, math.inf, "a number of seconds of at least 0")
 fraction = _number(float, 0, 1, "a fraction from 0 to 1")
 port = _number(int, 0, 65_535, "a port number from 0 to 65535")
+
+
+# Output paths: checked before the work that fills them, so that a typo costs
+# one line, not a report or an export made and then lost in a traceback
+# (IsADirectoryError, NotADirectoryError).
+
+
+def output_file(text: str) -> str:
+    """A file to write (`-`: stdout): not a directory, in a directory that exists."""
+    if text == "-":
+        return text
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a directory; name a file in it")
+    if not path.absolute().parent.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: there is no directory {path.parent}")
+    return text
+
+
+def output_directory(text: str) -> Path:
+    """A directory to write into, made if missing: not a file, nor under one."""
+    path = Path(text)
+    existing = next(p for p in (path.absolute(), *path.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: {existing} is a file, not a directory")
+    return path

@@ -16,6 +16,7 @@ from writech.admin import add_admin_commands
 from writech.arguments import (
     fraction,
     non_negative_int,
+    output_file,
     positive_int,
     positive_seconds,
     seconds,
@@ -100,7 +101,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     generate.add_argument("--seed", type=int, default=7)
     generate.add_argument(
-        "-o", "--out", default="-", help="output file (.jsonl or .jsonl.gz), - for stdout"
+        "-o",
+        "--out",
+        type=output_file,
+        default="-",
+        help="output file (.jsonl or .jsonl.gz), - for stdout",
     )
     generate.set_defaults(run=_generate)
 

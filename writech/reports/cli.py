@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from writech.arguments import id_argument, student_id_argument
+from writech.arguments import id_argument, output_directory, output_file, student_id_argument
 from writech.reports.build import Options
 from writech.reports.formats import EXTENSIONS, FORMATS, Format
 from writech.reports.labels import LANGS
@@ -84,7 +84,7 @@ def add_report_command(commands: argparse._SubParsersAction[argparse.ArgumentPar
         action="store_true",
         help="a report for every class with data in the period, into --out-dir",
     )
-    class_.add_argument("--out-dir", type=Path, help="directory for --all-classes")
+    class_.add_argument("--out-dir", type=output_directory, help="directory for --all-classes")
     class_.set_defaults(run=_class, kind="class")
 
     school = kinds.add_parser("school", parents=[common], help="one school's report")
@@ -106,6 +106,7 @@ def add_report_command(commands: argparse._SubParsersAction[argparse.ArgumentPar
 def _add_out(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out",
+        type=output_file,
         help="output file, - for stdout (default: stdout for json and markdown, "
         "KIND-ID-FROM_TO.html for html)",
     )
