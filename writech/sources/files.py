@@ -2,10 +2,10 @@
 
 Each file is one partition, so several files are read in parallel across
 workers; a file named twice (a link, a relative and an absolute path, a
-directory holding it) is one input. A partition yields `RawBatch`es of up to `batch_size` lines (and
-at most `BATCH_BYTES` of them, one line at least) and snapshots a
-`FilePosition`: how far it read, and the file's `Fingerprint` taken when
-it first opened the file.
+directory holding it) is one input. A partition yields `RawBatch`es of up
+to `batch_size` lines (and at most `BATCH_BYTES` of them, one line at
+least) and snapshots a `FilePosition`: how far it read, and the file's
+`Fingerprint` taken when it first opened the file.
 
 - A resume continues exactly after the last line whose batch was
   committed, but only in the same file: one whose size, modification time
