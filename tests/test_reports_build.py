@@ -562,18 +562,19 @@ def test_default_period_leaves_days_to_compare_with(
     assert default_period(Period(oldest, newest), newest) == expected
 
 
-def test_a_period_is_at_most_a_school_year_of_dates_the_stores_hold() -> None:
-    assert checked_period(date(2024, 9, 1), date(2025, 9, 1)).days == 366
+def test_a_period_needs_a_previous_period_and_the_web_app_a_year_at_most() -> None:
+    assert checked_period(date(1900, 1, 1), date(2100, 12, 31)).days == 73_414  # as asked
+    assert checked_period(date(2024, 9, 1), date(2025, 9, 1), longest=366).days == 366
+    assert checked_period(date(1, 1, 3), date(1, 1, 4)).previous().start == date(1, 1, 1)
     refusals = {
-        (date(2024, 9, 1), date(2025, 9, 2)): "is 367 days; a report covers 366 at most",
-        (date(2026, 9, 2), date(2026, 9, 1)): "from 2026-09-02 is after to 2026-09-01",
-        (date(1969, 12, 31), date(1970, 1, 2)): "not within 1970-01-01 to 2106-02-08",
-        (date(2106, 2, 8), date(2106, 2, 9)): "not within 1970-01-01 to 2106-02-08",
+        (date(2024, 9, 1), date(2025, 9, 2), 366): "is 367 days; a report covers 366 at most",
+        (date(2026, 9, 2), date(2026, 9, 1), None): "from 2026-09-02 is after to 2026-09-01",
+        (date(1, 1, 1), date(1, 1, 2), None): "the period before it, as long, would begin before",
+        (date(1, 1, 2), date(1, 1, 3), None): "would begin before year 1",
     }
-    for (start, end), said in refusals.items():
+    for (start, end, longest), said in refusals.items():
         with pytest.raises(PeriodError, match=said):
-            checked_period(start, end)
-    assert checked_period(date(1970, 1, 1), date(1970, 1, 1)).previous().start == date(1969, 12, 31)
+            checked_period(start, end, longest=longest)
 
 
 def test_roster_names_students_and_classes() -> None:

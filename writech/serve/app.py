@@ -59,6 +59,7 @@ from writech.reports.roster import Roster
 from writech.reports.service import (
     FIRST_DATE,
     LAST_DATE,
+    MAX_PERIOD_DAYS,
     SCOPES,
     Kind,
     PeriodError,
@@ -246,7 +247,7 @@ def _period(context: Context, user: User, picks: Picks) -> Period:
     end = picks.end or span.end
     start = picks.start or default_period(span, end).start
     try:
-        return checked_period(start, end)
+        return checked_period(start, end, longest=MAX_PERIOD_DAYS)
     except PeriodError as exc:
         raise HTTPException(400, str(exc)) from None
 
