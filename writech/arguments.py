@@ -60,7 +60,6 @@ def _number(kind: Callable[[str], N], low: float, high: float, what: str) -> Cal
 
 positive_int = _number(int, 1, math.inf, "a whole number of at least 1")
 non_negative_int = _number(int, 0, math.inf, "a whole number of at least 0")
-positive_seconds = _number(float, 0.001, math.inf, "a number of seconds of at least 0.001")
 seconds = _number(float, 0, math.inf, "a number of seconds of at least 0")
 fraction = _number(float, 0, 1, "a fraction from 0 to 1")
 port = _number(int, 0, 65_535, "a port number from 0 to 65535")

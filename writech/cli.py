@@ -18,7 +18,6 @@ from writech.arguments import (
     non_negative_int,
     output_file,
     positive_int,
-    positive_seconds,
     seconds,
 )
 from writech.failures import exit_status, install_signal_handlers, interruption, stopped_by
@@ -72,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument(
         "-s",
         "--snapshot-interval",
-        type=positive_seconds,
+        type=seconds,
         default=10.0,
         help="seconds between snapshots (default 10)",
     )
