@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from tests import rows
 from tests.services.kafka import consume_all, headers_of, produce
@@ -18,7 +19,7 @@ from writech.settings import Settings
 from writech.sources.kafka import KafkaBatchSource, KafkaPosition, kafka_source
 from writech.stores.kafka import (
     HEADER_VALUE_LIMIT,
-    RECORD_LIMIT,
+    TOPIC_DEFAULT_LIMIT,
     DeadLetterDeliveryError,
     DeadLetterTopic,
 )
@@ -157,57 +158,114 @@ def test_dead_letters_reach_the_topic_with_their_headers(
     assert len(records) == 3
 
 
-def test_dead_letters_larger_than_a_record_reach_the_topic_cut(
-    kafka_broker: str, kafka_topic: str
-) -> None:
-    """A message of the largest size the pipeline reads, an event id as long: their records
-    fit librdkafka's and a default topic's limit (Tansu admits any size; Kafka refuses,
-    which failed every insert, and the run at the same letter on every restart)."""
-    settings = _settings(kafka_broker, kafka_topic)
-    limit = settings.max_message_bytes
+def _large_letters(topic: str, limit: int) -> tuple[bytes, str, list[DeadLetterRow]]:
+    """A message of the largest size the pipeline reads, an event id as long (its letter
+    is a valid late event's), and a small message."""
     large = b"{" + b"x" * (limit - 1)
     long_id = "汉" * (limit // 3)
-    letters = [
-        dead_letter(kafka_topic, 0, 1, large, "bad_json", "not a valid event message"),
-        dead_letter(kafka_topic, 0, 2, b"{}", "too_late", "evicted", event_id=long_id),
-        dead_letter(kafka_topic, 0, 3, b"small", "bad_json", "x"),
-    ]
+    return (
+        large,
+        long_id,
+        [
+            dead_letter(topic, 0, 1, large, "bad_json", "not a valid event message"),
+            dead_letter(topic, 0, 2, b"{}", "too_late", "evicted", event_id=long_id),
+            dead_letter(topic, 0, 3, b"small", "bad_json", "x"),
+        ],
+    )
+
+
+def _records_by_offset(broker: str, topic: str) -> list[Message]:
+    return sorted(consume_all(broker, topic), key=lambda record: headers_of(record)["offset"])
+
+
+def _size(record: Message) -> int:
+    size = len(record.value() or b"") + len(record.key() or b"")
+    return size + sum(len(name) + len(text.encode()) for name, text in headers_of(record).items())
+
+
+def test_a_large_dead_letter_goes_whole_where_the_topic_admits_it(
+    kafka_broker: str, kafka_topic: str
+) -> None:
+    """Tansu admits any size: the message whole, the 1 MiB event id cut to 16 KiB (a header
+    that long only crowds out the message)."""
+    settings = _settings(kafka_broker, kafka_topic)
+    large, long_id, letters = _large_letters(kafka_topic, settings.max_message_bytes)
     partition = _topic_sink(settings).build("write", 0, 1)
     partition.write_batch([_letters(*letters)])
     partition.close()
 
-    first, second, third = sorted(
-        consume_all(kafka_broker, settings.kafka_dlq_topic), key=lambda r: headers_of(r)["offset"]
-    )
-    for record in (first, second):
-        size = len(record.value() or b"") + len(record.key() or b"")
-        size += sum(len(name) + len(text.encode()) for name, text in headers_of(record).items())
-        assert size <= RECORD_LIMIT
-    # the message's first bytes, and its length
-    value = first.value() or b""
-    assert len(value) > RECORD_LIMIT - 2_000
-    assert large.startswith(value)
-    assert headers_of(first)["truncated_from"] == str(limit)
-    # the id's first characters, whole; the small message whole
-    assert long_id.startswith(headers_of(second)["event_id"])
-    assert len(headers_of(second)["event_id"].encode()) > HEADER_VALUE_LIMIT - 3
-    assert second.value() == b"{}"
-    assert "truncated_from" not in headers_of(second)
+    first, second, third = _records_by_offset(kafka_broker, settings.kafka_dlq_topic)
+    assert first.value() == large
+    assert "truncated_from" not in headers_of(first)
+    event_id = headers_of(second)["event_id"]
+    assert long_id.startswith(event_id)  # whole characters
+    assert HEADER_VALUE_LIMIT - 3 < len(event_id.encode()) <= HEADER_VALUE_LIMIT
     assert (third.value(), headers_of(third)["reason"]) == (b"small", "bad_json")
 
 
-def test_a_larger_record_limit_keeps_dead_letters_whole(
+def test_a_record_limit_cuts_dead_letters_to_fit(kafka_broker: str, kafka_topic: str) -> None:
+    """A topic that admits less says so as message.max.bytes: every record fits it, the
+    cut ones with the message's length."""
+    settings = _settings(kafka_broker, kafka_topic, kafka_options={"message.max.bytes": "200000"})
+    large, _, letters = _large_letters(kafka_topic, settings.max_message_bytes)
+    partition = _topic_sink(settings).build("write", 0, 1)
+    partition.write_batch([_letters(*letters)])
+    partition.close()
+
+    first, second, third = _records_by_offset(kafka_broker, settings.kafka_dlq_topic)
+    assert max(map(_size, (first, second, third))) <= 200_000
+    value = first.value() or b""
+    assert len(value) > 200_000 - 2_000
+    assert large.startswith(value)
+    assert headers_of(first)["truncated_from"] == str(len(large))
+    assert second.value() == b"{}"
+    assert third.value() == b"small"
+
+
+class _RefusingLargeRecords:
+    """The producer, with a broker that refuses records over `limit` bytes as Kafka does
+    (MESSAGE_TOO_LARGE). A mock of the broker's refusal only: Tansu admits any size, and
+    no Kafka broker can run here; everything else goes to Tansu through the real producer."""
+
+    def __init__(self, producer: Producer, limit: int) -> None:
+        self.producer = producer
+        self.limit = limit
+
+    def produce(self, topic: str, **record: Any) -> None:
+        size = len(record["value"]) + len(record["key"])
+        size += sum(len(name) + len(value) for name, value in record["headers"])
+        if size > self.limit:
+            record["on_delivery"](KafkaError(KafkaError.MSG_SIZE_TOO_LARGE), None)
+        else:
+            self.producer.produce(topic, **record)
+
+    def flush(self, *timeout: float) -> int:
+        return self.producer.flush(*timeout)
+
+
+def test_a_dead_letter_the_broker_refuses_as_too_large_goes_again_cut(
     kafka_broker: str, kafka_topic: str
 ) -> None:
-    """For a topic that admits more, WRITECH_KAFKA_OPTIONS's message.max.bytes says so."""
-    settings = _settings(kafka_broker, kafka_topic, kafka_options={"message.max.bytes": "2000000"})
-    large = b"y" * settings.max_message_bytes
-    partition = _topic_sink(settings).build("write", 0, 1)
-    partition.write_batch([_letters(dead_letter(kafka_topic, 0, 1, large, "too_large", "big"))])
-    partition.close()
-    [record] = consume_all(kafka_broker, settings.kafka_dlq_topic)
-    assert record.value() == large
-    assert "truncated_from" not in headers_of(record)
+    """Kafka's default topic admits about 1 MB a batch: a letter of a message near 1 MiB
+    was refused, failed every insert, and stopped the run at it on every restart."""
+    settings = _settings(kafka_broker, kafka_topic)
+    large, _, letters = _large_letters(kafka_topic, settings.max_message_bytes)
+    topic = DeadLetterTopic(settings)
+    topic._producer = _RefusingLargeRecords(topic._producer, 1_048_588)  # type: ignore[assignment]
+    topic.insert(_letters(*letters))
+    topic.close()
+
+    first, second, third = _records_by_offset(kafka_broker, settings.kafka_dlq_topic)
+    assert _size(first) <= TOPIC_DEFAULT_LIMIT
+    assert large.startswith(first.value() or b"")
+    assert headers_of(first)["truncated_from"] == str(len(large))
+    assert (second.value(), third.value()) == (b"{}", b"small")  # not cut, sent once
+
+    # a topic that admits less than the default: said, with what to set
+    stingy = DeadLetterTopic(settings)
+    stingy._producer = _RefusingLargeRecords(stingy._producer, 500_000)  # type: ignore[assignment]
+    with pytest.raises(DeadLetterDeliveryError, match=r"set the topic's limit as message\.max"):
+        stingy.insert(_letters(*letters[:1]))
 
 
 def _headers(reason: str, message: str, origin: str, partition: int, offset: int) -> dict[str, str]:

@@ -1,8 +1,8 @@
 """Dead letters to a Kafka topic, besides the `dead_letter` table (SPEC §4).
 
 Each dead letter becomes one record on `settings.kafka_dlq_topic`: the
-value is the message's raw bytes as read (cut to what the topic admits, see
-`record`), the headers say why and where
+value is the message's raw bytes as read (cut where the topic admits less,
+see `DeadLetterTopic.insert`), the headers say why and where
 from (`reason`, `message`, `origin`, `partition`, `offset`, and `event_id`
 when known), the key is `origin:partition` so the letters of one source
 partition stay in order.
@@ -26,10 +26,13 @@ from writech.schema import DeadLetter
 from writech.settings import Settings
 from writech.stores.base import StoreError
 
-# The largest record produced, by default: librdkafka's own default, which a broker's
-# and a topic's default limit (1,048,588 bytes for a batch) admit with room to spare.
-# WRITECH_KAFKA_OPTIONS's `message.max.bytes` sets it for a topic that admits more.
-RECORD_LIMIT: Final = 1_000_000
+# Room for the headers above a raw message of the largest allowed size: a letter
+# is produced whole where the topic admits it.
+_HEADER_ROOM: Final = 64 * 1024
+# What a topic admits by default: Kafka's default `max.message.bytes` is 1,048,588
+# bytes for a batch, and this leaves its framing room to spare. A letter the broker
+# refuses as too large is produced again, cut to this.
+TOPIC_DEFAULT_LIMIT: Final = 1_000_000
 # What librdkafka counts besides a record's key, value and headers (at most 61 bytes
 # of framing, and a few bytes per header), with room to spare.
 _FRAMING: Final = 256
@@ -74,12 +77,8 @@ def _bounded(text: bytes) -> bytes:
 def record(letter: DeadLetter, limit: int) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
     """The record of `letter` (value, key, headers), its value cut to fit in `limit` bytes.
 
-    A message can be as large as `WRITECH_MAX_MESSAGE_BYTES` (1 MiB by default;
-    a `too_large` letter keeps that much of a larger one), more than a topic
-    admits by default: refused, its record would fail every insert, and the
-    run would stop at the same letter on every restart. Cut, it carries the
-    header `truncated_from`, the raw message's length; the `dead_letter` table
-    keeps the message whole (`writech dead-letters export`).
+    Cut, it carries the header `truncated_from`, the raw message's length; the
+    `dead_letter` table keeps the message whole (`writech dead-letters export`).
     """
     value, found = raw_bytes(letter), headers(letter)
     key = f"{letter.origin}:{letter.partition}".encode()
@@ -102,7 +101,10 @@ class DeadLetterTopic:
             "bootstrap.servers": ",".join(settings.kafka_brokers),
             "acks": "all",
             "enable.idempotence": True,
-            "message.max.bytes": RECORD_LIMIT,
+            # A `too_large` dead letter keeps up to `max_message_bytes` of its message.
+            "message.max.bytes": max(
+                TOPIC_DEFAULT_LIMIT, settings.max_message_bytes + _HEADER_ROOM
+            ),
             "message.timeout.ms": deadline_ms,
             "socket.timeout.ms": round(settings.store_timeout * 1000),
         }
@@ -112,36 +114,60 @@ class DeadLetterTopic:
         self._limit = int(config["message.max.bytes"])
 
     def insert(self, rows: TableRows) -> None:
+        letters = [DeadLetter(*row) for row in rows.rows()]
+        refused = self._send(letters, self._limit)
+        if refused:
+            # The topic admits less than this producer may send (a letter of a message
+            # near WRITECH_MAX_MESSAGE_BYTES, and Kafka's default limit): refused, the
+            # letter would fail every insert, and the run stop at it on every restart.
+            cut = min(self._limit, TOPIC_DEFAULT_LIMIT)
+            if self._send(refused, cut):
+                raise DeadLetterDeliveryError(
+                    f"{len(refused)} of {len(letters)} dead letters were refused as too large "
+                    f"by Kafka topic {self.topic!r}, even cut to {cut:,} bytes: set the "
+                    "topic's limit as message.max.bytes in WRITECH_KAFKA_OPTIONS"
+                )
+
+    def _send(self, letters: list[DeadLetter], limit: int) -> list[DeadLetter]:
+        """Produce `letters` as records of at most `limit` bytes and wait for every
+        acknowledgement; the letters the broker refused as too large. Raises if any
+        other delivery failed."""
         failures: list[str] = []
+        refused: list[DeadLetter] = []
 
-        def delivered(error: KafkaError | None, record: Message) -> None:
-            if error is not None:
-                failures.append(error.str())
+        def delivered(letter: DeadLetter) -> Callable[[KafkaError | None, Message], None]:
+            def report(error: KafkaError | None, _: Message) -> None:
+                if error is None:
+                    return
+                if error.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+                    refused.append(letter)
+                else:
+                    failures.append(error.str())
 
-        sent = 0
-        for row in rows.rows():
-            self._produce(DeadLetter(*row), delivered)
-            sent += 1
+            return report
+
+        for letter in letters:
+            value, key, found = record(letter, limit)
+            while True:
+                try:
+                    self._producer.produce(
+                        self.topic,
+                        value=value,
+                        key=key,
+                        headers=[*found],
+                        on_delivery=delivered(letter),
+                    )
+                    break
+                except BufferError:  # the local queue is full: let deliveries drain it
+                    self._producer.poll(0.1)
         undelivered = self._producer.flush()  # waits for every acknowledgement
         if failures or undelivered:
             shown = "; ".join(sorted(set(failures))[:3])
             raise DeadLetterDeliveryError(
-                f"{len(failures) + undelivered} of {sent} dead letters were not delivered "
-                f"to Kafka topic {self.topic!r}: {shown}"
+                f"{len(failures) + undelivered} of {len(letters)} dead letters were not "
+                f"delivered to Kafka topic {self.topic!r}: {shown}"
             )
-
-    def _produce(
-        self, letter: DeadLetter, delivered: Callable[[KafkaError | None, Message], None]
-    ) -> None:
-        value, key, found = record(letter, self._limit)
-        while True:
-            try:
-                self._producer.produce(
-                    self.topic, value=value, key=key, headers=[*found], on_delivery=delivered
-                )
-                return
-            except BufferError:  # the local queue is full: let deliveries drain it
-                self._producer.poll(0.1)
+        return refused
 
     def close(self) -> None:
         self._producer.flush()
