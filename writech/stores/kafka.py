@@ -5,7 +5,8 @@ value is the message's raw bytes as read (cut where the topic admits less,
 see `DeadLetterTopic.insert`), the headers say why and where
 from (`reason`, `message`, `origin`, `partition`, `offset`, and `event_id`
 when known), the key is `origin:partition` so the letters of one source
-partition stay in order.
+partition stay in order (but for a letter sent again, cut, after the broker
+refused it as too large: its headers still say where it was read).
 
 Every insert waits until the broker has acknowledged all its records and
 raises if any delivery failed: Bytewax may commit the epoch once the sink
