@@ -285,6 +285,24 @@ def test_redrive_sends_nothing_while_a_line_is_wrong(tmp_path: Path) -> None:
     assert not tmp_path.joinpath("clickhouse").exists()
 
 
+def test_redrive_with_kafka_options_librdkafka_refuses_says_so_in_one_line(
+    tmp_path: Path,
+) -> None:
+    """A typo in WRITECH_KAFKA_OPTIONS: a traceback from the producer's constructor before."""
+    open_store(tmp_path / "clickhouse").close()
+    fixed = letter_of(message("stu-a", "grade_result", payload={"score": 80}))
+    result = writech(
+        "dead-letters", "redrive", "-",
+        env={"WRITECH_DATA_DIR": str(tmp_path), "WRITECH_KAFKA_OPTIONS": "no.such=1"},
+        stdin=msgspec.json.encode(fixed).decode() + "\n",
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr == (
+        "writech: WRITECH_KAFKA_BROKERS and WRITECH_KAFKA_OPTIONS make no Kafka client: "
+        'No such configuration property: "no.such"\n'
+    )
+
+
 # -- selecting dead letters ------------------------------------------------------
 
 

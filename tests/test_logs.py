@@ -307,6 +307,39 @@ def test_dataflow_with_a_wrong_setting_says_which_in_one_line_and_exits_2(tmp_pa
     assert not (tmp_path / "data").exists()  # nothing was opened
 
 
+@pytest.mark.parametrize(
+    ("options", "said"),
+    [
+        ("no.such=1", 'No such configuration property: "no.such"'),
+        ("security.protocol=SSL,ssl.ca.location=/nonexistent/ca.pem", "ssl.ca.location failed"),
+        ("linger.ms=soon", "Invalid value for configuration property"),
+    ],
+)
+def test_dataflow_with_kafka_options_librdkafka_refuses_says_so_in_one_line(
+    tmp_path: Path, options: str, said: str
+) -> None:
+    """A typo in WRITECH_KAFKA_OPTIONS, or a TLS file it cannot read: a traceback
+    from confluent-kafka's constructor, exit 1, as if it were a bug."""
+    result = _start_dataflow(
+        {
+            "WRITECH_SOURCE": "kafka",
+            "WRITECH_KAFKA_BROKERS": "127.0.0.1:1",
+            "WRITECH_KAFKA_OPTIONS": options,
+            "WRITECH_DATA_DIR": str(tmp_path / "data"),
+        }
+    )
+    assert result.returncode == 2
+    entries = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    (entry,) = entries  # librdkafka's own lines about the TLS file are plain text
+    assert entry["level"] == "critical"
+    assert entry["message"].startswith(
+        "cannot start: WRITECH_KAFKA_BROKERS and WRITECH_KAFKA_OPTIONS make no Kafka client: "
+    )
+    assert said in entry["message"]
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "data").exists()  # nothing was opened
+
+
 def test_a_setup_error_is_said_as_its_message_alone(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.CRITICAL, logger="writech"):
         log_setup_error(SettingsError("WRITECH_SHARDS: Expected `int` >= 1"))

@@ -582,17 +582,21 @@ def produce(settings: Settings, topic: str, sending: Sequence[Correction]) -> li
     acknowledgement of all; their (partition, offset), in order. Raises if any failed."""
     from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+    from writech.sources.kafka import config_error
     from writech.stores.base import StoreError
 
-    producer = Producer(
-        {
-            "bootstrap.servers": ",".join(settings.kafka_brokers),
-            "acks": "all",
-            "enable.idempotence": True,
-            "message.timeout.ms": round(settings.store_deadline * 1000),
-            **settings.kafka_options,
-        }
-    )
+    try:
+        producer = Producer(
+            {
+                "bootstrap.servers": ",".join(settings.kafka_brokers),
+                "acks": "all",
+                "enable.idempotence": True,
+                "message.timeout.ms": round(settings.store_deadline * 1000),
+                **settings.kafka_options,
+            }
+        )
+    except KafkaException as exc:
+        raise config_error(exc) from None
     positions: list[tuple[int, int] | None] = [None] * len(sending)
     failures: list[str] = []
 

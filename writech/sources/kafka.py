@@ -242,6 +242,19 @@ class TopicIds:
             return None
 
 
+def config_error(exc: KafkaException) -> SettingsError:
+    """What librdkafka's refusal to make a client says, as a setting error.
+
+    It refuses only for its configuration: an unknown property, a value of
+    the wrong kind, a TLS file it cannot read. That ended the dataflow's
+    start in a traceback, exit 1, as if it were a bug.
+    """
+    error: KafkaError = exc.args[0]
+    return SettingsError(
+        f"{PREFIX}KAFKA_BROKERS and {PREFIX}KAFKA_OPTIONS make no Kafka client: {error.str()}"
+    )
+
+
 def admin_config(settings: Settings) -> dict[str, Any]:
     """The librdkafka configuration of the admin clients (topic ids, the wait at start-up)."""
     return {"bootstrap.servers": ",".join(settings.kafka_brokers), **settings.kafka_options}
@@ -507,7 +520,10 @@ class KafkaBatchSource(FixedPartitionedSource[RawBatch, KafkaPosition]):
         up to `BROKER_WAIT_SECONDS`, each miss is logged, and a stop request
         (SIGTERM, Ctrl-C) ends the wait with `Interrupted`: nothing was read.
         """
-        admin = AdminClient(admin_config(self.settings))
+        try:
+            admin = AdminClient(admin_config(self.settings))
+        except KafkaException as exc:
+            raise config_error(exc) from None
         brokers = ",".join(self.settings.kafka_brokers)
         while True:
             started = time.monotonic()
