@@ -717,7 +717,7 @@ def _validate(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     decoder = EventDecoder(settings.tz, settings.future_skew, settings.max_message_bytes)
     files, batches = _read(args.paths, settings.batch_size, settings.max_message_bytes)
-    report = validate(files, batches, decoder, max(args.examples, 0))
+    report = validate(files, batches, decoder, args.examples)
     if args.format == "json":
         sys.stdout.buffer.write(msgspec.json.encode(report) + b"\n")
     else:
