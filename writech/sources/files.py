@@ -207,10 +207,11 @@ def expand(paths: Iterable[str]) -> list[str]:
             raise SettingsError(_not_a_file_message(given))
         else:
             raise FileNotFoundError(f"no such file or directory: {given}")
-    for name in found:
+    distinct = _distinct_files(found)
+    for name in distinct:
         _refuse_unless_text(name)
         _refuse_other_compression(name)
-    return _distinct_files(found)
+    return distinct
 
 
 def _distinct_files(names: Iterable[str]) -> list[str]:
