@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import http.client
 import logging
+import os
 import subprocess
 import threading
 import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -254,6 +256,28 @@ def test_https_with_a_private_certificate_authority(tmp_path: Path) -> None:
 def test_the_url_takes_only_tls_parameters(clickhouse_server: ClickHouseServer) -> None:
     with pytest.raises(SettingsError, match=r"unknown parameter.*compression"):
         open_store(clickhouse_server.url + "?compression=lz4")
+
+
+def test_a_certificate_or_port_the_url_names_is_checked_at_once(
+    clickhouse_server: ClickHouseServer, tmp_path: Path
+) -> None:
+    """Not a connection error retried until the deadline: a setting to fix, in one line."""
+    missing, fifo = tmp_path / "ca.pem", tmp_path / "fifo"
+    os.mkfifo(fifo)  # stat, never open: reading a FIFO would block
+    for parameters, complaint in [
+        (f"?ca_cert={missing}", rf"ca_cert names '{missing}', which cannot be read \(No such"),
+        (f"?client_cert={tmp_path}", f"client_cert names '{tmp_path}', which is not a file"),
+        (f"?client_cert_key={fifo}", f"client_cert_key names '{fifo}', which is not a file"),
+    ]:
+        with pytest.raises(SettingsError, match=f"WRITECH_CLICKHOUSE_URL: {complaint}"):
+            open_store(clickhouse_server.url + parameters, deadline=60)
+    port = urlsplit(clickhouse_server.url).port
+    with pytest.raises(SettingsError, match="the port must be a number from 1 to 65535"):
+        open_store(clickhouse_server.url.replace(f":{port}", ":65536"), deadline=60)
+    # clickhouse-connect's name for the certifi package's bundle is not a path
+    store = open_store(clickhouse_server.url + "?ca_cert=certifi")
+    assert store.query("SELECT 1 AS one") == [{"one": 1}]
+    store.close()
 
 
 def test_the_schema_is_applied_only_where_missing(clickhouse_server: ClickHouseServer) -> None:

@@ -67,6 +67,7 @@ PERMANENT_CODES: Final = frozenset(
 _CLIENT_ERRORS: Final = (ProgrammingError, DataError, NotSupportedError, InterfaceError)
 _DEFAULT_PORTS: Final = {"http": 8123, "https": 8443}
 _TLS_PARAMETERS: Final = frozenset({"ca_cert", "client_cert", "client_cert_key", "verify"})
+_TLS_FILES: Final = frozenset({"ca_cert", "client_cert", "client_cert_key"})
 # 64-bit integers as JSON numbers, as the embedded store returns them.
 _JSON_SETTINGS: Final = {"output_format_json_quote_64bit_integers": 0}
 
@@ -120,6 +121,8 @@ class ClickHouseServerStore:
             _DEFAULT_PORTS,
             settings.clickhouse_password,
             _TLS_PARAMETERS,
+            _TLS_FILES,
+            frozenset({"certifi"}),  # ca_cert: the certifi package's bundle
         )
         if url.path not in ("", DATABASE):
             raise SettingsError(

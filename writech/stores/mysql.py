@@ -76,6 +76,7 @@ TRANSIENT_CODES: Final = frozenset(
 # that JSON already wrote as two (a quote, a backslash, a newline).
 _STATEMENT_ROOM: Final = 64 * 1024
 _TLS_PARAMETERS: Final = frozenset({"ssl_ca", "ssl_cert", "ssl_key"})
+_TLS_FILES: Final = frozenset({"ssl_ca", "ssl_cert", "ssl_key"})
 _SHAPE: Final = "mysql://user:password@host:port/database"
 # Strict mode on top of whatever the server has: a value that does not fit is
 # an error, never a silently mangled row.
@@ -132,6 +133,7 @@ def mysql_url(settings: Settings) -> ServerUrl:
         {"mysql": 3306},
         settings.mysql_password,
         _TLS_PARAMETERS,
+        _TLS_FILES,
     )
     if not url.path:
         raise SettingsError(f"WRITECH_MYSQL_URL: expected {_SHAPE}, got {url.shown!r}")

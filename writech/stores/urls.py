@@ -8,11 +8,18 @@ between `://` and the last `@`; a password holding a character that must
 be percent-encoded is refused with a message that says so and never shows
 it. A password may also come from its own setting (`WRITECH_*_PASSWORD`,
 or `_FILE`), where it needs no encoding.
+
+The port and the files a URL names (TLS certificates and keys) are
+checked here too: a port out of range or a certificate that cannot be
+read is a setting to fix, said in one line at start, not a connection
+error retried until the deadline.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import parse_qsl, unquote
@@ -59,10 +66,15 @@ def parse_server_url(
     default_ports: dict[str, int],
     password: str = "",
     allowed_parameters: frozenset[str] = frozenset(),
+    file_parameters: frozenset[str] = frozenset(),
+    named_files: frozenset[str] = frozenset(),
 ) -> ServerUrl:
     """`url` as a `ServerUrl`; `password` (from its own setting) when the URL carries none.
 
-    `shape` shows the expected form in messages. Raises `SettingsError`
+    `shape` shows the expected form in messages; the parameters in
+    `file_parameters` must name readable files, or one of `named_files`
+    (values the client resolves itself, such as clickhouse-connect's
+    "certifi"). Raises `SettingsError`
     naming `setting`, with the URL's credentials masked.
     """
     scheme, separator, rest = url.partition("://")
@@ -86,13 +98,18 @@ def parse_server_url(
     if match is None:
         raise SettingsError(f"{setting}: expected {example}, got {_masked(url)!r}")
     port_text = match["port"]
-    if port_text is not None and not port_text.isdigit():
-        raise SettingsError(f"{setting}: the port must be a number, got {_masked(url)!r}")
+    if port_text is not None and not (port_text.isdigit() and 0 < int(port_text) < 65536):
+        raise SettingsError(
+            f"{setting}: the port must be a number from 1 to 65535, got {_masked(url)!r}"
+        )
     path, _, query = remainder.partition("?")
     parameters = dict(parse_qsl(query, keep_blank_values=True))
     unknown = sorted(set(parameters) - allowed_parameters)
     if unknown:
         raise SettingsError(f"{setting}: unknown parameter(s) {', '.join(unknown)}")
+    for name in sorted(file_parameters.intersection(parameters)):
+        if parameters[name] not in named_files:
+            _check_readable(setting, name, parameters[name])
     return ServerUrl(
         setting=setting,
         scheme=scheme,
@@ -103,6 +120,19 @@ def parse_server_url(
         path=unquote(path.strip("/")),
         parameters=parameters,
     )
+
+
+def _check_readable(setting: str, parameter: str, path: str) -> None:
+    """`SettingsError` unless `path` (the value of `parameter`) is a file this process can read."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # stat first: opening a FIFO would block
+            raise SettingsError(f"{setting}: {parameter} names {path!r}, which is not a file")
+        with open(path, "rb"):
+            pass
+    except OSError as error:
+        raise SettingsError(
+            f"{setting}: {parameter} names {path!r}, which cannot be read ({error.strerror})"
+        ) from None
 
 
 def _masked(url: str) -> str:
