@@ -15,7 +15,7 @@ from msgspec.structs import astuple
 
 from tests.helpers import run_writech
 from tests.services.mysql import ADMIN_ADDRESS, MysqlUser
-from tests.test_sqlite import dated, record
+from tests.test_sqlite import DAY, dated, record
 from writech.reports.model import Period
 from writech.reports.rows import Scope
 from writech.rows import TableRows
@@ -319,6 +319,38 @@ def test_the_reads_and_deletes_are_those_of_the_sqlite_store(
         assert mysql.question_errors("student_id", "s1 ", everything) == sqlite.question_errors(
             "student_id", "s1 ", everything
         )
+    finally:
+        mysql.close()
+        sqlite.close()
+
+
+def test_wrong_questions_are_grouped_and_ordered_exactly_as_in_sqlite(
+    mysql_database: str, tmp_path: Path
+) -> None:
+    """MySQL's collations pad with spaces: grouped by the text alone, "kp" and "kp " were one
+    wrong question, and "a" sorted after "a\t" (padded, a space is above a tab)."""
+    texts = ("kp", "kp ", "kp  ", "kp\t", "kp\n", "kp\x00", "")
+    questions = ("q", "q ", "q\t", " ", "\x00q", "")
+    # each question listed twice in each submission: one row with `listed` 2
+    listed = [(text, question) for text in texts for question in questions] * 2
+    records = [
+        record(event_id, position, knowledge_point=text, question_id=question, error_type=text)
+        for position, (text, question) in enumerate(listed)
+        for event_id in ("e", "e ", "e\t")
+    ]
+    mysql = MysqlErrorStore(Settings(mysql_url=mysql_database))
+    sqlite = SqliteErrorStore(tmp_path / "writech.db")
+    try:
+        for store in (mysql, sqlite):
+            store.insert(TableRows.from_rows(ERROR_RECORD, records))
+        period = Period(DAY, DAY)
+        read = mysql.question_errors("student_id", records[0][3], period)
+        assert read == sqlite.question_errors("student_id", records[0][3], period)
+        unnamed = sum(
+            1 for row in records if row[ERROR_RECORD.column_names.index("question_id")] == ""
+        )
+        assert len(read) == len(records) // 2 + unnamed // 2
+        assert sum(row.listed for row in read) == len(records)
     finally:
         mysql.close()
         sqlite.close()

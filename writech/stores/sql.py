@@ -46,14 +46,32 @@ def _is(column: str, placeholder: str) -> str:
 
 # One row per wrong question (a question listed twice in one submission
 # comes once, with `listed` = 2); errors without a question id stay apart.
-_QUESTION_ERRORS: Final = """\
-SELECT event_id, student_id, homework_id, subject, question_id, knowledge_point, error_type,
-       MIN(position), COUNT(*)
+# Each text is grouped with its length, because MySQL's collations pad with
+# spaces (see `_is`): "kp" and "kp " were one group there, and a question id
+# " " equal to ''. Equal under padding and of equal length is identical
+# (SQLite's LENGTH stops at a NUL, so it never decides alone).
+_TEXTS: Final = (
+    "event_id", "student_id", "homework_id", "subject", "question_id", "knowledge_point",
+    "error_type",
+)  # fmt: skip
+_QUESTION_ERRORS: Final = f"""\
+SELECT {", ".join(_TEXTS)}, MIN(position), COUNT(*)
 FROM error_record
-WHERE {scope} AND date BETWEEN {p} AND {p}
-GROUP BY event_id, student_id, homework_id, subject, question_id, knowledge_point, error_type,
-         CASE WHEN question_id = '' THEN position ELSE -1 END
-ORDER BY event_id, question_id, knowledge_point, error_type, MIN(position)"""
+WHERE {{scope}} AND date BETWEEN {{p}} AND {{p}}
+GROUP BY {", ".join(f"{text}, LENGTH({text})" for text in _TEXTS)},
+         CASE WHEN question_id = '' AND LENGTH(question_id) = 0 THEN position ELSE -1 END"""
+
+
+def _question_order(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """By submission, question, knowledge point, error type, first position, then the rest.
+
+    Sorted here, not in SQL: Python compares strings by code point, which is
+    SQLite's (and UTF-8's byte) order, where MySQL's padding puts "a\\t"
+    before "a"; and the tail makes the order total (a class's students may
+    share an event id).
+    """
+    event_id, student_id, homework_id, subject, question_id, point, error_type, first = row[:8]
+    return (event_id, question_id, point, error_type, first, student_id, homework_id, subject)
 
 
 def day_of(days: int) -> date:
@@ -120,4 +138,4 @@ class ErrorRecordReads(ABC):
         rows = self.select(
             sql, (scope_id, scope_id, period.start.isoformat(), period.end.isoformat())
         )
-        return [QuestionError(*row) for row in rows]
+        return [QuestionError(*row) for row in sorted(rows, key=_question_order)]
