@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.cases import INVALID, VALID
-from writech.events import Event, EventDecoder, Invalid, RawBatch, Reason
+from writech.events import UTF8_BOM, Event, EventDecoder, Invalid, RawBatch, Reason
 
 EXAMPLES = int(os.environ.get("WRITECH_FUZZ_EXAMPLES", "1500"))
 REASONS = set(get_args(Reason))
@@ -95,7 +95,7 @@ def test_mutated_messages(seed: bytes, data: st.DataObject) -> None:
             raw[position:position] = data.draw(st.binary(min_size=1, max_size=8))
         else:
             del raw[position:]
-    _check(bytes(raw))
+    _check(UTF8_BOM * data.draw(st.sampled_from([0, 0, 1, 2])) + bytes(raw))  # Windows files
 
 
 @fuzz

@@ -18,7 +18,7 @@ import pytest
 from tests import reference
 from tests.cases import INVALID, VALID, message
 from tests.helpers import REPO, read_tables, run_writech, summary_numbers
-from writech.events import raw_of
+from writech.events import UTF8_BOM, raw_of
 from writech.generate import generate
 
 HOSTILE = [
@@ -42,13 +42,14 @@ def _messages() -> list[bytes]:
 
 @pytest.fixture(scope="module")
 def replayed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """One replay of a file mixing everything, split over a .jsonl and a .jsonl.gz with blank lines."""
+    """One replay of a file mixing everything, split over a .jsonl and a .jsonl.gz with blank
+    lines; the second as a Windows editor saves text (a byte order mark, CRLF)."""
     folder = tmp_path_factory.mktemp("input")
     messages = _messages()
     half = len(messages) // 2
     (folder / "a.jsonl").write_bytes(b"\n".join(messages[:half]) + b"\n\n   \n")
     with gzip.open(folder / "b.jsonl.gz", "wb") as out:
-        out.write(b"\r\n".join(messages[half:]) + b"\r\n")
+        out.write(UTF8_BOM + b"\r\n".join(messages[half:]) + b"\r\n")
     data = tmp_path_factory.mktemp("data")
     result = run_writech("replay", str(folder), "--data-dir", str(data))
     return {

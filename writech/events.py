@@ -66,6 +66,10 @@ Positive = Annotated[float, Meta(gt=0, le=1.7976931348623157e308)]
 NonNegative = Annotated[float, Meta(ge=0, le=1.7976931348623157e308)]
 
 
+# U+FEFF in UTF-8: the byte order mark some editors start a text file with.
+UTF8_BOM: Final = b"\xef\xbb\xbf"
+
+
 class Invalid(Exception):
     """A message breaks the contract; `reason` says how, machine-readably."""
 
@@ -383,6 +387,8 @@ class EventDecoder:
             return self._student.decode(raw).student_id or ""
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
             # (ValidationError is a DecodeError)
+            if _starts_with_one_bom(raw):  # routed as `decode` reads it
+                return self.student_of(raw[len(UTF8_BOM) :])
             return ""
 
     def decode(
@@ -411,6 +417,12 @@ class EventDecoder:
         try:
             message: _AnyMessage = self._messages.decode(raw)
         except (msgspec.DecodeError, RecursionError):
+            if _starts_with_one_bom(raw):
+                # RFC 8259 lets a parser ignore a byte order mark, which Windows
+                # editors write at the start of a UTF-8 file: the JSON text after
+                # it is the message (its identity too). Checked only on this
+                # failure path, so valid messages pay nothing for it.
+                return self.decode(raw[len(UTF8_BOM) :], origin, partition, offset, now)
             raise self._diagnose(raw, now) from None
         student_id, timestamp = message.student_id, message.timestamp
         if not student_id or not timestamp:
@@ -520,6 +532,8 @@ class EventDecoder:
             raise Invalid(_FIELD_REASONS.get(field, "bad_field"), text) from None
         except msgspec.DecodeError as exc:
             message = str(exc) if raw.strip() else "empty message"
+            if raw.startswith(UTF8_BOM):
+                message = "starts with more than one byte order mark (U+FEFF); one is ignored"
             raise Invalid("bad_json", message) from None
 
     def _event_time(self, text: str, now: float) -> tuple[int, int]:
@@ -535,6 +549,11 @@ class EventDecoder:
                 "its message was produced",
             )
         return time_us, day
+
+
+def _starts_with_one_bom(raw: bytes) -> bool:
+    """Whether `raw` starts with exactly one UTF-8 byte order mark (never more: one is ignored)."""
+    return raw.startswith(UTF8_BOM) and not raw.startswith(UTF8_BOM, len(UTF8_BOM))
 
 
 def _check_student(student_id: str) -> None:
