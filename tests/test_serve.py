@@ -37,8 +37,15 @@ from tests.test_reports import clean_environment
 from writech.reports.roster import parse_roster
 from writech.rows import TableRows
 from writech.schema import CLASS_MINUTE_STATS, STUDENT_DAILY_STATS, STUDENT_MINUTE_STATS
-from writech.serve.access import AccessFile, hash_password
-from writech.serve.app import Context, create_app, path_id, read_only_connection, report_policy
+from writech.serve.access import FREE_FAILURES, AccessFile, hash_password
+from writech.serve.app import (
+    SESSION_COOKIE,
+    Context,
+    create_app,
+    path_id,
+    read_only_connection,
+    report_policy,
+)
 from writech.settings import Settings
 from writech.stores.base import open_error_store
 from writech.stores.chdb import open_store
@@ -175,6 +182,7 @@ class Served:
     url: str
     data_dir: Path
     settings: Settings
+    access: AccessFile
 
 
 @pytest.fixture(scope="module")
@@ -199,9 +207,11 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         serve_access_file=str(write_access_file(root / "access.toml", USERS)),
     )
     roster = parse_roster((SAMPLE / "roster.csv").read_text(encoding="utf-8"))
-    context = Context(settings, AccessFile(settings.serve_access_file), roster, lambda: NOW)
+    # the sign-in throttle's clock stands still: a wait ends only when a test clears it
+    access = AccessFile(settings.serve_access_file, clock=lambda: 0.0)
+    context = Context(settings, access, roster, lambda: NOW)
     with ThreadedServer(create_app(context)) as server:
-        yield Served(server.url, data_dir, settings)
+        yield Served(server.url, data_dir, settings, access)
 
 
 def query(served: Served, sql: str, **params: Any) -> list[dict[str, Any]]:
@@ -233,6 +243,7 @@ def test_health_needs_no_sign_in(served: Served) -> None:
 
 @pytest.mark.parametrize("path", PAGES)
 def test_every_page_asks_for_a_sign_in(served: Served, path: str) -> None:
+    served.access.failures.clear()  # each page's wrong passwords count from none
     for reply in (
         get(served.url + path),
         get(served.url + path, user="wang", password="wrong"),
@@ -243,6 +254,37 @@ def test_every_page_asks_for_a_sign_in(served: Served, path: str) -> None:
         assert reply.headers["WWW-Authenticate"].startswith('Basic realm="writech"')
         assert b"<table" not in reply.body
         assert "一年级".encode() not in reply.body  # no class name: no data
+
+
+def test_failed_sign_ins_make_the_next_check_wait(served: Served) -> None:
+    """Guessing passwords: after a few failures in a row every check of that name waits (429),
+    the right password too; a browser signed in before keeps its session and is not held up."""
+    served.access.failures.clear()
+    signed_in = get(served.url + "/schools/school-000", user="wang")
+    assert signed_in.status == 200
+    cookie = signed_in.headers["Set-Cookie"]
+    assert cookie.startswith(f"{SESSION_COOKIE}=")
+    assert {"HttpOnly", "Secure", "SameSite=Strict"} <= {part.strip() for part in cookie.split(";")}
+    session = cookie.partition(";")[0]
+    again = get(served.url + "/schools/school-000", user="wang", Cookie=session)
+    assert again.status == 200
+    assert "Set-Cookie" not in again.headers  # it holds the mark already
+    for name in ("wang", "nobody-at-all"):  # made-up names alike: the wait tells no one exists
+        for _ in range(FREE_FAILURES + 1):
+            assert get(served.url + "/", user=name, password="guess").status == 401
+        for path, password, cookies in (
+            ("/", PASSWORD, {}),  # the right password without the session: refused unchecked
+            ("/", "guess", {"Cookie": session}),  # the session is worth nothing without it
+            ("/classes/class-0000/board.json", "guess", {}),
+        ):
+            reply = get(served.url + path, user=name, password=password, **cookies)
+            assert reply.status == 429
+            assert reply.headers["Retry-After"] == "1"
+            assert "Content-Security-Policy" in reply.headers
+        assert reply.json() == {"error": "too many failed sign-ins; try again in 1 s"}
+    assert get(served.url + "/schools/school-000", user="wang", Cookie=session).status == 200
+    served.access.failures.clear()
+    assert get(served.url + "/", user="wang").status == 303
 
 
 def test_home_is_the_users_school(served: Served) -> None:

@@ -15,9 +15,14 @@ from hypothesis import strategies as st
 
 from writech.serve import access
 from writech.serve.access import (
+    FIRST_WAIT,
+    FREE_FAILURES,
+    LONGEST_WAIT,
     AccessError,
     AccessFile,
+    FailedSignIns,
     PasswordHash,
+    Throttled,
     User,
     basic_credentials,
     hash_password,
@@ -178,3 +183,108 @@ def test_a_changed_file_is_read_again(tmp_path: Path, caplog: pytest.LogCaptureF
 def test_an_unreadable_file_stops_the_start(tmp_path: Path) -> None:
     with pytest.raises(AccessError, match="cannot read"):
         AccessFile(tmp_path / "missing.toml")
+
+
+# -- failed sign-ins -------------------------------------------------------------
+
+
+class Clock:
+    """A monotonic clock that moves only when told."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def counted_checks(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    calls: list[Any] = []
+    scrypt = access._scrypt
+
+    def counted(*args: Any) -> bytes:
+        calls.append(args)
+        return scrypt(*args)
+
+    monkeypatch.setattr(access, "_scrypt", counted)
+    return calls
+
+
+def test_failed_sign_ins_wait_twice_as_long_each_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "access.toml"
+    write(path, access_text({"wang": ("school-000", "secret")}))
+    clock = Clock()
+    users = AccessFile(path, clock=clock)
+    checks = counted_checks(monkeypatch)
+    for name in ("wang", "nobody"):  # a name that does not exist waits alike
+        for _ in range(FREE_FAILURES):
+            assert users.authenticate(basic(name, "guess")) is None
+        waits = []
+        for _ in range(14):
+            with caplog.at_level(logging.WARNING, logger="writech.serve.access"):
+                assert users.authenticate(basic(name, "guess")) is None
+            with pytest.raises(Throttled) as throttled:
+                users.authenticate(basic(name, "secret"))  # the right one too, unchecked
+            with pytest.raises(Throttled):
+                users.authenticate(basic(name, "guess"))  # refused: the wait does not grow
+            waits.append(throttled.value.retry_after)
+            clock.now += throttled.value.retry_after
+        assert waits == [FIRST_WAIT * 2**n for n in range(10)] + [LONGEST_WAIT] * 4
+        assert len(checks) == FREE_FAILURES + 14  # no scrypt while waiting
+        checks.clear()
+    assert "sign-in as 'wang' failed 6 times in a row; its next check waits 1 s" in caplog.text
+    assert "guess" not in caplog.text
+    assert "secret" not in caplog.text
+    # the right password once the wait is over: signed in, and the name starts over
+    assert users.authenticate(basic("wang", "secret")) == User("wang", "school-000")
+    for _ in range(FREE_FAILURES):
+        assert users.authenticate(basic("wang", "guess")) is None
+    assert users.authenticate(basic("wang", "secret")) == User("wang", "school-000")
+
+
+def test_a_signed_in_browser_is_not_held_up_by_someone_elses_failures(tmp_path: Path) -> None:
+    path = tmp_path / "access.toml"
+    write(path, access_text({"wang": ("school-000", "secret"), "li": ("school-000", "li")}))
+    clock = Clock()
+    users = AccessFile(path, clock=clock)
+    mark = users.session_mark(basic("wang", "secret"))
+    assert mark
+    assert mark != users.session_mark(basic("wang", "other"))
+    assert users.authenticate(basic("wang", "secret")) is not None  # remembered now
+    for _ in range(FREE_FAILURES + 1):
+        users.authenticate(basic("wang", "guess"))
+    assert users.authenticate(basic("wang", "secret"), mark) == User("wang", "school-000")
+    for password, session in (
+        ("secret", ""),
+        ("guess", mark),
+        ("secret", "x" * 64),
+        ("secret", "é"),
+    ):
+        with pytest.raises(Throttled):  # remembered, but without its mark: it answers no guess
+            users.authenticate(basic("wang", password), session)
+    li = users.session_mark(basic("li", "li"))
+    with pytest.raises(Throttled):  # another user's mark does not open this name
+        users.authenticate(basic("wang", "secret"), li)
+    assert users.session_mark("") == users.session_mark("Bearer x") == ""
+    # a changed access file (a password reset) lets every name start over
+    write(path, access_text({"wang": ("school-000", "new")}))
+    assert users.authenticate(basic("wang", "new")) == User("wang", "school-000")
+
+
+def test_the_names_followed_stay_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(access, "_FOLLOWED_NAMES", 3)
+    clock = Clock()
+    failures = FailedSignIns(clock)
+    for _ in range(FREE_FAILURES + 1):
+        failures.failed("waiting")
+    for name in ("a", "b", "c", "d"):
+        failures.failed(name)
+    with pytest.raises(Throttled):  # names not waiting were forgotten first
+        failures.check("waiting")
+    assert len(failures._failures) <= 3
+    for name in ("e", "f", "g", "h"):
+        for _ in range(FREE_FAILURES + 1):
+            failures.failed(name)
+    assert len(failures._failures) <= 3

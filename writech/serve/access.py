@@ -14,6 +14,17 @@ this process, so the board's refresh every few seconds costs no scrypt.
 The file is read again when it changes (a Kubernetes Secret updated in
 place); a changed file that does not parse is refused with a logged error
 and the previous one stays in force.
+
+Failed sign-ins are throttled by user name (`FailedSignIns`): after a few
+in a row, the name's checks wait, twice as long after each further
+failure, so that guessing a password takes years, not minutes. Every
+check of a waiting name is refused, remembered ones too: otherwise the
+remembered checks, which cost nothing, would answer guesses at any rate.
+A browser already signed in is not held up, so that nobody can lock a
+teacher out of the live board by failing as them: a successful sign-in
+gives it a session mark (`session_mark`, a cookie), an HMAC of its
+credentials under this process's key, which no one without the key can
+make and which is worth nothing without the credentials.
 """
 
 from __future__ import annotations
@@ -26,7 +37,9 @@ import logging
 import os
 import secrets
 import threading
+import time
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Final
@@ -50,12 +63,27 @@ _REMEMBERED: Final = 1024  # successful checks kept; forgotten all at once when 
 # scrypt checks at once: each takes 16 MiB, and a burst of wrong passwords
 # must not take the memory of the whole process.
 _CHECKS_AT_ONCE: Final = 4
+# Failed sign-ins by one user name before its checks wait; then the wait,
+# doubling after each further failure up to its ceiling; and how many names
+# are followed at once (a flood of made-up names cannot take the memory).
+FREE_FAILURES: Final = 5
+FIRST_WAIT: Final = 1.0
+LONGEST_WAIT: Final = 900.0
+_FOLLOWED_NAMES: Final = 10_000
 
 log = logging.getLogger(__name__)
 
 
 class AccessError(ValueError):
     """The access file cannot be used; the message says why, never a password."""
+
+
+class Throttled(Exception):
+    """Too many failed sign-ins by this user name: the next check waits `retry_after` seconds."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"too many failed sign-ins; try again in {retry_after:.0f} s")
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -188,11 +216,64 @@ def basic_credentials(authorization: str) -> tuple[str, str] | None:
     return (user, password) if colon else None
 
 
+class FailedSignIns:
+    """Failed sign-ins in a row by user name, and until when each name's checks wait.
+
+    Names that do not exist are followed like those that do, so that the
+    throttle does not tell who exists. A wrong password given while a name
+    waits is refused unchecked and does not lengthen the wait.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._failures: dict[str, tuple[int, float]] = {}  # name -> (in a row, wait until)
+
+    def check(self, name: str) -> None:
+        """Raise `Throttled` while `name` waits."""
+        wait = self._failures.get(name, (0, 0.0))[1] - self._clock()
+        if wait > 0:
+            raise Throttled(wait)
+
+    def failed(self, name: str) -> None:
+        """One more failure of `name`; past `FREE_FAILURES` in a row, its checks wait."""
+        with self._lock:
+            now = self._clock()
+            if name not in self._failures and len(self._failures) >= _FOLLOWED_NAMES:
+                # full: forget the names not waiting now (each starts over)
+                self._failures = {
+                    followed: entry for followed, entry in self._failures.items() if entry[1] > now
+                }
+                if len(self._failures) >= _FOLLOWED_NAMES:
+                    self._failures = {}
+            failures = self._failures.get(name, (0, 0.0))[0] + 1
+            beyond = failures - FREE_FAILURES
+            wait = min(FIRST_WAIT * 2 ** (beyond - 1), LONGEST_WAIT) if beyond > 0 else 0.0
+            self._failures[name] = (failures, now + wait)
+        if wait:
+            log.warning(
+                "sign-in as %r failed %d times in a row; its next check waits %.0f s",
+                name,
+                failures,
+                wait,
+            )
+
+    def succeeded(self, name: str) -> None:
+        with self._lock:
+            self._failures.pop(name, None)
+
+    def clear(self) -> None:
+        """Every name starts over (the access file changed: passwords may have been reset)."""
+        with self._lock:
+            self._failures = {}
+
+
 class AccessFile:
     """The access file at `path`, read again whenever it changes."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, clock: Callable[[], float] = time.monotonic) -> None:
         self.path = Path(path)
+        self.failures = FailedSignIns(clock)
         self._lock = threading.Lock()
         self._checks = threading.BoundedSemaphore(_CHECKS_AT_ONCE)
         self._remember_key = secrets.token_bytes(32)
@@ -230,27 +311,49 @@ class AccessFile:
                 return self._accounts
             self._accounts = accounts
             self._remembered = {}
+            self.failures.clear()
         return accounts
 
-    def authenticate(self, authorization: str) -> User | None:
-        """The user an `Authorization` header signs in, None if it signs in nobody."""
+    def authenticate(self, authorization: str, session: str = "") -> User | None:
+        """The user an `Authorization` header signs in, None if it signs in nobody.
+
+        Raises `Throttled` while the name waits after failed sign-ins, unless
+        `session` is the mark a successful sign-in gave these credentials.
+        """
         credentials = basic_credentials(authorization)
         if credentials is None:
             return None
         name, password = credentials
         accounts = self._current()
-        remembered_as = hmac.digest(self._remember_key, f"{name}\0{password}".encode(), "sha256")
+        remembered_as = self._remembered_as(name, password)
         user = self._remembered.get(remembered_as)
+        mark = self._mark(remembered_as)
+        if user is not None and hmac.compare_digest(session.encode(), mark.encode()):
+            return user
+        self.failures.check(name)
         if user is not None:
             return user
         account = accounts.get(name)
         with self._checks:
             matches = (account.password if account else self._decoy).matches(password)
         if account is None or not matches:
+            self.failures.failed(name)
             return None
+        self.failures.succeeded(name)
         with self._lock:
             if accounts is self._accounts:  # not re-read meanwhile
                 if len(self._remembered) >= _REMEMBERED:
                     self._remembered = {}
                 self._remembered[remembered_as] = account.user
         return account.user
+
+    def session_mark(self, authorization: str) -> str:
+        """The session mark of the credentials in `authorization` ("" if it holds none)."""
+        credentials = basic_credentials(authorization)
+        return self._mark(self._remembered_as(*credentials)) if credentials else ""
+
+    def _remembered_as(self, name: str, password: str) -> bytes:
+        return hmac.digest(self._remember_key, f"{name}\0{password}".encode(), "sha256")
+
+    def _mark(self, remembered_as: bytes) -> str:
+        return hmac.digest(self._remember_key, b"session\0" + remembered_as, "sha256").hex()

@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
@@ -70,7 +71,7 @@ from writech.reports.service import (
     make_report,
 )
 from writech.serve import board, queries
-from writech.serve.access import AccessFile, User
+from writech.serve.access import AccessFile, Throttled, User
 from writech.serve.labels import TEXT
 from writech.settings import Settings
 from writech.stores.base import (
@@ -87,6 +88,8 @@ log = logging.getLogger(__name__)
 # class over this many days up to the board's day.
 CLASS_LIST_DAYS: Final = 14
 REALM: Final = 'Basic realm="writech", charset="UTF-8"'
+# The cookie holding a signed-in browser's session mark (see `SessionCookie`).
+SESSION_COOKIE: Final = "writech_session"
 APP_POLICY: Final = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
@@ -202,9 +205,19 @@ def path_param(request: Request, name: str) -> str:
 
 def signed_in(request: Request) -> User:
     context: Context = request.app.state.context
-    user = context.access.authenticate(request.headers.get("authorization", ""))
+    authorization = request.headers.get("authorization", "")
+    session = request.cookies.get(SESSION_COOKIE, "")
+    try:
+        user = context.access.authenticate(authorization, session)
+    except Throttled as exc:
+        raise HTTPException(
+            429, str(exc), headers={"Retry-After": str(math.ceil(exc.retry_after))}
+        ) from None
     if user is None:
         raise HTTPException(401, "sign in", headers={"WWW-Authenticate": REALM})
+    mark = context.access.session_mark(authorization)
+    if mark != session:
+        request.state.session_mark = mark  # `SessionCookie` sets it on the response
     return user
 
 
@@ -571,6 +584,38 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+class SessionCookie:
+    """Gives a browser that just signed in its session mark (`AccessFile.session_mark`).
+
+    With it, the browser's requests are not held up while its user name
+    waits after someone else's failed sign-ins. HttpOnly (no script reads
+    it), Secure, SameSite=Strict; it lasts as long as the browser's session.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        state = scope.setdefault("state", {})  # shared by the scopes made from this one
+
+        async def send_with_cookie(message: Message) -> None:
+            mark = state.get("session_mark")
+            if message["type"] == "http.response.start" and mark:
+                headers = MutableHeaders(raw=list(message.get("headers", [])))
+                headers.append(
+                    "Set-Cookie",
+                    f"{SESSION_COOKIE}={mark}; Path=/; HttpOnly; Secure; SameSite=Strict",
+                )
+                message["headers"] = headers.raw
+            await send(message)
+
+        await self.app(scope, receive, send_with_cookie)
+
+
 def create_app(context: Context) -> Starlette:
     """The web app over `context`; it opens the ClickHouse store when it starts."""
 
@@ -601,4 +646,5 @@ def create_app(context: Context) -> Starlette:
     app.state.context = context
     app.add_middleware(SegmentedPaths)
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(SessionCookie)
     return app
