@@ -46,13 +46,16 @@ from writech import counters
 from writech.events import EventDecoder, RawBatch
 from writech.generate import generate
 from writech.settings import Settings, SettingsError
+from writech.sources import kafka
 from writech.sources.kafka import (
     KafkaBatchSource,
     KafkaPartition,
     KafkaPosition,
     KafkaPositionError,
+    PartitionsAdded,
+    Topic,
     TopicGone,
-    TopicIds,
+    Topics,
     consumer_config,
     kafka_source,
     out_of_range,
@@ -235,13 +238,42 @@ def test_a_topic_created_again_with_more_messages_is_refused_by_its_id(
     assert snapshot.topic_id
 
 
-def test_topic_ids_from_the_broker(kafka_broker: str, kafka_topic: str) -> None:
-    topic_ids = TopicIds({"bootstrap.servers": kafka_broker})
-    first = topic_ids(kafka_topic)
-    assert first
-    assert topic_ids(kafka_topic) == first
+def test_topics_from_the_broker(kafka_broker: str, kafka_topic: str) -> None:
+    topics = Topics({"bootstrap.servers": kafka_broker})
+    first = topics(kafka_topic)
+    assert first is not None
+    assert first.id
+    assert first.partitions == 3  # as the fixture created it
+    assert topics(kafka_topic) == first
     with pytest.raises(TopicGone, match="Unknown topic"):
-        topic_ids(f"writech-never-created-{uuid.uuid4().hex[:8]}")
+        topics(f"writech-never-created-{uuid.uuid4().hex[:8]}")
+
+
+def test_the_partitions_listed_when_the_flow_is_built_are_those_watched(
+    kafka_broker: str, kafka_topic: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tansu cannot add partitions (no CreatePartitions), so the broker's later answer is a
+    stand-in; the count it is held against comes from the real listing."""
+    monkeypatch.setattr(kafka, "WATCH_SECONDS", 0.0)
+    produce(kafka_broker, kafka_topic, [b"m%d" % n for n in range(6)], partitions=3)
+    source = kafka_source(kafka_settings(kafka_broker, kafka_topic))
+    assert sorted(source.list_parts()) == [f"{n}-{kafka_topic}" for n in range(3)]
+    real = Topics({"bootstrap.servers": kafka_broker})(kafka_topic)
+    assert real is not None
+    grown: list[Topic] = []
+    source.__dict__["_topics"] = lambda topic: grown[0] if grown else real  # the cached client
+    partition = source.build_part("read", f"0-{kafka_topic}", None)
+    try:
+        read: list[int] = []
+        deadline = time.monotonic() + 30
+        while len(read) < 2 and time.monotonic() < deadline:
+            read += offsets_of(partition.next_batch())  # 3 partitions, as listed: no stop
+        assert read == [0, 1]
+        grown.append(real._replace(partitions=4))
+        with pytest.raises(PartitionsAdded, match=f"{kafka_topic}' has 4 partitions now, 3 "):
+            partition.next_batch()
+    finally:
+        partition.close()
 
 
 def test_a_resume_beyond_the_end_is_refused_by_the_partition(
@@ -407,7 +439,7 @@ def error(code: int, text: str = "", fatal: bool = False, offset: int = OFFSET_I
 def scripted(
     consumer: ScriptedConsumer,
     resume: KafkaPosition,
-    topic_ids: Callable[[str], str | None] = lambda topic: "id-1",
+    topics: Callable[[str], Topic | None] = lambda topic: Topic("id-1", 1),
     **settings: Any,
 ) -> KafkaPartition:
     return KafkaPartition(
@@ -416,7 +448,8 @@ def scripted(
         0,
         resume,
         kafka_settings("-", TOPIC, **settings),
-        topic_ids,
+        topics,
+        1,
     )
 
 
@@ -523,18 +556,32 @@ def test_no_answer_about_the_topic_does_not_stop_reading() -> None:
 
 def test_a_topic_created_again_is_refused_before_anything_is_read() -> None:
     consumer = ScriptedConsumer([[record(0, 1.0)]])
-    partition = scripted(consumer, KafkaPosition(5, None, "id-1"), lambda _: "id-2")
+    partition = scripted(consumer, KafkaPosition(5, None, "id-1"), lambda _: Topic("id-2", 1))
     with pytest.raises(KafkaPositionError, match=r"\(its id was id-1, it is id-2\)"):
         partition.next_batch()
     assert consumer.batches  # nothing consumed
 
 
 def test_a_topic_the_broker_does_not_know_stops_the_run() -> None:
-    def gone(topic: str) -> str | None:
+    def gone(topic: str) -> Topic | None:
         raise TopicGone("Broker: Unknown topic or partition")
 
     with pytest.raises(KafkaPositionError, match="no longer exists on the broker"):
         scripted(ScriptedConsumer([]), KafkaPosition(3), gone).next_batch()
+
+
+def test_partitions_added_to_the_topic_stop_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bytewax lists partitions once, when the flow is built: new ones would go unread until
+    a restart, so the run stops and its next start reads them."""
+    monkeypatch.setattr(kafka, "WATCH_SECONDS", 0.0)  # every batch asks
+    answers = iter([Topic("id-1", 1), Topic("id-1", 1), Topic("id-1", 3)])
+    consumer = ScriptedConsumer([[record(5, 1.0)], [record(6, 1.0)], [record(7, 1.0)]])
+    partition = scripted(consumer, KafkaPosition(5), lambda _: next(answers))
+    assert offsets_of(partition.next_batch()) == [5]
+    assert offsets_of(partition.next_batch()) == [6]
+    with pytest.raises(PartitionsAdded, match=r"has 3 partitions now, 1 when this run started"):
+        partition.next_batch()
+    assert partition.snapshot() == KafkaPosition(7, 1.0, "id-1")  # offset 7 was not read
 
 
 def test_the_end_of_a_partition_ends_it_when_stopping_at_the_end() -> None:

@@ -22,6 +22,10 @@ by the connector's, for what production needs from it:
   few seconds. A topic deleted while it is read, or deleted and created
   again since the snapshot (even with more messages than were read), stops
   the run with `KafkaPositionError`.
+- Partitions added to a topic while it is read stop the run with
+  `PartitionsAdded` (noticed by the same question): Bytewax lists the
+  partitions once, when the flow is built, so the new ones would go unread
+  until someone restarted it. The next start reads them from their start.
 - A record's timestamp (CreateTime or LogAppendTime) is its `produced_at`,
   the reference of the future-skew check, so that a message re-read after
   a resume is judged as it was the first time. A record without one takes
@@ -70,8 +74,9 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NamedTuple
 
 import msgspec
 from bytewax.connectors.kafka import KafkaSource
@@ -212,12 +217,32 @@ def recreated_message(
     )
 
 
+def added_message(topic: str, was: int, now: int) -> str:
+    return (
+        f"Kafka topic {topic!r} has {now} partitions now, {was} when this run started: the run "
+        "stops so that its next start reads the new ones, from their start (the others go on "
+        "where the recovery store's snapshot left them). Start it again; under Kubernetes the "
+        "pod restarts by itself."
+    )
+
+
+class PartitionsAdded(RuntimeError):
+    """A topic has more partitions than when the run started: only a new start reads them."""
+
+
 class TopicGone(Exception):
     """The broker does not know the topic (any more)."""
 
 
-class TopicIds:
-    """Asks the broker for topics' ids, through an admin client of its own.
+class Topic(NamedTuple):
+    """What the broker says of a topic: its id and how many partitions it has."""
+
+    id: str
+    partitions: int
+
+
+class Topics:
+    """Asks the broker about topics, through an admin client of its own.
 
     Not through the consumers: a metadata answer would fill a consumer's
     cache, which must stay empty (see the module docstring).
@@ -226,13 +251,15 @@ class TopicIds:
     def __init__(self, config: dict[str, Any]) -> None:
         self._admin = AdminClient(config)
 
-    def __call__(self, topic: str) -> str | None:
-        """The topic's id; None while the broker does not answer; `TopicGone` once it is gone."""
+    def __call__(self, topic: str) -> Topic | None:
+        """The topic as the broker has it; None while it does not answer; `TopicGone` once it
+        is gone."""
         [future] = self._admin.describe_topics(
             TopicCollection([topic]), request_timeout=WATCH_TIMEOUT_SECONDS
         ).values()
         try:
-            return str(future.result(2 * WATCH_TIMEOUT_SECONDS).topic_id)
+            description = future.result(2 * WATCH_TIMEOUT_SECONDS)
+            return Topic(str(description.topic_id), len(description.partitions))
         except KafkaException as exc:
             error: KafkaError = exc.args[0]
             if error.code() in _GONE:
@@ -324,12 +351,16 @@ class KafkaPartition(StatefulSourcePartition[RawBatch, KafkaPosition]):
         partition: int,
         resume: KafkaPosition,
         settings: Settings,
-        topic_ids: Callable[[str], str | None],
+        topics: Callable[[str], Topic | None],
+        partitions: int | None = None,
     ) -> None:
+        """`partitions`: the topic's partitions when the flow was built (None: as the broker
+        first says)."""
         self._consumer = consumer
         self._topic = topic
         self._partition = partition
-        self._topic_ids = topic_ids
+        self._topics = topics
+        self._partitions = partitions
         self._next_offset = resume.next_offset
         self._newest = resume.newest_timestamp
         self._topic_id = resume.topic_id
@@ -436,24 +467,29 @@ class KafkaPartition(StatefulSourcePartition[RawBatch, KafkaPosition]):
         self._lag.set(high - (low if next_offset is None else next_offset))
 
     def _watch(self) -> None:
-        """Check that the topic is still the one read so far (a deleted one may go quiet)."""
+        """Check that the topic is still the one read so far (a deleted one may go quiet), with
+        no partition added."""
         self._next_watch = time.monotonic() + WATCH_SECONDS
         try:
-            topic_id = self._topic_ids(self._topic)
+            topic = self._topics(self._topic)
         except TopicGone as gone:
             raise KafkaPositionError(
                 gone_message(self._topic, self._partition, self._next_offset, str(gone))
             ) from None
-        if topic_id is None:  # no answer: a broker away is waited for, as the consumer does
+        if topic is None:  # no answer: a broker away is waited for, as the consumer does
             return
         if self._topic_id is None:
-            self._topic_id = topic_id
-        elif topic_id != self._topic_id:
+            self._topic_id = topic.id
+        elif topic.id != self._topic_id:
             raise KafkaPositionError(
                 recreated_message(
-                    self._topic, self._partition, self._next_offset, self._topic_id, topic_id
+                    self._topic, self._partition, self._next_offset, self._topic_id, topic.id
                 )
             )
+        if self._partitions is None:
+            self._partitions = topic.partitions
+        elif topic.partitions > self._partitions:
+            raise PartitionsAdded(added_message(self._topic, self._partitions, topic.partitions))
 
     def _out_of_range(self) -> None:
         """The broker refused a fetch at the next offset: its log lies elsewhere now."""
@@ -501,6 +537,7 @@ class KafkaBatchSource(FixedPartitionedSource[RawBatch, KafkaPosition]):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._config = consumer_config(settings)
+        self._partitions: Counter[str] = Counter()  # by topic, as listed when the flow is built
         self._connector = KafkaSource(
             list(settings.kafka_brokers),
             list(settings.kafka_topics),
@@ -509,6 +546,7 @@ class KafkaBatchSource(FixedPartitionedSource[RawBatch, KafkaPosition]):
 
     def list_parts(self) -> list[str]:
         parts: list[str] = self._connector.list_parts()
+        self._partitions = Counter(part.partition("-")[2] for part in parts)
         return parts
 
     def wait_for_topics(self) -> None:
@@ -553,10 +591,16 @@ class KafkaBatchSource(FixedPartitionedSource[RawBatch, KafkaPosition]):
         resume = KafkaPosition.of(resume_state)
         consumer = Consumer(self._config)
         return KafkaPartition(
-            consumer, topic, int(partition), resume, self.settings, self._topic_ids
+            consumer,
+            topic,
+            int(partition),
+            resume,
+            self.settings,
+            self._topics,
+            self._partitions.get(topic),
         )
 
     @functools.cached_property
-    def _topic_ids(self) -> TopicIds:
+    def _topics(self) -> Topics:
         """One admin client for the partitions of this process."""
-        return TopicIds(admin_config(self.settings))
+        return Topics(admin_config(self.settings))
