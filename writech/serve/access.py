@@ -327,8 +327,9 @@ class AccessFile:
         accounts = self._current()
         remembered_as = self._remembered_as(name, password)
         user = self._remembered.get(remembered_as)
-        mark = self._mark(remembered_as)
-        if user is not None and hmac.compare_digest(session.encode(), mark.encode()):
+        if user is not None and hmac.compare_digest(
+            session.encode(), self._mark(remembered_as).encode()
+        ):
             return user
         self.failures.check(name)
         if user is not None:
