@@ -14,11 +14,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.cases import INVALID, TS, message
+from writech.aggregate import Shard
 from writech.batching import RowBatcher
 from writech.events import EventDecoder, RawBatch, dead_letter
 from writech.rows import TableRows
 from writech.schema import ERROR_RECORD, TABLES, Table
-from writech.shards import decode_by_shard, shard_key, split_by_shard
+from writech.shards import (
+    ClassWindowLogic,
+    ShardLogic,
+    decode_by_shard,
+    shard_key,
+    split_by_shard,
+)
+from writech.windows import ClassWindows, StudentWindows
 
 decoder = EventDecoder(ZoneInfo("Asia/Shanghai"))
 # When the messages of `tests.cases` were produced: their timestamp.
@@ -168,6 +176,23 @@ def test_the_end_of_the_input_emits_what_is_pending() -> None:
     batcher.on_batch([records(0, 2)])
     assert emitted(batcher.on_eof()[0]) == [0, 1]
     assert batcher.notify_at() is None
+
+
+def test_a_clock_that_steps_back_holds_no_rows_back(clock: list[datetime]) -> None:
+    """Notifications go by the wall clock: a time set before the clock stepped back an hour
+    would have held the rows for that hour."""
+    batcher = RowBatcher(None, INTERVAL, max_rows=100)
+    batcher.on_batch([records(0, 3)])
+    clock[0] = START - timedelta(hours=1)
+    assert batcher.notify_at() == clock[0] + INTERVAL
+    clock[0] = START + INTERVAL / 2  # and forward again: the time first set stands
+    assert batcher.notify_at() == START + INTERVAL
+    shard = ShardLogic(Shard(7), StudentWindows(60, 3600), EventDecoder(UTC), INTERVAL, 64)
+    shard.on_batch([RawBatch("f", 0, [1], [message("login_event")])])
+    classes = ClassWindowLogic(ClassWindows(60, 3600), INTERVAL)
+    classes.on_batch([("c", [(0, 1, 0, 0, "", "", 0, "e")])])
+    clock[0] = START - timedelta(hours=1)
+    assert shard.notify_at() == classes.notify_at() == clock[0] + INTERVAL
 
 
 def test_a_resumed_batcher_writes_its_pending_rows_after_an_interval(clock: list[datetime]) -> None:

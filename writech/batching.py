@@ -21,6 +21,17 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+def due(at: datetime, interval: timedelta) -> datetime:
+    """`at`, or `interval` from now if the wall clock went back since `at` was set.
+
+    Bytewax times notifications by the wall clock: after the clock steps
+    back (an NTP correction, a virtual machine resumed), a time set before
+    would hold rows back for as long as the clock went back, an hour of a
+    live board for a clock an hour fast.
+    """
+    return min(at, now() + interval)
+
+
 class RowBatcher(StatefulBatchLogic[TableRows, TableRows, bytes]):
     """Gathers one table's `TableRows` and emits them at most once per `interval`."""
 
@@ -43,7 +54,7 @@ class RowBatcher(StatefulBatchLogic[TableRows, TableRows, bytes]):
         return [], self.RETAIN
 
     def notify_at(self) -> datetime | None:
-        return self._due
+        return None if self._due is None else due(self._due, self._interval)
 
     def on_notify(self) -> tuple[Iterable[TableRows], bool]:
         return self._emit(), self.RETAIN

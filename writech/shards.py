@@ -26,7 +26,7 @@ from msgspec import Struct, field
 
 from writech import counters
 from writech.aggregate import Shard, ShardOutput
-from writech.batching import now
+from writech.batching import due, now
 from writech.events import Event, EventDecoder, RawBatch
 from writech.privacy import NO_REQUESTS, ForgetRequests, drop_forgotten, forget_in_state
 from writech.rows import TableRows
@@ -222,7 +222,9 @@ class ShardLogic(StatefulBatchLogic[RawBatch | DecodedBatch, StepOutput, bytes])
         return [out], self.RETAIN
 
     def notify_at(self) -> datetime | None:
-        return self._next_flush if self._shard.dirty or self._windows.dirty else None
+        if self._shard.dirty or self._windows.dirty:
+            return due(self._next_flush, self._flush_interval)
+        return None
 
     def on_notify(self) -> tuple[Iterable[StepOutput], bool]:
         self._next_flush = now() + self._flush_interval
@@ -263,7 +265,7 @@ class ClassWindowLogic(StatefulBatchLogic[tuple[str, list[Contribution]], TableR
         return [], self.RETAIN
 
     def notify_at(self) -> datetime | None:
-        return self._next_flush if self._windows.dirty else None
+        return due(self._next_flush, self._flush_interval) if self._windows.dirty else None
 
     def on_notify(self) -> tuple[Iterable[TableRows], bool]:
         self._next_flush = now() + self._flush_interval
