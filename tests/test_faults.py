@@ -30,10 +30,12 @@ from tests.helpers import (
     REPO,
     Workload,
     assert_same_tables,
+    dataflow_command,
     dataflow_environment,
     init_recovery_store,
     read_tables,
     replay_command,
+    run_writech,
     start_dataflow,
     tmpfs,
     wait_for_commit,
@@ -92,6 +94,46 @@ def test_a_full_disk_stops_the_run_before_its_epoch_commits_and_a_resume_complet
     filler.unlink()
     assert wait_for_exit(start_dataflow(command, settings, log), log) == 0
     assert_same_tables(read_tables(data), workload.tables)
+
+
+def test_stores_on_a_read_only_file_system_are_said_in_one_line(tmp_path: Path) -> None:
+    """A data dir or recovery store on a volume mounted read-only (a backup, a wrong mount):
+    before, chDB's "Error initializing EmbeddedServer", and Bytewax's panic "unable to open
+    database file" under `python -m bytewax.run`. Bytewax's panics on a missing or empty
+    recovery directory go the same way."""
+    sample = str(REPO / "writech" / "sample" / "events.jsonl.gz")
+    with tmpfs(tmp_path / "volume", "64m") as volume:
+        data, recovery = volume / "data", init_recovery_store(volume / "recovery")
+        run_writech("replay", sample, "--data-dir", str(data), "--quiet")
+        subprocess.run(["mount", "-o", "remount,ro", str(volume)], check=True)
+        ro = "cannot hold a store (its file system is mounted read-only; a store is written even"
+        writable = str(tmp_path / "data")
+        runs = [
+            ([sys.executable, "-m", "writech", "replay", sample, "--data-dir", str(data)],
+             f"writech: {data / 'clickhouse'}: {ro}"),
+            ([sys.executable, "-m", "writech", "report", "class", "class-0000", "--data-dir",
+              str(data), "--format", "json"], f"writech: {data / 'clickhouse'}: {ro}"),
+            ([sys.executable, "-m", "writech", "replay", sample, "--data-dir", writable, "-r",
+              str(recovery)], f"writech: {recovery}: {ro}"),
+            ([*dataflow_command(recovery)], f"cannot start: {recovery}: {ro}"),
+            ([*dataflow_command(tmp_path / "none")], "holds no recovery store; create it with"),
+            ([*dataflow_command(tmp_path)], f"-r (BYTEWAX_RECOVERY_DIRECTORY): {tmp_path} holds no"),
+        ]  # fmt: skip
+        for command, said in runs:
+            done = subprocess.run(
+                command,
+                cwd=REPO,
+                env=dataflow_environment({"WRITECH_DATA_DIR": writable}),
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            assert done.returncode == 2, done.stderr
+            assert said in done.stderr
+            assert "Traceback" not in done.stderr
+            assert "panicked" not in done.stderr
+            assert len(done.stderr.splitlines()) == 1
+        assert not Path(writable).exists()  # refused before anything was opened
 
 
 class SilentServer:

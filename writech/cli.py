@@ -151,18 +151,14 @@ def _replay(args: argparse.Namespace) -> int:
 
     from writech.flow import FLOW_ID, build_flow, tune_gc
     from writech.sources.files import JsonLinesSource, total_bytes
-    from writech.sources.resume import resume_states
+    from writech.sources.resume import check_recovery_store, resume_states
     from writech.stores.base import init_db
 
     settings = _settings(args, source="files", input_paths=tuple(args.paths))
     source = JsonLinesSource(settings.inputs, settings.batch_size, settings.max_message_bytes)
     recovery = None
     if args.recovery:
-        if not any(Path(args.recovery).glob("part-*.sqlite3")):
-            raise SettingsError(
-                f"--recovery: {args.recovery} holds no recovery store; "
-                f"create it with `writech recovery init --dir {args.recovery}`"
-            )
+        check_recovery_store(Path(args.recovery), "--recovery")
         recovery = RecoveryConfig(args.recovery, timedelta(seconds=args.backup_interval))
         source.check_resume(resume_states(Path(args.recovery), f"{FLOW_ID}.read"))
     # a store the flow cannot write to (another schema version) stops the

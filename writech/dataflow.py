@@ -9,11 +9,13 @@ data into ./data. The repository's top-level `dataflow.py` imports it, for
 
 import os
 import sys
+from pathlib import Path
 
 from writech.failures import Interrupted, exit_status, install_signal_handlers
 from writech.flow import build_flow, tune_gc
 from writech.logs import SETUP_ERRORS, configure_logging, log_setup_error
 from writech.settings import Settings
+from writech.sources.resume import check_recovery_store
 
 # `python -m bytewax.run` has parsed its arguments when it imports this module:
 # several processes need an id (-i, BYTEWAX_PROCESS_ID, or the Helm chart's
@@ -32,9 +34,22 @@ recovery = "BYTEWAX_RECOVERY_DIRECTORY" in os.environ or any(
     arg.startswith(("-r", "--r")) for arg in sys.argv[1:]
 )
 
+# The recovery store as `python -m bytewax.run` parsed it (-r, or the variable):
+# its `__main__` block holds the parsed arguments when it imports this module.
+_main = sys.modules.get("__main__")
+_spec = getattr(_main, "__spec__", None)
+_recovery_config = (
+    getattr(_main, "kwargs", {}).get("recovery_config")
+    if _spec is not None and _spec.name == "bytewax.run"
+    else None
+)
+
 configure_logging()
 install_signal_handlers()
 try:
+    if _recovery_config is not None:
+        # Bytewax would stop on a missing, empty or read-only one in a panic
+        check_recovery_store(Path(_recovery_config.db_dir), "-r (BYTEWAX_RECOVERY_DIRECTORY)")
     flow = build_flow(Settings.from_env(), single_process=single_process, recovery=recovery)
 except SETUP_ERRORS as exc:
     # One log line naming the setting, input or store to fix, as `writech replay` says

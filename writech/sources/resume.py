@@ -17,6 +17,27 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from writech.settings import SettingsError
+from writech.stores.base import check_writable
+
+
+def check_recovery_store(directory: Path, setting: str) -> None:
+    """Refuse (`SettingsError`, one line) a recovery directory a run cannot resume from and
+    snapshot into.
+
+    Bytewax itself stops on these with a panic or a traceback: a directory
+    that does not exist or holds no store ("No recovery partitions found on
+    any worker"), or one it cannot write ("unable to open database file").
+    """
+    parts = sorted(directory.glob("part-*.sqlite3")) if directory.is_dir() else []
+    if not parts:
+        raise SettingsError(
+            f"{setting}: {directory} holds no recovery store; "
+            f"create it with `writech recovery init --dir {directory}`"
+        )
+    for path in (directory, *parts):
+        check_writable(path, setting)
+
 
 def resume_states(recovery: Path, step_id: str) -> dict[str, Any]:
     """The state of each key of `step_id` (`flow_id.step`) a resume from `recovery` starts with."""

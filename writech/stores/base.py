@@ -11,6 +11,7 @@ server modules are imported only when configured.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -146,14 +147,30 @@ def make_store_dir(path: Path, setting: str = "--data-dir (WRITECH_DATA_DIR)") -
     cannot be, naming the `setting` that chose it.
 
     A `--data-dir` that names a file, or lies under one, ended the run in a
-    traceback (`NotADirectoryError` from deep in the store's opening).
+    traceback (`NotADirectoryError` from deep in the store's opening), and
+    one on a read-only file system in chDB's "Error initializing
+    EmbeddedServer". An embedded store writes even to be read (chDB's lock
+    and status files), so the directory must be writable for every command.
     """
     try:
         path.mkdir(parents=True, exist_ok=True)
+        check_writable(path, setting)
     except OSError as exc:
         raise SettingsError(
             f"{path}: cannot hold a store ({exc.strerror or exc}); check {setting}"
         ) from None
+
+
+def check_writable(path: Path, setting: str) -> None:
+    """`SettingsError` naming `setting` unless this process may write to `path`."""
+    if os.access(path, os.W_OK):
+        return
+    read_only = os.statvfs(path).f_flag & os.ST_RDONLY
+    raise SettingsError(
+        f"{path}: cannot hold a store ("
+        + ("its file system is mounted read-only" if read_only else "not writable by this user")
+        + f"; a store is written even to be read: move it to a writable place); check {setting}"
+    )
 
 
 def open_error_store(settings: Settings, *, read_only: bool = False) -> ErrorStore:
