@@ -235,11 +235,15 @@ SECRETS = {
     "WRITECH_MYSQL_URL": "mysql://writech:hunter2@db:3306/writech",
     "WRITECH_CLICKHOUSE_PASSWORD": "ch-password",
     "WRITECH_MYSQL_PASSWORD": "mysql-password",
-    "WRITECH_KAFKA_OPTIONS": "sasl.username=w,sasl.password=kafka-pw,oauth.client.secret=oa-secret",
+    "WRITECH_KAFKA_OPTIONS": "sasl.username=w,sasl.password=kafka-pw,oauth.client.secret=oa-secret,"
+    "ssl.key.pem=-----BEGIN PRIVATE KEY----- MIIEv -----END PRIVATE KEY-----,"
+    "sasl.oauthbearer.config=principal=w clientSecret=oauth-config-secret",
 }
 SECRET_VALUES = [
     PASSWORD, quote(PASSWORD, safe=""), "hunter2", "ch-password", "mysql-password", "kafka-pw",
     "oa-secret",
+    "-----BEGIN PRIVATE KEY----- MIIEv -----END PRIVATE KEY-----",
+    "principal=w clientSecret=oauth-config-secret",
 ]  # fmt: skip
 
 

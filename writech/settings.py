@@ -217,12 +217,15 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         found += [
             value
             for key, value in self.kafka_options.items()
-            if "password" in key or "secret" in key
+            if "password" in key or "secret" in key or key in _KAFKA_SECRET_OPTIONS
         ]
         return [secret for secret in found if secret]
 
 
 _LIST_FIELDS: Final = frozenset({"input_paths", "kafka_brokers", "kafka_topics"})
+# librdkafka options holding a secret without saying so in their name: a
+# private key inline, and OAUTHBEARER's config (its clientSecret, say).
+_KAFKA_SECRET_OPTIONS: Final = frozenset({"ssl.key.pem", "sasl.oauthbearer.config"})
 
 
 def _parse(name: str, text: str) -> Any:
