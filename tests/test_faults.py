@@ -136,6 +136,38 @@ def test_stores_on_a_read_only_file_system_are_said_in_one_line(tmp_path: Path) 
         assert not Path(writable).exists()  # refused before anything was opened
 
 
+def test_an_output_the_disk_cannot_hold_leaves_the_previous_file(tmp_path: Path) -> None:
+    """A report, an export or generated data on a full disk: before, a truncated file under
+    the name asked for, and a traceback whose advice spoke of the stores' epochs."""
+    data = str(tmp_path / "data")
+    run_writech("replay", str(REPO / "writech" / "sample" / "events.jsonl.gz"), "--data-dir", data)
+    with tmpfs(tmp_path / "small", "64k") as small:
+        commands = {
+            "report.html": ["report", "school", "school-000", "--data-dir", data],
+            "letters.jsonl": ["dead-letters", "export", "--data-dir", data],
+            "events.jsonl.gz": ["generate", "--events", "20000"],
+        }
+        for name, command in commands.items():
+            target = small / name
+            target.write_text("the previous one")
+            option = "--out" if command[0] == "report" else "-o"
+            done = subprocess.run(
+                [sys.executable, "-m", "writech", *command, option, str(target)],
+                cwd=REPO,
+                env=dataflow_environment({}),
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            assert done.returncode == 1, done.stderr
+            assert done.stderr == (
+                f"writech: cannot write {target}: No space left on device; "
+                "nothing was put in its place\n"
+            )
+            assert target.read_text() == "the previous one"
+        assert sorted(path.name for path in small.iterdir()) == sorted(commands)
+
+
 class SilentServer:
     """A loopback TCP server that accepts connections and never answers (a hung store)."""
 

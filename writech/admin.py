@@ -44,6 +44,7 @@ import msgspec
 
 from writech.arguments import non_negative_int, output_file, positive_int, student_id_argument
 from writech.events import EventDecoder, Invalid, RawBatch, raw_of
+from writech.outputs import written
 from writech.schema import (
     CLICKHOUSE_TABLES,
     DATABASE,
@@ -440,7 +441,7 @@ def _export(args: argparse.Namespace) -> int:
     settings = _settings(args)
     rows = _letters(settings, _selection(args, settings.tz), True)
     count = 0
-    with _binary_output(args.out) as out:
+    with written(args.out) as out:
         for row in rows:
             line = exported(
                 Position(row["origin"], row["partition"], row["offset"]),
@@ -463,16 +464,6 @@ def _binary_input(path: str) -> Iterator[BinaryIO]:
         yield sys.stdin.buffer
         return
     with open(path, "rb") as file:
-        yield file
-
-
-@contextmanager
-def _binary_output(path: str) -> Iterator[BinaryIO]:
-    """The file at `path`, or stdout for "-"."""
-    if path == "-":
-        yield sys.stdout.buffer
-        return
-    with open(path, "wb") as file:
         yield file
 
 

@@ -22,6 +22,7 @@ from writech.arguments import (
 )
 from writech.failures import exit_status, install_signal_handlers, interruption, stopped_by
 from writech.logs import SETUP_ERRORS, configure_logging, log_failure
+from writech.outputs import OutputError
 from writech.reports.cli import add_report_command
 from writech.schema import SCHEMA_VERSION
 from writech.serve.cli import add_serve_command
@@ -38,6 +39,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SETUP_ERRORS as exc:
         print(f"writech: {exc}", file=sys.stderr)
         return 2
+    except OutputError as exc:  # a report or export not written (a full disk): said once
+        print(f"writech: {exc}", file=sys.stderr)
+        return 1
     except BaseException as exc:
         signal_name = interruption(exc)
         if signal_name is None:

@@ -29,15 +29,17 @@ from __future__ import annotations
 import csv
 import functools
 import gzip
+import io
 import itertools
 import random
-import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import IO, Any, Final
 
 import msgspec
+
+from writech.outputs import written
 
 # Share of each event type in a school's stream.
 EVENT_MIX: Final = {
@@ -413,27 +415,24 @@ def roster(students: int = 500, class_size: int = 40, seed: int = 7) -> list[dic
 
 
 def write_roster(rows: Sequence[dict[str, str]], out: str) -> None:
-    with open(out, "w", encoding="utf-8", newline="") as stream:
+    with written(out) as raw:
+        stream = io.TextIOWrapper(raw, "utf-8", newline="")
         writer = csv.DictWriter(stream, fieldnames=list(rows[0]) if rows else ["student_id"])
         writer.writeheader()
         writer.writerows(rows)
+        stream.detach()  # flushed; `written` closes the file
 
 
 def write(messages: Iterator[bytes], out: str) -> int:
     """Write messages as JSON lines to `out` (`-` for stdout, `.gz` compressed)."""
     count = 0
-    stream: IO[bytes] | gzip.GzipFile
-    if out == "-":
-        stream = sys.stdout.buffer
-    elif out.endswith(".gz"):
-        stream = gzip.open(out, "wb", compresslevel=6)  # noqa: SIM115 - closed below
-    else:
-        stream = open(out, "wb")  # noqa: SIM115 - closed below
-    try:
+    with written(out) as raw:
+        stream: IO[bytes] | gzip.GzipFile = raw
+        if out.endswith(".gz"):
+            stream = gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6)
         for message in messages:
             stream.write(message + b"\n")
             count += 1
-    finally:
-        if stream is not sys.stdout.buffer:
-            stream.close()
+        if stream is not raw:
+            stream.close()  # gzip's trailer; `written` closes the file
     return count

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from writech.arguments import id_argument, output_directory, output_file, student_id_argument
+from writech.outputs import written
 from writech.reports.build import Options
 from writech.reports.formats import EXTENSIONS, FORMATS, Format
 from writech.reports.labels import LANGS
@@ -147,11 +148,8 @@ def report_file_name(kind: Kind, scope_id: str, period: Period, fmt: Format) -> 
 
 
 def _write(text: str, out: str | Path) -> None:
-    if out == "-":
-        sys.stdout.write(text)
-        sys.stdout.flush()
-        return
-    Path(out).write_text(text, encoding="utf-8")
+    with written(out) as stream:
+        stream.write(text.encode())
 
 
 def _with_stores(args: argparse.Namespace, work: Callable[[Stores, Options], int]) -> int:
