@@ -88,7 +88,7 @@ log = logging.getLogger(__name__)
 # class over this many days up to the board's day.
 CLASS_LIST_DAYS: Final = 14
 REALM: Final = 'Basic realm="writech", charset="UTF-8"'
-# The cookie holding a signed-in browser's session mark (see `SessionCookie`).
+# The cookie holding a signed-in browser's session mark (see `SecurityHeaders`).
 SESSION_COOKIE: Final = "writech_session"
 APP_POLICY: Final = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -217,7 +217,7 @@ def signed_in(request: Request) -> User:
         raise HTTPException(401, "sign in", headers={"WWW-Authenticate": REALM})
     mark = context.access.session_mark(authorization)
     if mark != session:
-        request.state.session_mark = mark  # `SessionCookie` sets it on the response
+        request.state.session_mark = mark  # `SecurityHeaders` sets it on the response
     return user
 
 
@@ -563,33 +563,13 @@ class SegmentedPaths:
 
 
 class SecurityHeaders:
-    """Adds `SECURITY_HEADERS` to every response that does not set its own."""
+    """Adds `SECURITY_HEADERS` to every response that does not set its own, and gives a
+    browser that just signed in its session mark (`AccessFile.session_mark`) as a cookie.
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(raw=list(message.get("headers", [])))
-                for name, value in SECURITY_HEADERS:
-                    headers.setdefault(name, value)
-                message["headers"] = headers.raw
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
-
-
-class SessionCookie:
-    """Gives a browser that just signed in its session mark (`AccessFile.session_mark`).
-
-    With it, the browser's requests are not held up while its user name
-    waits after someone else's failed sign-ins. HttpOnly (no script reads
-    it), Secure, SameSite=Strict; it lasts as long as the browser's session.
+    With the mark, the browser's requests are not held up while its user
+    name waits after someone else's failed sign-ins. The cookie is HttpOnly
+    (no script reads it), Secure and SameSite=Strict, and lasts as long as
+    the browser's session.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -602,18 +582,21 @@ class SessionCookie:
 
         state = scope.setdefault("state", {})  # shared by the scopes made from this one
 
-        async def send_with_cookie(message: Message) -> None:
-            mark = state.get("session_mark")
-            if message["type"] == "http.response.start" and mark:
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
                 headers = MutableHeaders(raw=list(message.get("headers", [])))
-                headers.append(
-                    "Set-Cookie",
-                    f"{SESSION_COOKIE}={mark}; Path=/; HttpOnly; Secure; SameSite=Strict",
-                )
+                for name, value in SECURITY_HEADERS:
+                    headers.setdefault(name, value)
+                mark = state.get("session_mark")
+                if mark:
+                    headers.append(
+                        "Set-Cookie",
+                        f"{SESSION_COOKIE}={mark}; Path=/; HttpOnly; Secure; SameSite=Strict",
+                    )
                 message["headers"] = headers.raw
             await send(message)
 
-        await self.app(scope, receive, send_with_cookie)
+        await self.app(scope, receive, send_with_headers)
 
 
 def create_app(context: Context) -> Starlette:
@@ -646,5 +629,4 @@ def create_app(context: Context) -> Starlette:
     app.state.context = context
     app.add_middleware(SegmentedPaths)
     app.add_middleware(SecurityHeaders)
-    app.add_middleware(SessionCookie)
     return app
