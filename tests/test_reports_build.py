@@ -6,6 +6,7 @@ import dataclasses
 import re
 from datetime import UTC, date, datetime, timedelta
 from html import unescape
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -31,7 +32,7 @@ from writech.reports.model import (
     Thresholds,
 )
 from writech.reports.render import render, to_json
-from writech.reports.roster import Roster, RosterError, parse_roster
+from writech.reports.roster import Roster, RosterError, parse_roster, read_roster
 from writech.reports.rows import (
     EMPTY,
     CharacterDay,
@@ -593,6 +594,28 @@ def test_roster_names_students_and_classes() -> None:
     report = student_report(rows(daily=[row("a", day(0))]), EMPTY, roster=roster)
     assert (report.student_names, report.class_names) == ({"a": "张三"}, {"c1": "一年级（1）班"})
     assert "张三" in render(report, "html", "zh")
+
+
+def test_a_roster_file_is_read_as_utf8_or_as_excel_saves_it_on_chinese_windows(
+    tmp_path: Path,
+) -> None:
+    text = "student_id,student_name,class_id,class_name\na,张三,c1,一年级（1）班\nb,欧阳𫖮,c1,\n"
+    expected = parse_roster(text)
+    files = {
+        "utf8.csv": text.encode(),
+        "excel-utf8.csv": "\ufeff".encode() + text.encode(),
+        "excel-gbk.csv": text.replace("𫖮", "娜").encode("gbk"),  # GBK has no 𫖮
+        "gb18030.csv": text.encode("gb18030"),
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+        roster = read_roster(tmp_path / name)
+        assert roster.classes == expected.classes
+        assert roster.students["a"] == "张三"
+    assert read_roster(tmp_path / "gb18030.csv") == expected
+    (tmp_path / "neither.csv").write_bytes(b"student_id,student_name\na,\xff\xfe\n")
+    with pytest.raises(RosterError, match="is neither UTF-8 nor GBK/GB18030 text"):
+        read_roster(tmp_path / "neither.csv")
 
 
 # -- rendering ------------------------------------------------------------------

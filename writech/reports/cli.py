@@ -22,7 +22,7 @@ from writech.reports.build import Options
 from writech.reports.formats import EXTENSIONS, FORMATS, Format
 from writech.reports.labels import LANGS
 from writech.reports.model import DEFAULT_DAYS, Period
-from writech.reports.roster import Roster, RosterError, parse_roster
+from writech.reports.roster import Roster, RosterError, read_roster
 from writech.settings import Settings
 
 if TYPE_CHECKING:
@@ -122,8 +122,8 @@ def _iso_date(text: str) -> date:
 
 def _roster(path: str) -> Roster:
     try:
-        return parse_roster(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, RosterError) as exc:
+        return read_roster(path)
+    except (OSError, RosterError) as exc:
         raise argparse.ArgumentTypeError(f"cannot read the roster {path}: {exc}") from None
 
 

@@ -4,6 +4,10 @@ A CSV file with a header row naming some of the columns `student_id`,
 `student_name`, `class_id`, `class_name` (others are ignored), one row per
 student, as school information systems export them; a row may name only a
 class. Reports show a name where the roster gives one, the id otherwise.
+
+The file is UTF-8 (with or without Excel's byte order mark), or GB18030:
+Excel on a Chinese Windows saves "CSV" in the system's code page, GBK
+(which GB18030 contains), and a school's roster is often made just so.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 class RosterError(ValueError):
@@ -21,6 +26,18 @@ class RosterError(ValueError):
 class Roster:
     students: dict[str, str] = field(default_factory=dict)
     classes: dict[str, str] = field(default_factory=dict)
+
+
+def read_roster(path: str | Path) -> Roster:
+    """The roster in the file at `path`; `RosterError` (or `OSError`) saying why not."""
+    data = Path(path).read_bytes()
+    for encoding in ("utf-8", "gb18030"):
+        try:
+            text = data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        return parse_roster(text)
+    raise RosterError(f"{path} is neither UTF-8 nor GBK/GB18030 text: save it as UTF-8 CSV")
 
 
 def parse_roster(text: str) -> Roster:

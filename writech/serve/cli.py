@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
-from pathlib import Path
 
 from writech.arguments import port
 from writech.settings import PREFIX, Settings, SettingsError
@@ -52,7 +51,7 @@ def _serve(args: argparse.Namespace) -> int:
             "sign in; README's 'Live class board' shows how to write one"
         )
 
-    from writech.reports.roster import Roster, RosterError, parse_roster
+    from writech.reports.roster import Roster, RosterError, read_roster
     from writech.serve.access import AccessError, AccessFile
     from writech.serve.app import Context, create_app
     from writech.serve.server import run
@@ -65,8 +64,8 @@ def _serve(args: argparse.Namespace) -> int:
     roster = Roster()
     if settings.serve_roster_file:
         try:
-            roster = parse_roster(Path(settings.serve_roster_file).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, RosterError) as exc:
+            roster = read_roster(settings.serve_roster_file)
+        except (OSError, RosterError) as exc:
             raise SettingsError(f"{PREFIX}SERVE_ROSTER_FILE: {exc}") from None
     # Opened before the server starts, so that a store that cannot be served is said
     # in one line: a mistyped --data-dir (served as a new, empty store before), an
