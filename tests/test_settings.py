@@ -118,6 +118,19 @@ def test_a_bad_value_is_refused_naming_its_variable(
     assert str(raised.value).startswith(f"{variable}: {complaint}")
 
 
+def test_the_dead_letter_topic_is_not_one_that_is_read() -> None:
+    """Its letters would be read again, fail again and be produced again, without end."""
+    environment = {
+        "WRITECH_SOURCE": "kafka",
+        "WRITECH_KAFKA_TOPICS": "events-a,events-b",
+        "WRITECH_KAFKA_DLQ_TOPIC": "events-b",
+    }
+    with pytest.raises(SettingsError, match=r"^WRITECH_KAFKA_DLQ_TOPIC: 'events-b' is also one"):
+        Settings.from_env(environment)
+    assert Settings.from_env(environment | {"WRITECH_KAFKA_DLQ_TOPIC": "events-dlq"})
+    assert Settings.from_env(environment | {"WRITECH_SOURCE": "files"})  # not read then
+
+
 def test_variables_of_other_programs_are_ignored() -> None:
     assert Settings.from_env({"WRITECH_NO_SUCH_SETTING": "1", "PATH": "/bin"}) == Settings()
 

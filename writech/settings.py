@@ -134,6 +134,13 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):
             raise SettingsError(f"{PREFIX}TIMEZONE: unknown time zone {self.timezone!r}") from None
+        if self.source == "kafka" and self.kafka_dlq_topic in self.kafka_topics:
+            # its letters would be read again, fail again and be sent again, without end
+            raise SettingsError(
+                f"{PREFIX}KAFKA_DLQ_TOPIC: {self.kafka_dlq_topic!r} is also one of "
+                f"{PREFIX}KAFKA_TOPICS, which are read: dead letters would come back as input "
+                "and be dead-lettered again without end; give them a topic of their own"
+            )
 
     def __repr__(self) -> str:
         fields = ", ".join(
