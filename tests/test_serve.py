@@ -35,12 +35,15 @@ from tests.helpers import REPO
 from tests.services.ports import free_port, wait_until
 from tests.test_reports import clean_environment
 from writech.reports.roster import parse_roster
+from writech.reports.service import make_report
 from writech.rows import TableRows
 from writech.schema import CLASS_MINUTE_STATS, STUDENT_DAILY_STATS, STUDENT_MINUTE_STATS
+from writech.serve import app
 from writech.serve.access import FREE_FAILURES, AccessFile, hash_password
 from writech.serve.app import (
     SESSION_COOKIE,
     Context,
+    ReportSlots,
     create_app,
     path_id,
     read_only_connection,
@@ -183,6 +186,7 @@ class Served:
     data_dir: Path
     settings: Settings
     access: AccessFile
+    context: Context
 
 
 @pytest.fixture(scope="module")
@@ -211,7 +215,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     access = AccessFile(settings.serve_access_file, clock=lambda: 0.0)
     context = Context(settings, access, roster, lambda: NOW)
     with ThreadedServer(create_app(context)) as server:
-        yield Served(server.url, data_dir, settings, access)
+        yield Served(server.url, data_dir, settings, access, context)
 
 
 def query(served: Served, sql: str, **params: Any) -> list[dict[str, Any]]:
@@ -489,6 +493,49 @@ def test_reports_are_made_on_request(served: Served, kind: str, scope_id: str) -
     assert page.status == 200
     assert page.text.startswith("<!DOCTYPE html>")
     assert page.headers["Content-Security-Policy"] == report_policy(page.text)
+
+
+def test_reports_take_turns_and_beyond_those_waiting_are_refused_at_once(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reports are CPU-bound under one GIL: a burst of them must not take every thread the
+    live board is served by. One made at a time here, one more may wait."""
+    monkeypatch.setattr(served.context, "reports", ReportSlots(at_once=1, waiting=1))
+    release, started = threading.Event(), threading.Event()
+    made = make_report
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        started.set()
+        release.wait(60)
+        return made(*args, **kwargs)
+
+    monkeypatch.setattr(app, "make_report", slow)
+    path = served.url + "/reports/class/class-0000?format=json"
+    replies: list[Reply] = []
+
+    def ask() -> threading.Thread:
+        thread = threading.Thread(target=lambda: replies.append(get(path, user="wang")))
+        thread.start()
+        return thread
+
+    asking = [ask()]
+    try:
+        assert started.wait(60)  # the first is being made
+        asking += [ask(), ask()]  # one of these waits for its turn, the other has no place
+        wait_until(lambda: len(replies) == 1, 60, "the report refused at once")
+        [busy] = replies
+        assert busy.status == 503
+        assert busy.headers["Retry-After"] == "10"
+        assert busy.json() == {
+            "error": "many reports are being made just now; try again in a few seconds"
+        }
+        board = get(served.url + "/classes/class-0000/board.json", user="wang")
+        assert board.status == 200  # the board is served meanwhile
+    finally:
+        release.set()
+        for thread in asking:
+            thread.join(60)
+    assert sorted(reply.status for reply in replies) == [200, 200, 503]
 
 
 def test_a_report_without_dates_covers_the_schools_default_period(served: Served) -> None:

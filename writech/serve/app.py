@@ -28,6 +28,7 @@ import base64
 import hashlib
 import logging
 import math
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
@@ -87,6 +88,11 @@ log = logging.getLogger(__name__)
 # The class's list on the board: students with daily statistics in the
 # class over this many days up to the board's day.
 CLASS_LIST_DAYS: Final = 14
+# Reports made at once, and how many more requests may wait for a turn
+# (`ReportSlots`); beyond these, 503 with Retry-After.
+REPORTS_AT_ONCE: Final = 2
+REPORTS_WAITING: Final = 8
+BUSY_RETRY_SECONDS: Final = 10
 REALM: Final = 'Basic realm="writech", charset="UTF-8"'
 # The cookie holding a signed-in browser's session mark (see `SecurityHeaders`).
 SESSION_COOKIE: Final = "writech_session"
@@ -118,6 +124,35 @@ SERVED_FORMATS: Final[dict[str, Format]] = {"html": "html", "json": "json"}
 _STATIC: Final = Path(__file__).parent / "static"
 
 
+class Busy(Exception):
+    """As many reports as may wait are being made or waiting already."""
+
+
+class ReportSlots:
+    """How many reports are made at once, and how many more may wait for a turn.
+
+    A report is CPU-bound Python under one GIL: more at once are not made
+    sooner, and each took one of the threads the pages and the live board's
+    refreshes are served by, so a burst of reports (a script, or a user
+    asking for a school's year again and again) held up every class's board.
+    """
+
+    def __init__(self, at_once: int, waiting: int) -> None:
+        self._turns = threading.BoundedSemaphore(at_once)
+        self._admitted = threading.BoundedSemaphore(at_once + waiting)
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        """Wait for a turn to make a report; `Busy` at once if too many wait already."""
+        if not self._admitted.acquire(blocking=False):
+            raise Busy
+        try:
+            with self._turns:
+                yield
+        finally:
+            self._admitted.release()
+
+
 @dataclass
 class Context:
     """What every request reads: settings, accounts, names, the clock and the store."""
@@ -127,6 +162,9 @@ class Context:
     roster: Roster = field(default_factory=Roster)
     now: Callable[[], float] = time.time
     store: ClickHouse | None = None  # open while the app runs (its lifespan)
+    reports: ReportSlots = field(
+        default_factory=lambda: ReportSlots(REPORTS_AT_ONCE, REPORTS_WAITING)
+    )
 
     @property
     def clickhouse(self) -> ClickHouse:
@@ -449,7 +487,7 @@ def report(request: Request) -> Response:
         timezone=context.settings.timezone, subject=picks.subject, roster=context.roster
     )
     try:
-        with error_records(context.settings) as errors:
+        with context.reports.turn(), error_records(context.settings) as errors:
             made = make_report(
                 Stores(context.clickhouse, errors),
                 kind,
@@ -458,9 +496,15 @@ def report(request: Request) -> Response:
                 now=datetime.fromtimestamp(context.now(), UTC),
                 options=options,
             )
+            body = render(made, fmt, picks.lang)
     except ReportError as exc:
         raise HTTPException(404, str(exc)) from None
-    body = render(made, fmt, picks.lang)
+    except Busy:
+        raise HTTPException(
+            503,
+            "many reports are being made just now; try again in a few seconds",
+            headers={"Retry-After": str(BUSY_RETRY_SECONDS)},
+        ) from None
     if fmt == "json":
         return Response(body, media_type="application/json")
     return HTMLResponse(body, headers={"content-security-policy": report_policy(body)})
