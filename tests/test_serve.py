@@ -276,17 +276,18 @@ def test_failed_sign_ins_make_the_next_check_wait(served: Served) -> None:
     for name in ("wang", "nobody-at-all"):  # made-up names alike: the wait tells no one exists
         for _ in range(FREE_FAILURES + 1):
             assert get(served.url + "/", user=name, password="guess").status == 401
-        for path, password, cookies in (
-            ("/", PASSWORD, {}),  # the right password without the session: refused unchecked
-            ("/", "guess", {"Cookie": session}),  # the session is worth nothing without it
-            ("/classes/class-0000/board.json", "guess", {}),
+        for path, password in (
+            ("/", PASSWORD),  # the right password without the session: refused unchecked
+            ("/classes/class-0000/board.json", "guess"),
         ):
-            reply = get(served.url + path, user=name, password=password, **cookies)
+            reply = get(served.url + path, user=name, password=password)
             assert reply.status == 429
             assert reply.headers["Retry-After"] == "1"
             assert "Content-Security-Policy" in reply.headers
         assert reply.json() == {"error": "too many failed sign-ins; try again in 1 s"}
     assert get(served.url + "/schools/school-000", user="wang", Cookie=session).status == 200
+    # with the session, a wrong password is still checked (401), only not held up
+    assert get(served.url + "/", user="wang", password="guess", Cookie=session).status == 401
     served.access.failures.clear()
     assert get(served.url + "/", user="wang").status == 303
 

@@ -20,11 +20,13 @@ in a row, the name's checks wait, twice as long after each further
 failure, so that guessing a password takes years, not minutes. Every
 check of a waiting name is refused, remembered ones too: otherwise the
 remembered checks, which cost nothing, would answer guesses at any rate.
-A browser already signed in is not held up, so that nobody can lock a
+A browser that signed in before is not held up, so that nobody can lock a
 teacher out of the live board by failing as them: a successful sign-in
-gives it a session mark (`session_mark`, a cookie), an HMAC of its
-credentials under this process's key, which no one without the key can
-make and which is worth nothing without the credentials.
+gives it a session mark (`session_mark`, a cookie), an HMAC of the user
+name under the key stored for the user's password. Every replica reading
+the same access file knows it, no one without the file can make it, a
+new password voids it, and with it the password is still checked (only
+not throttled).
 """
 
 from __future__ import annotations
@@ -318,23 +320,20 @@ class AccessFile:
         """The user an `Authorization` header signs in, None if it signs in nobody.
 
         Raises `Throttled` while the name waits after failed sign-ins, unless
-        `session` is the mark a successful sign-in gave these credentials.
+        `session` is the name's session mark (`session_mark`).
         """
         credentials = basic_credentials(authorization)
         if credentials is None:
             return None
         name, password = credentials
         accounts = self._current()
-        remembered_as = self._remembered_as(name, password)
+        account = accounts.get(name)
+        if account is None or not hmac.compare_digest(session.encode(), _mark(account).encode()):
+            self.failures.check(name)
+        remembered_as = hmac.digest(self._remember_key, f"{name}\0{password}".encode(), "sha256")
         user = self._remembered.get(remembered_as)
-        if user is not None and hmac.compare_digest(
-            session.encode(), self._mark(remembered_as).encode()
-        ):
-            return user
-        self.failures.check(name)
         if user is not None:
             return user
-        account = accounts.get(name)
         with self._checks:
             matches = (account.password if account else self._decoy).matches(password)
         if account is None or not matches:
@@ -348,13 +347,13 @@ class AccessFile:
                 self._remembered[remembered_as] = account.user
         return account.user
 
-    def session_mark(self, authorization: str) -> str:
-        """The session mark of the credentials in `authorization` ("" if it holds none)."""
-        credentials = basic_credentials(authorization)
-        return self._mark(self._remembered_as(*credentials)) if credentials else ""
+    def session_mark(self, name: str) -> str:
+        """The session mark of user `name` ("" if there is no such user)."""
+        account = self._current().get(name)
+        return _mark(account) if account else ""
 
-    def _remembered_as(self, name: str, password: str) -> bytes:
-        return hmac.digest(self._remember_key, f"{name}\0{password}".encode(), "sha256")
 
-    def _mark(self, remembered_as: bytes) -> str:
-        return hmac.digest(self._remember_key, b"session\0" + remembered_as, "sha256").hex()
+def _mark(account: _Account) -> str:
+    return hmac.digest(
+        account.password.key, b"writech session\0" + account.user.name.encode(), "sha256"
+    ).hex()

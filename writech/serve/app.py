@@ -253,7 +253,7 @@ def signed_in(request: Request) -> User:
         ) from None
     if user is None:
         raise HTTPException(401, "sign in", headers={"WWW-Authenticate": REALM})
-    mark = context.access.session_mark(authorization)
+    mark = context.access.session_mark(user.name)
     if mark != session:
         request.state.session_mark = mark  # `SecurityHeaders` sets it on the response
     return user
