@@ -205,6 +205,7 @@ def test_a_missing_database_fails_at_once() -> None:
         ("mysql://u:s3cret@127.0.0.1/db?sslmode=on", "unknown parameter"),
         ("mysql://u:s3cret@127.0.0.1:70000/db", "the port must be a number from 1 to 65535"),
         ("mysql://u:s3cret@127.0.0.1:0/db", "the port must be a number from 1 to 65535"),
+        ("mysql://u:s3cret@127.0.0.1:²/db", "the port must be a number from 1 to 65535"),
         (
             "mysql://u:s3cret@127.0.0.1/db?ssl_ca=/no/such/ca.pem",
             r"ssl_ca names '/no/such/ca.pem', which cannot be read \(No such file or directory\)",

@@ -29,6 +29,7 @@ from writech.settings import SettingsError
 
 # What must be percent-encoded in a URL's credentials (RFC 3986 userinfo).
 _RESERVED: Final = re.compile(r"[/?#@\[\]\s]")
+_PORT: Final = re.compile(r"[0-9]{1,5}")  # ASCII digits: str.isdigit() takes "²" too
 _HOST_PORT: Final = re.compile(
     r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::(?P<port>[^/?#]*))?"
 )
@@ -98,7 +99,7 @@ def parse_server_url(
     if match is None:
         raise SettingsError(f"{setting}: expected {example}, got {_masked(url)!r}")
     port_text = match["port"]
-    if port_text is not None and not (port_text.isdigit() and 0 < int(port_text) < 65536):
+    if port_text is not None and not (_PORT.fullmatch(port_text) and 0 < int(port_text) < 65536):
         raise SettingsError(
             f"{setting}: the port must be a number from 1 to 65535, got {_masked(url)!r}"
         )
