@@ -27,21 +27,19 @@ single_process = not (
     or _MULTI_PROCESS_VARIABLES.intersection(os.environ)
 )
 
-# Without a recovery store (-r/--recovery-directory, BYTEWAX_RECOVERY_DIRECTORY)
-# snapshots are not pickled; any argument that might name one counts, since
-# skipping the snapshots of a run that keeps them would lose its state.
-recovery = "BYTEWAX_RECOVERY_DIRECTORY" in os.environ or any(
-    arg.startswith(("-r", "--r")) for arg in sys.argv[1:]
-)
-
-# The recovery store as `python -m bytewax.run` parsed it (-r, or the variable):
-# its `__main__` block holds the parsed arguments when it imports this module.
+# Its `__main__` block holds the arguments it parsed: the recovery store (-r, or
+# the variable) among them.
 _main = sys.modules.get("__main__")
-_spec = getattr(_main, "__spec__", None)
-_recovery_config = (
-    getattr(_main, "kwargs", {}).get("recovery_config")
-    if _spec is not None and _spec.name == "bytewax.run"
-    else None
+_run_by_bytewax = getattr(getattr(_main, "__spec__", None), "name", None) == "bytewax.run"
+_recovery_config = getattr(_main, "kwargs", {}).get("recovery_config") if _run_by_bytewax else None
+# Without a recovery store snapshots are not pickled. Imported otherwise, any
+# argument that might name one counts, since skipping the snapshots of a run
+# that keeps them would lose its state.
+recovery = (
+    _recovery_config is not None
+    if _run_by_bytewax
+    else "BYTEWAX_RECOVERY_DIRECTORY" in os.environ
+    or any(arg.startswith(("-r", "--r")) for arg in sys.argv[1:])
 )
 
 configure_logging()

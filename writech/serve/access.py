@@ -222,8 +222,8 @@ class FailedSignIns:
     """Failed sign-ins in a row by user name, and until when each name's checks wait.
 
     Names that do not exist are followed like those that do, so that the
-    throttle does not tell who exists. A wrong password given while a name
-    waits is refused unchecked and does not lengthen the wait.
+    throttle does not tell who exists. A check refused while a name waits
+    is not a failure: it does not lengthen the wait.
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
