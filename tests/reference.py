@@ -152,8 +152,6 @@ def _timestamp(text: str) -> datetime:
 def parse(raw: bytes, tz: ZoneInfo, max_bytes: int = 1 << 20, now: float | None = None) -> Valid:
     if len(raw) > max_bytes:
         raise Rejected("too_large")
-    if raw.startswith(b"\xef\xbb\xbf"):  # one byte order mark is not part of the JSON text
-        raw = raw[3:]
     try:
         obj = json.loads(raw.decode("utf-8"))
         json.dumps(obj, ensure_ascii=False).encode("utf-8")  # lone surrogates are not text

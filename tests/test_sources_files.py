@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from tests import rows
 from tests.helpers import REPO, read_tables, run_writech, summary_numbers
 from writech import counters
-from writech.events import EventDecoder, RawBatch
+from writech.events import UTF8_BOM, EventDecoder, RawBatch
 from writech.generate import generate
 from writech.schema import DeadLetter
 from writech.settings import Settings, SettingsError
@@ -140,6 +140,30 @@ def test_a_resume_continues_after_the_last_snapshot(tmp_path: Path, name: str) -
     assert messages_of(rest) == lines[20:]
     assert [batch.offsets[0] for batch in rest][:1] == [21]
     assert end.position == (len(content), 50)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_byte_order_mark_at_the_start_of_a_file_is_not_part_of_its_first_line(
+    tmp_path: Path, name: str
+) -> None:
+    """A UTF-8 file saved by a Windows editor starts with the mark (its CRLF is read already).
+    Only there: one on a later line belongs to that message, which then says so."""
+    lines = lines_of(6)
+    later = UTF8_BOM + lines[5]
+    content = UTF8_BOM + b"\r\n".join([*lines[:5], later]) + b"\r\n"
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(content) if name in GZIPPED else content)
+
+    batches, position = read(path, batch_size=2)
+
+    assert messages_of(batches) == [*lines[:5], later]
+    assert position.position == (len(content), 6)  # the mark is counted in the offsets
+    partition = JsonLinesSource([str(path)], 2).build_part("read", str(path), None)
+    partition.next_batch()
+    snapshot = partition.snapshot()
+    partition.close()
+    rest, _ = read(path, snapshot)  # a resume reads on from there, nothing stripped
+    assert messages_of(rest) == [*lines[2:5], later]
 
 
 def test_a_position_stored_before_fingerprints_still_resumes(tmp_path: Path) -> None:

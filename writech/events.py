@@ -66,7 +66,7 @@ Positive = Annotated[float, Meta(gt=0, le=1.7976931348623157e308)]
 NonNegative = Annotated[float, Meta(ge=0, le=1.7976931348623157e308)]
 
 
-# U+FEFF in UTF-8: the byte order mark some editors start a text file with.
+# U+FEFF in UTF-8: the byte order mark Windows editors start a UTF-8 file with.
 UTF8_BOM: Final = b"\xef\xbb\xbf"
 
 
@@ -387,8 +387,6 @@ class EventDecoder:
             return self._student.decode(raw).student_id or ""
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
             # (ValidationError is a DecodeError)
-            if _starts_with_one_bom(raw):  # routed as `decode` reads it
-                return self.student_of(raw[len(UTF8_BOM) :])
             return ""
 
     def decode(
@@ -417,12 +415,6 @@ class EventDecoder:
         try:
             message: _AnyMessage = self._messages.decode(raw)
         except (msgspec.DecodeError, RecursionError):
-            if _starts_with_one_bom(raw):
-                # RFC 8259 lets a parser ignore a byte order mark, which Windows
-                # editors write at the start of a UTF-8 file: the JSON text after
-                # it is the message (its identity too). Checked only on this
-                # failure path, so valid messages pay nothing for it.
-                return self.decode(raw[len(UTF8_BOM) :], origin, partition, offset, now)
             raise self._diagnose(raw, now) from None
         student_id, timestamp = message.student_id, message.timestamp
         if not student_id or not timestamp:
@@ -533,7 +525,10 @@ class EventDecoder:
         except msgspec.DecodeError as exc:
             message = str(exc) if raw.strip() else "empty message"
             if raw.startswith(UTF8_BOM):
-                message = "starts with more than one byte order mark (U+FEFF); one is ignored"
+                message = (
+                    "starts with a byte order mark (U+FEFF), which a JSON message must not "
+                    "carry (RFC 8259); only a file may start with one"
+                )
             raise Invalid("bad_json", message) from None
 
     def _event_time(self, text: str, now: float) -> tuple[int, int]:
@@ -549,11 +544,6 @@ class EventDecoder:
                 "its message was produced",
             )
         return time_us, day
-
-
-def _starts_with_one_bom(raw: bytes) -> bool:
-    """Whether `raw` starts with exactly one UTF-8 byte order mark (never more: one is ignored)."""
-    return raw.startswith(UTF8_BOM) and not raw.startswith(UTF8_BOM, len(UTF8_BOM))
 
 
 def _check_student(student_id: str) -> None:

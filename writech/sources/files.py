@@ -44,7 +44,7 @@ import msgspec
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from writech import counters
-from writech.events import RawBatch, dead_letter, is_text, too_large
+from writech.events import UTF8_BOM, RawBatch, dead_letter, is_text, too_large
 from writech.schema import DeadLetterRow
 from writech.settings import SettingsError
 
@@ -346,6 +346,9 @@ class _FilePartition(StatefulSourcePartition[RawBatch, FilePosition]):
         offsets: list[int] = []
         messages: list[bytes] = []
         number = self._line
+        if number == 0 and lines and lines[0].startswith(UTF8_BOM):
+            # the mark of a UTF-8 file saved by a Windows editor: not part of its first line
+            lines[0] = lines[0][len(UTF8_BOM) :]
         for line in lines:
             number += 1
             message = line.rstrip(b"\r")
