@@ -21,6 +21,9 @@ least) and snapshots a `FilePosition`: how far it read, and the file's
   the damage: every complete line before it is a message as usual; the rest
   becomes one `damaged_input` dead letter and the partition ends, while
   the other files go on.
+- Blank lines are not messages, a line may end in CRLF, and a file may
+  start with a UTF-8 byte order mark (as Windows editors save UTF-8): the
+  mark is the file's, not part of its first line.
 - A line longer than the message size limit is read past, not kept: its
   first `limit` bytes are what its `too_large` dead letter keeps, so a file
   that is one huge line (a JSON array, a wrong file) costs a chunk of
