@@ -24,9 +24,13 @@ run: setup
 	$(BIN)/writech report class class-0000 --data-dir data --roster $(SAMPLE)/roster.csv --out data/reports/class-0000.html
 	$(BIN)/writech report parent stu-000012 --data-dir data --roster $(SAMPLE)/roster.csv --out data/reports/parent-stu-000012.html
 
-# The whole suite: lint, types, and every test against real services.
+# The whole suite: lint, types, and every test against real services. The tests
+# run in TEST_PROCESSES processes (pytest-xdist): the slow ones mostly wait on
+# outages, deadlines and restarts, so two halve the suite's time on two cores.
+# Each test has services or databases of its own (free ports, fresh names).
+TEST_PROCESSES ?= 2
 test: setup services lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_PROCESSES)
 
 lint: setup
 	$(BIN)/ruff check .
