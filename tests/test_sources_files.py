@@ -770,6 +770,13 @@ def test_a_pipe_is_refused_as_what_it_is(tmp_path: Path) -> None:
     )
 
 
+def test_standard_input_is_refused_as_a_stream(tmp_path: Path) -> None:
+    """`zcat events.jsonl.gz | writech replay -` said "no such file or directory: -"."""
+    said = refused_inputs(tmp_path, Path("-"), "standard input")
+    assert said.startswith("writech: - (standard input): not a regular file or directory")
+    assert "write the stream to a .jsonl (or .jsonl.gz) file and replay that" in said
+
+
 @pytest.mark.parametrize(
     ("kind", "compress"),
     [("bzip2", bz2.compress), ("xz", lzma.compress), ("zstd", None), ("zip", None)],

@@ -208,6 +208,8 @@ def expand(paths: Iterable[str]) -> list[str]:
             found.append(str(path))
         elif path.exists():
             raise SettingsError(_not_a_file_message(given))
+        elif given == "-":  # the usual name of standard input, which is a stream too
+            raise SettingsError(_not_a_file_message("- (standard input)"))
         else:
             raise FileNotFoundError(f"no such file or directory: {given}")
     distinct = _distinct_files(found)
