@@ -62,8 +62,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     # every snapshot, for lag monitoring only (never read back); empty: none.
     kafka_commit_group: str = ""
     # Messages per source batch: Bytewax's cost is per item, and a shard's
-    # per-step cost is paid per batch (10,000 against 2,000: a replay in 0.85x the time)
-    batch_size: Positive = 10_000
+    # per-step cost is paid per batch (10,000 against 2,000: a replay in 0.85x the time).
+    # At most a million: confluent-kafka's consume() refuses more, at the first poll.
+    batch_size: Annotated[int, Meta(ge=1, le=1_000_000)] = 10_000
 
     # -- outputs ----------------------------------------------------------
     data_dir: str = "data"
@@ -104,7 +105,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     window_seconds: Annotated[int, Meta(ge=1, le=86400)] = 60
     window_lateness: Annotated[int, Meta(ge=0)] | None = None
     max_future_skew: Seconds = 86400.0
-    max_message_bytes: Positive = 1 << 20
+    # A too_large dead letter keeps this much of its message: at most 256 MiB, so
+    # that a letter fits a Kafka record (10^9 bytes at most, librdkafka refuses a
+    # producer allowing more) and, escaped, a MySQL packet (1 GiB at most).
+    max_message_bytes: Annotated[int, Meta(ge=1, le=1 << 28)] = 1 << 20
     # Number of state shards students are hashed into. Part of the recovery
     # state's layout: it must not change between a snapshot and a resume.
     shards: Annotated[int, Meta(ge=1, le=4096)] = 64
