@@ -698,17 +698,19 @@ def test_a_file_that_is_one_long_line_is_read_in_little_memory(tmp_path: Path) -
 def test_a_directory_of_more_files_than_the_soft_limit_replays(tmp_path: Path) -> None:
     """Every file is held open while read: with `ulimit -n` at the usual 1,024, 1,100 files
     failed mid-run ("Too many open files"). The soft limit is raised to what they need,
-    and where the hard limit forbids it, the run is refused before it starts, in one line."""
+    and where the hard limit forbids it, the run is refused before it starts, in one line.
+    `writech validate` reads one file at a time, so that limit does not refuse it."""
     inputs = tmp_path / "inputs"
     inputs.mkdir()
     lines = lines_of(1_100)
     for number, line in enumerate(lines):
         (inputs / f"part-{number:05d}.jsonl").write_bytes(line + b"\n")
 
-    def replay(hard: int) -> subprocess.CompletedProcess[str]:
+    def replay(hard: int, command: str = "replay") -> subprocess.CompletedProcess[str]:
         data = tmp_path / f"data-{hard}"
         return subprocess.run(
-            [sys.executable, "-m", "writech", "replay", str(inputs), "--data-dir", str(data)],
+            [sys.executable, "-m", "writech", command, str(inputs)]
+            + (["--data-dir", str(data)] if command == "replay" else []),
             preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (1_024, hard)),
             env={**os.environ, "WRITECH_CLICKHOUSE_URL": "", "WRITECH_MYSQL_URL": ""},
             capture_output=True,
@@ -729,6 +731,10 @@ def test_a_directory_of_more_files_than_the_soft_limit_replays(tmp_path: Path) -
     assert refused.stderr.count("\n") == 1
     assert "1,100 input files, and this process may hold at most 1,024 files open" in refused.stderr
     assert not (tmp_path / "data-1024").exists()
+
+    validated = replay(1_024, "validate")
+    assert validated.returncode == 0, validated.stderr
+    assert validated.stdout.startswith("1100 files, 1,100 messages: 1,100 valid,")
 
 
 @pytest.mark.parametrize("others", [[], ["events.ndjson", "notes.txt"]])

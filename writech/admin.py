@@ -682,32 +682,12 @@ def validate(
     return found
 
 
-def _read(
-    paths: Sequence[str], batch_size: int, limit: int
-) -> tuple[list[str], Iterator[RawBatch]]:
-    """The files `paths` name, and their messages as the files source reads them."""
-    from writech.sources.files import JsonLinesSource
-
-    source = JsonLinesSource(paths, batch_size, limit)
-
-    def batches() -> Iterator[RawBatch]:
-        for path in source.paths:
-            partition = source.build_part("validate", path, None)
-            try:
-                while True:
-                    yield from partition.next_batch()
-            except StopIteration:
-                pass
-            finally:
-                partition.close()
-
-    return source.paths, batches()
-
-
 def _validate(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     decoder = EventDecoder(settings.tz, settings.future_skew, settings.max_message_bytes)
-    files, batches = _read(args.paths, settings.batch_size, settings.max_message_bytes)
+    from writech.sources.files import read_one_at_a_time
+
+    files, batches = read_one_at_a_time(args.paths, settings.batch_size, settings.max_message_bytes)
     report = validate(files, batches, decoder, args.examples)
     if args.format == "json":
         sys.stdout.buffer.write(msgspec.json.encode(report) + b"\n")

@@ -38,7 +38,7 @@ import io
 import os
 import resource
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -507,6 +507,27 @@ def _what_is_wrong(exc: BaseException) -> str:
     if isinstance(exc, gzip.BadGzipFile) and str(exc).startswith("Not a gzipped file"):
         return f"not gzip data ({exc})"
     return f"corrupt gzip data ({exc})"
+
+
+def read_one_at_a_time(
+    paths: Sequence[str], batch_size: int, max_message_bytes: int
+) -> tuple[list[str], Iterator[RawBatch]]:
+    """The files `paths` name, and their batches as a replay reads them, one file open
+    at a time (`writech validate`): unlike a run, this needs no room for every file."""
+    inputs = expand(paths)
+
+    def batches() -> Iterator[RawBatch]:
+        for path in inputs:
+            partition = _FilePartition(path, batch_size, max_message_bytes, None)
+            try:
+                while True:
+                    yield from partition.next_batch()
+            except StopIteration:
+                pass
+            finally:
+                partition.close()
+
+    return inputs, batches()
 
 
 class JsonLinesSource(FixedPartitionedSource[RawBatch, FilePosition]):
