@@ -4,6 +4,7 @@ carry, and numbers out of their range, are refused."""
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import re
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import writech
 from tests.helpers import REPO
 from writech.arguments import (
     fraction,
@@ -27,6 +29,7 @@ from writech.arguments import (
     student_id_argument,
 )
 from writech.events import MAX_STUDENT_ID_CHARS
+from writech.schema import SCHEMA_VERSION
 
 
 @given(st.text(st.characters(codec="utf-8"), min_size=1, max_size=MAX_STUDENT_ID_CHARS))
@@ -143,3 +146,13 @@ def test_commands_refuse_numbers_out_of_range_before_doing_anything(
     assert result.returncode == 2
     assert " is not a" in result.stderr.splitlines()[-1]
     assert list(tmp_path.iterdir()) == []  # nothing made: no data dir, no store, no file
+
+
+def test_the_version_is_one_release_said_alike_everywhere() -> None:
+    """`writech --version` names the release the package's metadata names (pyproject.toml
+    reads it from `writech.__version__`) and the table schema it writes."""
+    said = subprocess.run(
+        [sys.executable, "-m", "writech", "--version"], capture_output=True, text=True, check=True
+    )
+    assert said.stdout == f"writech {writech.__version__} (table schema {SCHEMA_VERSION})\n"
+    assert importlib.metadata.version("writech") == writech.__version__

@@ -32,9 +32,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.helpers import REPO, read_tables, run_writech, summary_numbers
 from tests.test_k8s import ENTRYPOINT, pod_environment
+from writech import __version__
 from writech.events import RawBatch, Reason
 from writech.flow import build_flow
 from writech.generate import generate
+from writech.schema import SCHEMA_VERSION
 from writech.settings import Settings
 from writech.sources.files import FilePosition, JsonLinesSource
 
@@ -139,6 +141,7 @@ def expected_samples(summary: dict[str, int], daily_rows: int) -> dict[Sample, f
         # retention keeps every day of this input: all state is still held
         sample("writech_state_rows"): daily_rows,
         sample("writech_state_event_ids"): summary["processed"],
+        sample("writech_build_info", version=__version__, schema=str(SCHEMA_VERSION)): 1,
     }
     for reason in get_args(Reason):
         if reason in summary:

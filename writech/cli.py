@@ -11,7 +11,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from writech import counters
+from writech import __version__, counters
 from writech.admin import add_admin_commands
 from writech.arguments import (
     fraction,
@@ -54,6 +54,11 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="writech",
         description="Writech Analytics: learning events in, daily statistics and diagnosis out.",
+    )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"writech {__version__} (table schema {SCHEMA_VERSION})",
     )
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 

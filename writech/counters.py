@@ -8,7 +8,15 @@ dead_lettered == read` holds for every run (SPEC §2).
 
 from __future__ import annotations
 
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, Info
+
+from writech import __version__
+from writech.schema import SCHEMA_VERSION
+
+# Which release a pod runs, and the schema it writes: what a dashboard needs to
+# tell a rollout (or a pod left behind by one) from a fault.
+BUILD = Info("writech_build", "The release this process runs and the table schema it writes")
+BUILD.info({"version": __version__, "schema": str(SCHEMA_VERSION)})
 
 MESSAGES_READ = Counter("writech_messages_read", "Messages read from the input")
 BYTES_READ = Counter("writech_input_bytes_read", "Bytes of input files consumed")
