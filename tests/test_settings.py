@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -131,6 +132,40 @@ def test_the_dead_letter_topic_is_not_one_that_is_read() -> None:
         Settings.from_env(environment)
     assert Settings.from_env(environment | {"WRITECH_KAFKA_DLQ_TOPIC": "events-dlq"})
     assert Settings.from_env(environment | {"WRITECH_SOURCE": "files"})  # not read then
+
+
+@pytest.mark.parametrize(
+    ("variable", "text", "said"),
+    [
+        ("WRITECH_KAFKA_TOPICS", "", "WRITECH_KAFKA_TOPICS names no topic to read"),
+        ("WRITECH_KAFKA_TOPICS", " , ", "WRITECH_KAFKA_TOPICS names no topic to read"),
+        ("WRITECH_KAFKA_TOPICS", "events,^events-.*", "'^events-.*' is not a Kafka topic name"),
+        ("WRITECH_KAFKA_TOPICS", "school events", "'school events' is not a Kafka topic name"),
+        ("WRITECH_KAFKA_TOPICS", "events/a", "'events/a' is not a Kafka topic name"),
+        ("WRITECH_KAFKA_TOPICS", "..", "'..' is not a Kafka topic name"),
+        ("WRITECH_KAFKA_TOPICS", "e" * 250, "is not a Kafka topic name"),
+        ("WRITECH_KAFKA_TOPICS", "événements", "'événements' is not a Kafka topic name"),
+        ("WRITECH_KAFKA_DLQ_TOPIC", "dead letters", "'dead letters' is not a Kafka topic name"),
+    ],
+)
+def test_a_topic_no_broker_can_hold_is_refused_with_the_kafka_source(
+    variable: str, text: str, said: str
+) -> None:
+    """Such a topic was taken, and the dataflow waited for it without end: for no topic
+    without a word, for the others saying the topic was not created yet."""
+    environment = {"WRITECH_SOURCE": "kafka", variable: text}
+    with pytest.raises(SettingsError, match=re.escape(said)) as refused:
+        Settings.from_env(environment)
+    assert str(refused.value).startswith(variable)
+    assert Settings.from_env(environment | {"WRITECH_SOURCE": "files"})  # not read then
+
+
+def test_the_longest_topic_names_kafka_allows_are_taken() -> None:
+    names = ("e" * 249, "events.school-1_a", "A.B")
+    settings = Settings.from_env(
+        {"WRITECH_SOURCE": "kafka", "WRITECH_KAFKA_TOPICS": ",".join(names)}
+    )
+    assert settings.kafka_topics == names
 
 
 def test_variables_of_other_programs_are_ignored() -> None:

@@ -10,6 +10,7 @@ mounts secrets. Values are validated at start-up; a bad one raises
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from datetime import timedelta
@@ -138,6 +139,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):
             raise SettingsError(f"{PREFIX}TIMEZONE: unknown time zone {self.timezone!r}") from None
+        if self.source == "kafka":
+            _refuse_topic_names(self.kafka_topics, self.kafka_dlq_topic)
         if self.source == "kafka" and self.kafka_dlq_topic in self.kafka_topics:
             # its letters would be read again, fail again and be sent again, without end
             raise SettingsError(
@@ -231,6 +234,29 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
             if "password" in key or "secret" in key or key in _KAFKA_SECRET_OPTIONS
         ]
         return [secret for secret in found if secret]
+
+
+# What Kafka accepts as a topic's name (its `Topic.validate`): ASCII letters,
+# digits, '.', '_' and '-', at most 249 of them, and not "." or "..".
+_TOPIC_NAME: Final = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+
+def _refuse_topic_names(topics: tuple[str, ...], dead_letter_topic: str) -> None:
+    """Refuse no topic, or one no broker can hold: the dataflow would wait without end,
+    silently for no topic, for a topic to be created for the others. A pattern such as
+    "^events.*" is one of them: partitions are assigned, not subscribed to, and
+    librdkafka reads a leading '^' as a pattern only in a subscription."""
+    if not topics:
+        raise SettingsError(f"{PREFIX}KAFKA_TOPICS names no topic to read")
+    named = [(f"{PREFIX}KAFKA_TOPICS", topic) for topic in topics]
+    if dead_letter_topic:  # empty: dead letters stay in the stores
+        named.append((f"{PREFIX}KAFKA_DLQ_TOPIC", dead_letter_topic))
+    for variable, topic in named:
+        if not _TOPIC_NAME.fullmatch(topic) or topic in (".", ".."):
+            raise SettingsError(
+                f"{variable}: {topic!r} is not a Kafka topic name (ASCII letters, digits, "
+                "'.', '_' and '-', at most 249; not a pattern)"
+            )
 
 
 _LIST_FIELDS: Final = frozenset({"input_paths", "kafka_brokers", "kafka_topics"})
