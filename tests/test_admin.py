@@ -303,6 +303,30 @@ def test_redrive_with_kafka_options_librdkafka_refuses_says_so_in_one_line(
     )
 
 
+@pytest.mark.parametrize(
+    ("arguments", "environment", "said"),
+    [
+        (["--topic", "^events.*"], {}, "--topic: '^events.*' is not a Kafka topic name"),
+        ([], {"WRITECH_KAFKA_TOPICS": ""}, "WRITECH_KAFKA_TOPICS: '' is not a Kafka topic name"),
+    ],
+)
+def test_redrive_to_a_topic_no_broker_can_hold_says_so_in_one_line(
+    tmp_path: Path, arguments: list[str], environment: dict[str, str], said: str
+) -> None:
+    """The first waited out the store deadline, then said its messages were undelivered
+    ("Message timed out"); with no topic configured the command ended in an IndexError."""
+    open_store(tmp_path / "clickhouse").close()
+    fixed = letter_of(message("stu-a", "grade_result", payload={"score": 80}))
+    result = writech(
+        "dead-letters", "redrive", "-", *arguments,
+        env={"WRITECH_DATA_DIR": str(tmp_path), **environment},
+        stdin=msgspec.json.encode(fixed).decode() + "\n",
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"writech: {said} (")
+    assert result.stderr.count("\n") == 1
+
+
 # -- selecting dead letters ------------------------------------------------------
 
 

@@ -55,7 +55,7 @@ from writech.schema import (
     ForgetRequestRow,
     RedriveRow,
 )
-from writech.settings import Settings, SettingsError
+from writech.settings import PREFIX, Settings, SettingsError, refuse_unless_topic_name
 
 if TYPE_CHECKING:
     from writech.stores.base import ClickHouse
@@ -522,7 +522,8 @@ def _redrive(args: argparse.Namespace) -> int:
     from writech.stores.base import open_clickhouse
 
     settings = _settings(args)
-    topic = args.topic or settings.kafka_topics[0]
+    topic = args.topic or next(iter(settings.kafka_topics), "")
+    refuse_unless_topic_name("--topic" if args.topic else f"{PREFIX}KAFKA_TOPICS", topic)
     decoder = EventDecoder(settings.tz, settings.future_skew, settings.max_message_bytes)
     with _binary_input(args.file) as lines:
         found, problems = corrections(lines, decoder, time.time())

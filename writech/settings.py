@@ -252,11 +252,16 @@ def _refuse_topic_names(topics: tuple[str, ...], dead_letter_topic: str) -> None
     if dead_letter_topic:  # empty: dead letters stay in the stores
         named.append((f"{PREFIX}KAFKA_DLQ_TOPIC", dead_letter_topic))
     for variable, topic in named:
-        if not _TOPIC_NAME.fullmatch(topic) or topic in (".", ".."):
-            raise SettingsError(
-                f"{variable}: {topic!r} is not a Kafka topic name (ASCII letters, digits, "
-                "'.', '_' and '-', at most 249; not a pattern)"
-            )
+        refuse_unless_topic_name(variable, topic)
+
+
+def refuse_unless_topic_name(where: str, topic: str) -> None:
+    """Refuse `topic`, named by `where` (a variable, an option), unless Kafka can hold it."""
+    if not _TOPIC_NAME.fullmatch(topic) or topic in (".", ".."):
+        raise SettingsError(
+            f"{where}: {topic!r} is not a Kafka topic name (ASCII letters, digits, "
+            "'.', '_' and '-', at most 249; not a pattern)"
+        )
 
 
 _LIST_FIELDS: Final = frozenset({"input_paths", "kafka_brokers", "kafka_topics"})
