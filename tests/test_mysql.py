@@ -211,6 +211,11 @@ def test_a_missing_database_fails_at_once() -> None:
             r"ssl_ca names '/no/such/ca.pem', which cannot be read \(No such file or directory\)",
         ),
         ("mysql://u:s3cret@127.0.0.1/db?ssl_cert=/", "ssl_cert names '/', which is not a file"),
+        # "://" mistyped: shown up to the password (shown whole before), which is masked
+        ("mysql:/u:s3cret@127.0.0.1/db", "got 'mysql:\\*\\*\\*@127.0.0.1/db'"),
+        ("mysql//u:s3cret@127.0.0.1/db", "got 'mysql//u:\\*\\*\\*@127.0.0.1/db'"),
+        ("u:s3cret@127.0.0.1/db", "got 'u:\\*\\*\\*@127.0.0.1/db'"),
+        ("u:s3c:ret@127.0.0.1/db", "got 'u:\\*\\*\\*@127.0.0.1/db'"),
     ],
 )
 def test_a_malformed_url_is_a_settings_error(url: str, complaint: str) -> None:

@@ -137,12 +137,20 @@ def _check_readable(setting: str, parameter: str, path: str) -> None:
 
 
 def _masked(url: str) -> str:
-    """`url` with everything between `://` and the last `@` masked."""
+    """`url` with everything between `://` and the last `@` masked but the user name.
+
+    A URL whose `://` is mistyped (`http//u:pw@host`, `mysql:/u:pw@host`,
+    `u:pw@host`) has its credentials masked from its first `:` on: whatever
+    comes before it is a scheme or a user, never the password, and is shown,
+    since it is what is wrong.
+    """
     scheme, separator, rest = url.partition("://")
-    credentials, at, location = rest.rpartition("@")
-    if not separator or not at:
+    credentials, at, location = (rest if separator else url).rpartition("@")
+    if not at:
         return url
     user = credentials.partition(":")[0]
+    if not separator:
+        return f"{user}:{MASK}@{location}"
     return f"{scheme}://{user if not _RESERVED.search(user) else MASK}:{MASK}@{location}"
 
 
