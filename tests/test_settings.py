@@ -57,7 +57,7 @@ PARSED: list[tuple[str, str, Any]] = [
 REFUSED: list[tuple[str, str, str]] = [
     ("WRITECH_SOURCE", "ftp", "Invalid enum value 'ftp'"),
     ("WRITECH_KAFKA_STOP_AT_END", "maybe", "Expected `bool`"),
-    ("WRITECH_KAFKA_OPTIONS", "a=1,flag", "'flag' is not key=value"),
+    ("WRITECH_KAFKA_OPTIONS", "a=1,flag", "item 2 of 2 is not key=value"),
     ("WRITECH_KAFKA_OFFSET_RESET", "latest", "Invalid enum value 'latest'"),
     ("WRITECH_BATCH_SIZE", "0", "Expected `int` >= 1"),
     ("WRITECH_BATCH_SIZE", "2.5", "Expected `int`"),
@@ -166,6 +166,20 @@ def test_the_longest_topic_names_kafka_allows_are_taken() -> None:
         {"WRITECH_SOURCE": "kafka", "WRITECH_KAFKA_TOPICS": ",".join(names)}
     )
     assert settings.kafka_topics == names
+
+
+@pytest.mark.parametrize(
+    "options", ["sasl.password=s3cr,et-tail", "sasl.password s3cret-tail", "a=1,s3cret-tail,b=2"]
+)
+def test_kafka_options_that_are_not_key_value_are_refused_without_showing_them(
+    options: str,
+) -> None:
+    """The item was shown: a whole password written with a space for '=', or the part of
+    one after a ',' (which splits the options)."""
+    with pytest.raises(SettingsError, match=r"^WRITECH_KAFKA_OPTIONS: item \d of \d") as refused:
+        Settings.from_env({"WRITECH_KAFKA_OPTIONS": options})
+    assert "tail" not in str(refused.value)
+    assert "[kafka_options] table of WRITECH_CONFIG" in str(refused.value)
 
 
 def test_variables_of_other_programs_are_ignored() -> None:

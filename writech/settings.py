@@ -276,10 +276,17 @@ def _parse(name: str, text: str) -> Any:
         return tuple(item.strip() for item in text.split(",") if item.strip())
     if name == "kafka_options":
         options = {}
-        for item in filter(None, (part.strip() for part in text.split(","))):
+        items = [item for item in (part.strip() for part in text.split(",")) if item]
+        for number, item in enumerate(items, 1):
             key, sep, value = item.partition("=")
             if not sep:
-                raise SettingsError(f"{PREFIX}KAFKA_OPTIONS: {key!r} is not key=value")
+                # Not shown: it may be a secret, or the part of one after a ','
+                # (`sasl.password=a,b`), which no masking would know to hide.
+                raise SettingsError(
+                    f"{PREFIX}KAFKA_OPTIONS: item {number} of {len(items)} is not key=value "
+                    "(not shown, as it may be part of a secret); a value cannot hold ',' "
+                    f"here: put such an option in the [kafka_options] table of {PREFIX}CONFIG"
+                )
             options[key.strip()] = value.strip()
         return options
     return text
