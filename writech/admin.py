@@ -684,10 +684,10 @@ def validate(
 
 
 def _validate(args: argparse.Namespace) -> int:
-    settings = Settings.from_env()
-    decoder = EventDecoder(settings.tz, settings.future_skew, settings.max_message_bytes)
     from writech.sources.files import read_one_at_a_time
 
+    settings = Settings.from_env()
+    decoder = EventDecoder(settings.tz, settings.future_skew, settings.max_message_bytes)
     files, batches = read_one_at_a_time(args.paths, settings.batch_size, settings.max_message_bytes)
     report = validate(files, batches, decoder, args.examples)
     if args.format == "json":
