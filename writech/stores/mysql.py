@@ -75,8 +75,8 @@ TRANSIENT_CODES: Final = frozenset(
 # text of a record comes from one message, and escaping only doubles characters
 # that JSON already wrote as two (a quote, a backslash, a newline).
 _STATEMENT_ROOM: Final = 64 * 1024
+# Each names a file (a CA, a certificate, a key), checked as the URL is read.
 _TLS_PARAMETERS: Final = frozenset({"ssl_ca", "ssl_cert", "ssl_key"})
-_TLS_FILES: Final = frozenset({"ssl_ca", "ssl_cert", "ssl_key"})
 _SHAPE: Final = "mysql://user:password@host:port/database"
 # Strict mode on top of whatever the server has: a value that does not fit is
 # an error, never a silently mangled row.
@@ -133,7 +133,7 @@ def mysql_url(settings: Settings) -> ServerUrl:
         {"mysql": 3306},
         settings.mysql_password,
         _TLS_PARAMETERS,
-        _TLS_FILES,
+        _TLS_PARAMETERS,
     )
     if not url.path:
         raise SettingsError(f"WRITECH_MYSQL_URL: expected {_SHAPE}, got {url.shown!r}")
