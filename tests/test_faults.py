@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
@@ -53,16 +54,19 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 
 def _fill(disk: Path, leave: int) -> Path:
-    """A file taking all of `disk`'s free space but `leave` bytes."""
+    """A file taking all of `disk`'s free space but `leave` bytes, or all of it: a run
+    writing to `disk` meanwhile may take the rest first, and the disk is full either way."""
     filler = disk / "filler"
-    free = shutil.disk_usage(disk).free
-    with filler.open("wb") as out:
-        out.truncate(0)
-        remaining = max(0, free - leave)
-        chunk = b"\0" * (1 << 20)
+    remaining = max(0, shutil.disk_usage(disk).free - leave)
+    chunk = b"\0" * (1 << 20)
+    with filler.open("wb", buffering=0) as out:  # unbuffered: no write left for close()
         while remaining > 0:
-            out.write(chunk[: min(len(chunk), remaining)])
-            remaining -= len(chunk)
+            try:
+                remaining -= out.write(chunk[: min(len(chunk), remaining)]) or 0
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                break
     return filler
 
 
