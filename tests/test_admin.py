@@ -8,6 +8,7 @@ Re-driving into Kafka and the dataflow's side of a deletion are in
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import pickle
@@ -174,6 +175,43 @@ def test_validate_judges_future_timestamps_by_the_files_modification_time(
     later = (datetime.now(UTC) + timedelta(days=4)).timestamp()
     os.utime(events, (later, later))
     assert writech("validate", str(events)).returncode == 0
+
+
+def validate_input(stdin: bytes, *paths: str) -> subprocess.CompletedProcess[bytes]:
+    """`writech validate --format json PATHS... -` reading `stdin`."""
+    return subprocess.run(
+        [sys.executable, "-m", "writech", "validate", "--format", "json", *paths, "-"],
+        cwd=REPO, env=dataflow_environment({}), input=stdin, capture_output=True, timeout=300,
+    )  # fmt: skip
+
+
+def test_validate_reads_standard_input_as_a_file_named_dash(tmp_path: Path) -> None:
+    """`producer | writech validate -` was refused as a missing file (then as a stream): a
+    check needs no position to resume from. Standard input is read as a file is (gzip or
+    not, a byte order mark, CRLF), after the files named, and named `-`."""
+    messages = list(generate(events=400, students=9, days=1, malformed=0.05, seed=8))
+    lines = b"".join(line + b"\r\n" for line in messages)
+    events = write_lines(tmp_path / "events.jsonl", messages)
+    as_file = json.loads(writech("validate", "--format", "json", str(events)).stdout)
+    for stdin in (lines, b"\xef\xbb\xbf" + lines, gzip.compress(lines)):
+        result = validate_input(stdin)
+        assert result.returncode == 1, result.stderr  # some would be dead-lettered
+        report = json.loads(result.stdout)
+        assert report["files"] == ["-"]
+        for key in ("messages", "valid", "duplicates", "dead_lettered"):
+            assert report[key] == as_file[key]
+        for examples in report["examples"].values():
+            assert {example["file"] for example in examples} == {"-"}
+
+    both = json.loads(validate_input(lines, str(events)).stdout)
+    assert both["files"] == [str(events), "-"]
+    assert both["messages"] == 2 * len(messages)
+    assert both["valid"] == as_file["valid"]  # the same events, once
+    assert both["duplicates"] == as_file["valid"] + 2 * as_file["duplicates"]
+
+    zstd = validate_input(b"\x28\xb5\x2f\xfd" + lines)
+    assert zstd.returncode == 2
+    assert zstd.stderr.decode().startswith("writech: -: compressed with zstd;")
 
 
 messages_of_all_kinds = st.lists(

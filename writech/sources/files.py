@@ -37,6 +37,9 @@ import hashlib
 import io
 import os
 import resource
+import shutil
+import sys
+import tempfile
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -247,8 +250,9 @@ _OTHER_COMPRESSION: Final = {
 }
 
 
-def _refuse_other_compression(path: str) -> None:
-    """Refuse a file compressed with anything but gzip, before anything is read.
+def _refuse_other_compression(path: str, name: str = "") -> None:
+    """Refuse a file compressed with anything but gzip, before anything is read (the
+    message names it `name`, if given, else `path`).
 
     Read as text, a `.jsonl.zst` (or a zip of JSON lines) became one bad_json
     letter per newline byte of its compressed data, and a run that counted
@@ -262,7 +266,7 @@ def _refuse_other_compression(path: str) -> None:
     for magic, kind in _OTHER_COMPRESSION.items():
         if start.startswith(magic):
             raise SettingsError(
-                f"{path}: compressed with {kind}; a replay reads JSON lines, plain or gzip: "
+                f"{name or path}: compressed with {kind}; a replay reads JSON lines, plain or gzip: "
                 "decompress it (or compress it with gzip) and run again"
             )
 
@@ -509,25 +513,55 @@ def _what_is_wrong(exc: BaseException) -> str:
     return f"corrupt gzip data ({exc})"
 
 
+# The name of standard input among `writech validate`'s inputs.
+STDIN: Final = "-"
+
+
 def read_one_at_a_time(
     paths: Sequence[str], batch_size: int, max_message_bytes: int
 ) -> tuple[list[str], Iterator[RawBatch]]:
-    """The files `paths` name, and their batches as a replay reads them, one file open
-    at a time (`writech validate`): unlike a run, this needs no room for every file."""
-    inputs = expand(paths)
+    """The inputs `paths` name, and their batches as a replay reads them, one file open
+    at a time (`writech validate`): unlike a run, this needs no room for every file.
+
+    `-` is standard input (after the files): a check needs no position to
+    resume from, so a stream can be checked where it cannot be replayed.
+    """
+    inputs = expand([path for path in paths if path != STDIN])
+    if STDIN in paths:
+        inputs.append(STDIN)
 
     def batches() -> Iterator[RawBatch]:
         for path in inputs:
-            partition = _FilePartition(path, batch_size, max_message_bytes, None)
-            try:
-                while True:
-                    yield from partition.next_batch()
-            except StopIteration:
-                pass
-            finally:
-                partition.close()
+            if path == STDIN:
+                yield from _standard_input_batches(batch_size, max_message_bytes)
+            else:
+                yield from _file_batches(path, batch_size, max_message_bytes)
 
     return inputs, batches()
+
+
+def _file_batches(path: str, batch_size: int, max_message_bytes: int) -> Iterator[RawBatch]:
+    partition = _FilePartition(path, batch_size, max_message_bytes, None)
+    try:
+        while True:
+            yield from partition.next_batch()
+    except StopIteration:
+        pass
+    finally:
+        partition.close()
+
+
+def _standard_input_batches(batch_size: int, max_message_bytes: int) -> Iterator[RawBatch]:
+    """Standard input's batches, read as a file's are (gzip or not, a byte order mark,
+    overlong lines read past) from a temporary copy of it, and named `-`."""
+    with tempfile.TemporaryDirectory(prefix="writech-stdin-") as directory:
+        copy = os.path.join(directory, "stdin")
+        with open(copy, "wb") as out:
+            shutil.copyfileobj(sys.stdin.buffer, out)
+        _refuse_other_compression(copy, STDIN)
+        for batch in _file_batches(copy, batch_size, max_message_bytes):
+            rejected = [(STDIN, *letter[1:]) for letter in batch.rejected]
+            yield msgspec.structs.replace(batch, origin=STDIN, rejected=rejected)
 
 
 class JsonLinesSource(FixedPartitionedSource[RawBatch, FilePosition]):
