@@ -214,6 +214,23 @@ def test_validate_reads_standard_input_as_a_file_named_dash(tmp_path: Path) -> N
     assert zstd.stderr.decode().startswith("writech: -: compressed with zstd;")
 
 
+def test_a_reader_that_leaves_ends_the_command_quietly() -> None:
+    """`writech validate ... | head`, or generated data piped into `head`: the command ended
+    in a BrokenPipeError logged as a failed run, with its traceback."""
+    command = [sys.executable, "-m", "writech", "generate", "--events", "50000", "-o", "-"]
+    with subprocess.Popen(
+        command, cwd=REPO, env=dataflow_environment({}), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as process:  # fmt: skip
+        assert process.stdout is not None
+        assert process.stderr is not None
+        assert process.stdout.read(100).startswith(b'{"event_type"')
+        process.stdout.close()  # as `head -c 100` does
+        said = process.stderr.read()
+    assert process.returncode == 141  # 128 + SIGPIPE, as a program SIGPIPE ended
+    assert said == b""
+
+
 messages_of_all_kinds = st.lists(
     st.sampled_from(
         [

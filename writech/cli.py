@@ -20,7 +20,14 @@ from writech.arguments import (
     positive_int,
     seconds,
 )
-from writech.failures import exit_status, install_signal_handlers, interruption, stopped_by
+from writech.failures import (
+    close_output,
+    exit_status,
+    install_signal_handlers,
+    interruption,
+    output_closed,
+    stopped_by,
+)
 from writech.logs import SETUP_ERRORS, configure_logging, log_failure
 from writech.outputs import OutputError
 from writech.reports.cli import add_report_command
@@ -42,6 +49,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OutputError as exc:  # a report or export not written (a full disk): said once
         print(f"writech: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        if not output_closed():
+            raise
+        return close_output()  # the reader left (`writech validate ... | head`)
     except BaseException as exc:
         signal_name = interruption(exc)
         if signal_name is None:

@@ -16,7 +16,10 @@ from __future__ import annotations
 import atexit
 import errno
 import logging
+import os
+import select
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from types import FrameType
@@ -90,6 +93,34 @@ def _say_why_stopped() -> None:
     name = stopped_by()
     if name:
         logging.getLogger("writech").warning("%s", stop_message(name))
+
+
+def output_closed() -> bool:
+    """Whether standard output is a pipe whose reader has gone (`writech ... | head`).
+
+    Python ignores SIGPIPE, so writing there raises `BrokenPipeError`; the
+    pipe's end then polls as an error. A broken connection to a store raises
+    the same exception, which this tells apart.
+    """
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+    except (OSError, ValueError):  # no standard output at all
+        return False
+    return any(events & select.POLLERR for _, events in poller.poll(0))
+
+
+def close_output() -> int:
+    """Stop writing to a closed standard output; the status of a process SIGPIPE ended.
+
+    Standard output goes to /dev/null, so that the interpreter's flush at
+    exit does not fail once more; a program killed by SIGPIPE says nothing,
+    and neither does this.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 128 + signal.SIGPIPE
 
 
 def exit_status(signal_name: str) -> int:
