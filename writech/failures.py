@@ -105,7 +105,7 @@ def output_closed() -> bool:
     try:
         poller = select.poll()
         poller.register(sys.stdout.fileno(), select.POLLOUT)
-    except (OSError, ValueError):  # no standard output at all
+    except (AttributeError, OSError, ValueError):  # no standard output at all
         return False
     return any(events & select.POLLERR for _, events in poller.poll(0))
 

@@ -55,6 +55,8 @@ from writech.schema import DeadLetterRow
 from writech.settings import SettingsError
 
 SUFFIXES = (".jsonl", ".jsonl.gz")
+# Standard input, as an input's name: refused by a replay, read by `writech validate`.
+STDIN: Final = "-"
 GZIP_MAGIC: Final = b"\x1f\x8b"
 # Bytes of a file hashed into its fingerprint; also the most of a damaged
 # rest kept as its dead letter's raw bytes.
@@ -211,8 +213,8 @@ def expand(paths: Iterable[str]) -> list[str]:
             found.append(str(path))
         elif path.exists():
             raise SettingsError(_not_a_file_message(given))
-        elif given == "-":  # the usual name of standard input, which is a stream too
-            raise SettingsError(_not_a_file_message("- (standard input)"))
+        elif given == STDIN:  # a stream too
+            raise SettingsError(_not_a_file_message(f"{STDIN} (standard input)"))
         else:
             raise FileNotFoundError(f"no such file or directory: {given}")
     distinct = _distinct_files(found)
@@ -511,10 +513,6 @@ def _what_is_wrong(exc: BaseException) -> str:
     if isinstance(exc, gzip.BadGzipFile) and str(exc).startswith("Not a gzipped file"):
         return f"not gzip data ({exc})"
     return f"corrupt gzip data ({exc})"
-
-
-# The name of standard input among `writech validate`'s inputs.
-STDIN: Final = "-"
 
 
 def read_one_at_a_time(
