@@ -10,7 +10,9 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -30,6 +32,7 @@ from writech.arguments import (
 )
 from writech.events import MAX_STUDENT_ID_CHARS
 from writech.schema import SCHEMA_VERSION
+from writech.timestamps import TimestampParser
 
 
 @given(st.text(st.characters(codec="utf-8"), min_size=1, max_size=MAX_STUDENT_ID_CHARS))
@@ -146,6 +149,43 @@ def test_commands_refuse_numbers_out_of_range_before_doing_anything(
     assert result.returncode == 2
     assert " is not a" in result.stderr.splitlines()[-1]
     assert list(tmp_path.iterdir()) == []  # nothing made: no data dir, no store, no file
+
+
+@pytest.mark.parametrize(
+    "days",
+    [
+        ["--start", "9999-12-31"],  # an OverflowError from the generator
+        ["--start", "2106-02-07", "--days", "1"],  # only letters: the stores hold no such day
+        ["--start", "2106-02-03"],  # five days by default: the last is past the stores' end
+        ["--start", "1969-12-31", "--days", "1"],
+        ["--days", "999999999999"],
+    ],
+)
+def test_generate_refuses_days_the_stores_cannot_hold(days: list[str], tmp_path: Path) -> None:
+    result = _writech(["generate", "--events", "20", "-o", "g.jsonl", *days], tmp_path)
+    assert result.returncode == 2
+    assert result.stderr == (
+        "writech: --start and --days: the school days must lie from 1970-01-01 to 2106-02-06, "
+        "the days whose events the stores can hold\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("start", ["1970-01-01", "2106-02-06"])
+def test_generate_makes_events_the_stores_can_hold_on_the_first_and_the_last_day(
+    start: str, tmp_path: Path
+) -> None:
+    result = _writech(["generate", "--events", "500", "--start", start, "--days", "1",
+                       "-o", "g.jsonl"], tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    parser = TimestampParser(ZoneInfo("Asia/Shanghai"))
+    for line in (tmp_path / "g.jsonl").read_bytes().splitlines():
+        try:
+            timestamp = msgspec.json.decode(line)["timestamp"]
+        except (msgspec.DecodeError, KeyError, TypeError):
+            continue  # the generator's malformed messages
+        if isinstance(timestamp, str) and timestamp.startswith(start[:4]):
+            parser.parse(timestamp)  # raises if out of range
 
 
 def test_the_version_is_one_release_said_alike_everywhere() -> None:

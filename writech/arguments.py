@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 from typing import TypeVar
 
@@ -63,6 +64,14 @@ non_negative_int = _number(int, 0, math.inf, "a whole number of at least 0")
 seconds = _number(float, 0, math.inf, "a number of seconds of at least 0")
 fraction = _number(float, 0, 1, "a fraction from 0 to 1")
 port = _number(int, 0, 65_535, "a port number from 0 to 65535")
+
+
+def iso_date(text: str) -> date:
+    """A calendar date as YYYY-MM-DD."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO date (YYYY-MM-DD): {text!r}") from None
 
 
 # Output paths: checked before the work that fills them, so that a typo costs

@@ -15,6 +15,7 @@ from writech import __version__, counters
 from writech.admin import add_admin_commands
 from writech.arguments import (
     fraction,
+    iso_date,
     non_negative_int,
     output_file,
     positive_int,
@@ -106,7 +107,7 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--students", type=positive_int, default=200)
     generate.add_argument("--days", type=positive_int, default=5)
     generate.add_argument(
-        "--start", type=date.fromisoformat, default=date(2026, 9, 1), help="first school day"
+        "--start", type=iso_date, default=date(2026, 9, 1), help="first school day"
     )
     generate.add_argument("--class-size", type=positive_int, default=40)
     generate.add_argument(
@@ -274,8 +275,14 @@ class _Progress:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from writech.generate import generate, write
+    from writech.generate import FIRST_DAY, LAST_DAY, generate, write
 
+    last = args.start.toordinal() + args.days - 1  # an ordinal: --days may pass 9999-12-31
+    if args.start < FIRST_DAY or last > LAST_DAY.toordinal():
+        raise SettingsError(
+            f"--start and --days: the school days must lie from {FIRST_DAY} to {LAST_DAY}, "
+            "the days whose events the stores can hold"
+        )
     messages = generate(
         events=args.events,
         students=args.students,

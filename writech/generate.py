@@ -97,6 +97,12 @@ REPEATED_ERROR_SHARE: Final = 0.04  # errors listed twice for the same question
 NO_KNOWLEDGE_POINT_SHARE: Final = 0.05
 DEVICES: Final = ("pad", "pad", "pad", "mobile", "pc", "board")
 SCHOOL_TZ: Final = timezone(timedelta(hours=8))
+# The school days whose events (08:00 to 17:00 at +08:00) the stores can hold:
+# 1970-01-01T08:00+08:00 is the epoch, and 2106-02-07T06:28:15Z the last instant
+# (`writech.timestamps`); a day outside made only bad_timestamp letters, or
+# ended the generator in an OverflowError past 9999.
+FIRST_DAY: Final = date(1970, 1, 1)
+LAST_DAY: Final = date(2106, 2, 6)
 SURNAMES: Final = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹"
 GIVEN_NAMES: Final = (
     "子涵", "浩然", "欣怡", "梓轩", "一诺", "宇轩", "雨桐", "思远", "嘉怡", "俊杰",

@@ -12,11 +12,17 @@ import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from writech.arguments import id_argument, output_directory, output_file, student_id_argument
+from writech.arguments import (
+    id_argument,
+    iso_date,
+    output_directory,
+    output_file,
+    student_id_argument,
+)
 from writech.outputs import written
 from writech.reports.build import Options
 from writech.reports.formats import EXTENSIONS, FORMATS, Format
@@ -42,7 +48,7 @@ def add_report_command(commands: argparse._SubParsersAction[argparse.ArgumentPar
     common.add_argument(
         "--from",
         dest="start",
-        type=_iso_date,
+        type=iso_date,
         metavar="DATE",
         help=f"first day, inclusive (default: up to {DEFAULT_DAYS} days ending on --to, "
         "leaving as many days before them to compare with)",
@@ -50,7 +56,7 @@ def add_report_command(commands: argparse._SubParsersAction[argparse.ArgumentPar
     common.add_argument(
         "--to",
         dest="end",
-        type=_iso_date,
+        type=iso_date,
         metavar="DATE",
         help="last day, inclusive (default: the newest date in the data)",
     )
@@ -111,13 +117,6 @@ def _add_out(parser: argparse.ArgumentParser) -> None:
         help="output file, - for stdout (default: stdout for json and markdown, "
         "KIND-ID-FROM_TO.html for html)",
     )
-
-
-def _iso_date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO date (YYYY-MM-DD): {text!r}") from None
 
 
 def _roster(path: str) -> Roster:
