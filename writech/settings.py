@@ -140,14 +140,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         except (ZoneInfoNotFoundError, ValueError):
             raise SettingsError(f"{PREFIX}TIMEZONE: unknown time zone {self.timezone!r}") from None
         if self.source == "kafka":
-            _refuse_topic_names(self.kafka_topics, self.kafka_dlq_topic)
-        if self.source == "kafka" and self.kafka_dlq_topic in self.kafka_topics:
-            # its letters would be read again, fail again and be sent again, without end
-            raise SettingsError(
-                f"{PREFIX}KAFKA_DLQ_TOPIC: {self.kafka_dlq_topic!r} is also one of "
-                f"{PREFIX}KAFKA_TOPICS, which are read: dead letters would come back as input "
-                "and be dead-lettered again without end; give them a topic of their own"
-            )
+            _refuse_topics(self.kafka_topics, self.kafka_dlq_topic)
 
     def __repr__(self) -> str:
         fields = ", ".join(
@@ -241,11 +234,16 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
 _TOPIC_NAME: Final = re.compile(r"[A-Za-z0-9._-]{1,249}")
 
 
-def _refuse_topic_names(topics: tuple[str, ...], dead_letter_topic: str) -> None:
-    """Refuse no topic, or one no broker can hold: the dataflow would wait without end,
-    silently for no topic, for a topic to be created for the others. A pattern such as
-    "^events.*" is one of them: partitions are assigned, not subscribed to, and
-    librdkafka reads a leading '^' as a pattern only in a subscription."""
+def _refuse_topics(topics: tuple[str, ...], dead_letter_topic: str) -> None:
+    """Refuse the Kafka source's topics unless the dataflow can read them and send its
+    dead letters elsewhere.
+
+    With no topic, or one no broker can hold, the dataflow would wait without
+    end: silently for no topic, for a topic to be created for the others. A
+    pattern such as "^events.*" is one of them: partitions are assigned, not
+    subscribed to, and librdkafka reads a leading '^' as a pattern only in a
+    subscription.
+    """
     if not topics:
         raise SettingsError(f"{PREFIX}KAFKA_TOPICS names no topic to read")
     named = [(f"{PREFIX}KAFKA_TOPICS", topic) for topic in topics]
@@ -253,6 +251,13 @@ def _refuse_topic_names(topics: tuple[str, ...], dead_letter_topic: str) -> None
         named.append((f"{PREFIX}KAFKA_DLQ_TOPIC", dead_letter_topic))
     for variable, topic in named:
         refuse_unless_topic_name(variable, topic)
+    if dead_letter_topic in topics:
+        # its letters would be read again, fail again and be sent again, without end
+        raise SettingsError(
+            f"{PREFIX}KAFKA_DLQ_TOPIC: {dead_letter_topic!r} is also one of "
+            f"{PREFIX}KAFKA_TOPICS, which are read: dead letters would come back as input "
+            "and be dead-lettered again without end; give them a topic of their own"
+        )
 
 
 def refuse_unless_topic_name(where: str, topic: str) -> None:
