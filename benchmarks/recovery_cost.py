@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from writech.generate import generate
+from writech.sources.files import FilePosition
 
 REPO = Path(__file__).resolve().parent.parent
 _SUMMARY = re.compile(r"read\s+([\d,]+)\s+\(([\d,]+) messages/s")
@@ -150,7 +151,7 @@ def throughput(files: list[Path], folder: Path, repeat: int) -> None:
 def lines_in_snapshot(recovery: Path) -> int:
     """Input lines the store's newest committed snapshot has consumed, over all files."""
     committed = committed_epoch(recovery)
-    newest: dict[str, tuple[int, int]] = {}  # file: (byte offset, line)
+    newest: dict[str, FilePosition] = {}
     for part in recovery.glob("part-*.sqlite3"):
         with sqlite3.connect(f"file:{part}?mode=ro", uri=True) as db:
             rows = db.execute(
@@ -159,7 +160,7 @@ def lines_in_snapshot(recovery: Path) -> int:
                 (committed,),
             )
             newest.update((key, pickle.loads(state)) for key, _, state in rows)
-    return sum(line for _, line in newest.values())
+    return sum(position.line for position in newest.values())
 
 
 def resume(files: list[Path], folder: Path) -> None:

@@ -13,6 +13,7 @@ import pytest
 
 from benchmarks.child import SEED
 from benchmarks.floor import LEAN_STAGES, STAGES
+from benchmarks.recovery_cost import Run, init_store, lines_in_snapshot, replay_command, write_input
 from benchmarks.run import CONFIGURATIONS
 from tests.helpers import REPO
 
@@ -169,3 +170,12 @@ def test_ratios_targets_state_and_chart(run):
         assert f"### {section}\n" in tables
     for row in report["results"]:
         assert f"| {row['name']} | {row['processes']} |" in tables
+
+
+def test_recovery_cost_reads_how_far_a_snapshot_had_read(tmp_path: Path) -> None:
+    # what benchmarks/recovery_cost.py reports of the snapshot a resume starts from
+    files = write_input(tmp_path, 2000)
+    store = init_store(tmp_path / "recovery")
+    finished = Run(replay_command(files, tmp_path / "data", store, 1.0), store)
+    assert finished.read == 2000
+    assert lines_in_snapshot(store) == 2000  # the last snapshot: every line of the four files
