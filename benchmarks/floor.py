@@ -542,7 +542,7 @@ def state(path: str, batch_size: int, flush_every: int) -> dict[str, Any]:
         "windows": _pickled_size(windows),
         "classes": _pickled_size(classes),
     }
-    # the pickles the days keep are not state
+    # the bytes live days keep for snapshots are not state (a cold day's are)
     days: list[Frozen] = [day for shard in shards for day in shard.days.values()]
     days += [day for part in windows for day in part.days.values()]
     days += [day for part in classes for day in part.days.values()]
@@ -550,7 +550,7 @@ def state(path: str, batch_size: int, flush_every: int) -> dict[str, Any]:
         day.thaw()
     del days  # the windows' memory is what dropping them frees: no reference may stay
     student_windows = sum(1 for part in windows for _ in part.window_keys())
-    class_windows = sum(len(day.windows) for part in classes for day in part.days.values())
+    class_windows = sum(1 for part in classes for _ in part.window_starts())
     pipeline.classes.clear()
     del classes
     without_classes = in_memory()

@@ -12,6 +12,7 @@ import contextlib
 import gzip
 import pickle
 import random
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,9 +40,14 @@ MEASURES = (
 
 
 def run_windows(
-    events: list[Event], chunks: int = 1, resume_after: int | None = None
+    events: list[Event],
+    chunks: int = 1,
+    resume_after: int | None = None,
+    flushed: Callable[[StudentWindows, dict[str, ClassWindows]], None] = lambda *_: None,
 ) -> tuple[dict[tuple[str, int], StudentMinuteRow], dict[tuple[str, int], ClassMinuteRow]]:
-    """Shard + windows over `events` in `chunks` batches; the final rows by key (highest version)."""
+    """Shard + windows over `events` in `chunks` batches; the final rows by key (highest version).
+
+    `flushed` sees the windows after each batch's flush."""
     shard = Shard()
     students = StudentWindows(60, 10**9)
     classes: dict[str, ClassWindows] = {}
@@ -60,6 +66,7 @@ def run_windows(
         for windows in classes.values():
             for crow in windows.flush():
                 class_rows[(crow[0], crow[2])] = crow
+        flushed(students, classes)
     return student_rows, class_rows
 
 
@@ -98,6 +105,60 @@ def test_windows_match_the_reference_in_any_order_and_batching(
     assert_matches(classes, expected.class_minutes, 5)
     for key, row in classes.items():
         assert row[4] == expected.class_minutes[key]["active_students"], key
+
+
+def test_idle_days_kept_as_bytes_come_back_for_late_events_and_change_no_row() -> None:
+    raws = list(generate(events=4000, students=60, days=4, class_size=15, seed=11))
+    events = sorted(
+        (decoder.decode(raw, now=2e9) for raw in raws if _valid(raw)), key=lambda e: e.time_us
+    )
+    # every tenth event arrives after all the others: into days kept cold by then
+    arrival = [event for n, event in enumerate(events) if n % 10] + events[::10]
+    expected = reference.expected([event.raw for event in arrival])
+    cold: list[tuple[int, int]] = []
+
+    def note_cold(students: StudentWindows, classes: dict[str, ClassWindows]) -> None:
+        cold.append((len(students.cold), sum(len(found.cold) for found in classes.values())))
+        # a day is live or cold, never both
+        assert not students.days.keys() & students.cold.keys()
+        for found in classes.values():
+            assert not found.days.keys() & found.cold.keys()
+
+    students, classes = run_windows(arrival, chunks=60, resume_after=45, flushed=note_cold)
+    assert_matches(students, expected.student_minutes, 5)
+    assert_matches(classes, expected.class_minutes, 5)
+    # the path was taken: days went cold while the ordered events went on, and
+    # the late ones (from chunk 54) brought them back
+    assert max(found for found, _ in cold[:54]) >= 2
+    assert max(found for _, found in cold[:54]) >= 2
+    assert min(found for found, _ in cold[54:]) < max(found for found, _ in cold[:54])
+
+
+def test_the_keys_and_deletion_of_windows_reach_days_kept_cold() -> None:
+    raws = list(generate(events=1500, students=20, days=3, class_size=10, seed=3))
+    events = sorted(
+        (decoder.decode(raw, now=2e9) for raw in raws if _valid(raw)), key=lambda e: e.time_us
+    )
+    shard, windows, classes = Shard(), StudentWindows(60, 10**9), ClassWindows(60, 10**9)
+    class_id = events[0].class_id
+    for start in range(0, len(events), 100):
+        contributions = windows.apply(shard.apply(events[start : start + 100]).counted)
+        classes.apply(class_id, contributions.get(class_id, []))
+        windows.flush()
+        classes.flush()
+    assert windows.cold  # the first days went cold
+    assert classes.cold
+    every = {(event.student_id, event.time_us // 60_000_000 * 60) for event in events}
+    assert set(windows.window_keys()) == every
+    starts = {e.time_us // 60_000_000 * 60 for e in events if e.class_id == class_id}
+    assert sorted(classes.window_starts()) == sorted(starts)
+    forgotten = events[0].student_id  # a student of the first day, kept cold
+    cold = set(windows.cold)
+    windows.forget([forgotten])
+    assert set(windows.cold) == cold  # dropped from the days' bytes, not brought back whole
+    windows = pickle.loads(pickle.dumps(windows))
+    assert {key for key in windows.window_keys() if key[0] == forgotten} == set()
+    assert set(windows.window_keys()) == {key for key in every if key[0] != forgotten}
 
 
 def _valid(raw: bytes) -> bool:
@@ -157,14 +218,22 @@ def test_replay_writes_the_windows_of_the_reference(tmp_path: Path) -> None:
                     assert found[key][name] == pytest.approx(value, rel=1e-12), (key, name)
 
 
-# Written by the code of commit 7d6b404, when a window was a list of slots:
-# the first 600 lines of writech/sample/events.jsonl.gz decoded as `decoder`
-# here does (produced at 2e9), 300 counted and flushed, 100 more counted, then
-# `pickle.dumps((student_windows, {class_id: class_windows}))`.
-SLOT_LIST_SNAPSHOT = Path(__file__).parent / "data" / "windows-7d6b404.pickle"
+# Snapshots of windows in the forms earlier releases wrote: the first 600
+# lines of writech/sample/events.jsonl.gz decoded as `decoder` here does
+# (produced at 2e9), 300 counted and flushed, 100 more counted, then
+# `pickle.dumps((student_windows, {class_id: class_windows}))`. Written by
+# the code of commit 7d6b404, when a window was a list of slots; and by that
+# of commit 5088478, when a day of windows was pickled (and none was cold).
+OLD_SNAPSHOTS = [
+    Path(__file__).parent / "data" / "windows-7d6b404.pickle",
+    Path(__file__).parent / "data" / "windows-5088478.pickle",
+]
 
 
-def test_a_snapshot_of_windows_as_slot_lists_resumes_as_if_never_stopped() -> None:
+@pytest.mark.parametrize("snapshot", OLD_SNAPSHOTS, ids=lambda path: path.stem)
+def test_a_snapshot_of_windows_in_an_earlier_form_resumes_as_if_never_stopped(
+    snapshot: Path,
+) -> None:
     with gzip.open(REPO / "writech" / "sample" / "events.jsonl.gz") as sample:
         lines = sample.read().splitlines()[:600]
     events = []
@@ -187,7 +256,7 @@ def test_a_snapshot_of_windows_as_slot_lists_resumes_as_if_never_stopped() -> No
         windows.flush()
     feed(events[300:400], (students, classes))
 
-    old_students, old_classes = pickle.loads(SLOT_LIST_SNAPSHOT.read_bytes())
+    old_students, old_classes = pickle.loads(snapshot.read_bytes())
     # converted on loading: the same windows, changed since the same flush
     assert old_students.days.keys() == students.days.keys()
     for number, day in students.days.items():

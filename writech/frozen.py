@@ -5,8 +5,11 @@
 Bytewax pickles a step's whole state at every epoch, recovery or not. State
 kept per day (a shard's daily rows, its students' windows) changes only on
 its newest days when events come in time order, so each day's part keeps
-its own pickle (`frozen`) until an event changes it (`thaw()`), and a
-snapshot copies the older days' bytes instead of pickling them again.
+its own frozen bytes (`frozen`) until an event changes it (`thaw()`), and a
+snapshot copies the older days' bytes instead of encoding them again. The
+bytes are a pickle unless a part encodes its state faster (`dumps`,
+`loads`); an owner may also keep an idle part as its bytes alone (`freeze`)
+and bring it back when an event needs it (`unfrozen`).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import pickle
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from bytewax.operators import StatefulBatchLogic
 
@@ -41,19 +44,38 @@ class Frozen:
     def restore(self, state: Any) -> None:
         raise NotImplementedError
 
+    def dumps(self) -> bytes:
+        """The state as bytes (a pickle, unless a subclass has a faster form)."""
+        return pickle.dumps(self.state(), pickle.HIGHEST_PROTOCOL)
+
+    @classmethod
+    def loads(cls, frozen: bytes) -> Any:
+        """The state `dumps` made `frozen` from."""
+        return pickle.loads(frozen)
+
+    def freeze(self) -> bytes:
+        """The state's bytes, encoded only if it changed since they were last made."""
+        if self.frozen is None:
+            self.frozen = self.dumps()
+        return self.frozen
+
+    @classmethod
+    def unfrozen(cls, frozen: bytes) -> Self:
+        """The part whose bytes `freeze` gave (unchanged since, so they are kept)."""
+        part = cls.__new__(cls)
+        part.frozen = frozen  # before `restore`, which may thaw a part it converts
+        part.restore(cls.loads(frozen))
+        return part
+
     def __reduce__(
         self,
     ) -> tuple[Callable[[type[Frozen], bytes], Frozen], tuple[type[Frozen], bytes]]:
-        if self.frozen is None:
-            self.frozen = pickle.dumps(self.state(), pickle.HIGHEST_PROTOCOL)
-        return _thaw, (type(self), self.frozen)
+        return _thaw, (type(self), self.freeze())
 
 
 def _thaw(kind: type[F], frozen: bytes) -> F:
-    part = kind.__new__(kind)
-    part.frozen = frozen  # before `restore`, which may thaw a part it converts
-    part.restore(pickle.loads(frozen))
-    return part
+    # the name snapshots call a part back by: it must stay
+    return kind.unfrozen(frozen)
 
 
 class WithoutSnapshots(StatefulBatchLogic[X, Y, bytes]):
