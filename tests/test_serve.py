@@ -227,6 +227,28 @@ def query(served: Served, sql: str, **params: Any) -> list[dict[str, Any]]:
         store.close()
 
 
+def test_the_app_serves_the_store_it_is_given_and_leaves_it_open(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `writech serve` opens the store before the server starts (to refuse a wrong one
+    # in one line) and hands it over: a ClickHouse server then gets one client
+    def second_store(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the app opened a store of its own")
+
+    monkeypatch.setattr(app, "open_clickhouse", second_store)
+    store = open_store(served.data_dir / "clickhouse")
+    try:
+        context = Context(served.settings, served.access, now=lambda: NOW, store=store)
+        with ThreadedServer(create_app(context)) as server:
+            reply = get(server.url + "/schools/school-000", user="wang")
+            assert reply.status == 200
+            assert "class-0000" in reply.body.decode()
+        assert context.store is store  # the caller's to close, after the server
+        assert store.query("SELECT count() AS n FROM writech.student_daily_stats", {})[0]["n"] > 0
+    finally:
+        store.close()
+
+
 # -- signing in ----------------------------------------------------------------
 
 PAGES = [

@@ -161,7 +161,8 @@ class Context:
     access: AccessFile
     roster: Roster = field(default_factory=Roster)
     now: Callable[[], float] = time.time
-    store: ClickHouse | None = None  # open while the app runs (its lifespan)
+    # open while the app runs: given (the caller closes it), or opened by the app's start
+    store: ClickHouse | None = None
     reports: ReportSlots = field(
         default_factory=lambda: ReportSlots(REPORTS_AT_ONCE, REPORTS_WAITING)
     )
@@ -644,10 +645,14 @@ class SecurityHeaders:
 
 
 def create_app(context: Context) -> Starlette:
-    """The web app over `context`; it opens the ClickHouse store when it starts."""
+    """The web app over `context`; it opens the ClickHouse store when it starts, unless
+    `context` holds one already."""
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if context.store is not None:  # the caller's, open already: one client, not two
+            yield
+            return
         context.store = open_clickhouse(context.settings, existing=True)
         try:
             yield

@@ -70,10 +70,10 @@ def _serve(args: argparse.Namespace) -> int:
     # Opened before the server starts, so that a store that cannot be served is said
     # in one line: a mistyped --data-dir (served as a new, empty store before), an
     # embedded store another process has open, a server needing `writech migrate`.
-    # The app's start shares it (the embedded store is opened once per process).
+    # The app serves this one: a ClickHouse server gets one client, not two.
     store = open_clickhouse(settings, existing=True)
     try:
-        run(create_app(Context(settings, access, roster)), args.host, args.port)
+        run(create_app(Context(settings, access, roster, store=store)), args.host, args.port)
     finally:
         store.close()
     return 0
