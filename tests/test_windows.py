@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from tests import reference
 from tests.cases import message
 from tests.helpers import REPO, read_tables, run_writech
+from writech import windows as windows_module
 from writech.aggregate import Shard
 from writech.events import Event, EventDecoder, Invalid
 from writech.generate import generate
@@ -107,7 +108,10 @@ def test_windows_match_the_reference_in_any_order_and_batching(
         assert row[4] == expected.class_minutes[key]["active_students"], key
 
 
-def test_idle_days_kept_as_bytes_come_back_for_late_events_and_change_no_row() -> None:
+def test_idle_days_kept_as_bytes_come_back_for_late_events_and_change_no_row(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(windows_module, "COOL_AFTER_SECONDS", 0.0)  # cold after one idle flush
     raws = list(generate(events=4000, students=60, days=4, class_size=15, seed=11))
     events = sorted(
         (decoder.decode(raw, now=2e9) for raw in raws if _valid(raw)), key=lambda e: e.time_us
@@ -134,7 +138,33 @@ def test_idle_days_kept_as_bytes_come_back_for_late_events_and_change_no_row() -
     assert min(found for found, _ in cold[54:]) < max(found for found, _ in cold[:54])
 
 
-def test_the_keys_and_deletion_of_windows_reach_days_kept_cold() -> None:
+def test_a_day_goes_cold_only_after_its_idle_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(windows_module, "monotonic", lambda: clock[0])
+    raws = list(generate(events=600, students=20, days=2, class_size=10, seed=5))
+    events = [decoder.decode(raw, now=2e9) for raw in raws if _valid(raw)]
+    random.Random(5).shuffle(events)  # out of order: each batch touches both days
+    first_day = min(event.time_us // 86_400_000_000 for event in events)
+    shard, windows = Shard(), StudentWindows(60, 10**9)
+    # the two days touched in turns, a flush a second apart: both stay objects
+    for start in range(0, len(events), 20):
+        windows.apply(shard.apply(events[start : start + 20]).counted)
+        windows.flush()
+        clock[0] += 1.0
+    assert not windows.cold
+    # only the second day changes from here on: the first goes cold 10 s after its last change
+    later = [event for event in events if event.time_us // 86_400_000_000 > first_day]
+    for seconds in range(12):
+        windows.apply(shard.apply(later[seconds : seconds + 1]).counted)
+        windows.flush()
+        assert (first_day in windows.cold) == (seconds >= 10), seconds
+        clock[0] += 1.0
+
+
+def test_the_keys_and_deletion_of_windows_reach_days_kept_cold(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(windows_module, "COOL_AFTER_SECONDS", 0.0)
     raws = list(generate(events=1500, students=20, days=3, class_size=10, seed=3))
     events = sorted(
         (decoder.decode(raw, now=2e9) for raw in raws if _valid(raw)), key=lambda e: e.time_us

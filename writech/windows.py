@@ -29,8 +29,8 @@ again, for garbage they never hold.
 
 Windows stay in the state for the whole lateness (7 days by default), but
 only the newest day's change when events come in time order. So a day of
-windows that no flush found changed for `COOL_AFTER` flushes in a row is
-kept as its encoded bytes alone (the form its snapshots take: msgspec's
+windows that no flush found changed for `COOL_AFTER_SECONDS` is kept as
+its encoded bytes alone (the form its snapshots take: msgspec's
 JSON of the windows as arrays, compressed with zstd; about 2 µs a window,
 where pickling one took 5) until an event needs it again: some 30 to 60
 bytes a window against about 400 as objects (and 96 pickled).
@@ -41,6 +41,7 @@ from __future__ import annotations
 import pickle
 from collections.abc import Iterable, Iterator
 from sys import intern
+from time import monotonic
 from typing import Any, Final, Generic, TypeVar
 
 import msgspec
@@ -214,19 +215,21 @@ _ENCODER: Final = msgspec.json.Encoder()
 _DECODER: Final = msgspec.json.Decoder(dict[int, dict[str, StudentWindow] | ClassWindow])
 _ZSTD: Final = pa.Codec("zstd", compression_level=1)
 _ZSTD_TAG: Final = b"Z"  # then the JSON's size (8 bytes, little-endian), then its zstd frame
-# A day idle for this many flushes in a row is kept as its bytes alone.
-COOL_AFTER: Final = 2
+# A day no flush found changed for this long is kept as its bytes alone. Seconds,
+# not flushes: with short flush intervals and days touched in turns (events out of
+# order), counting flushes had days decoded and encoded again batch after batch.
+COOL_AFTER_SECONDS = 10.0
 
 
 class _Windows(Frozen, Generic[K, V]):
     """The windows starting on one UTC day: encoded once until one of them changes."""
 
-    __slots__ = ("idle", "windows")
+    __slots__ = ("changed", "windows")
 
     def __init__(self) -> None:
         super().__init__()
         self.windows: dict[K, V] = {}
-        self.idle = 0  # flushes in a row that found none of its windows changed
+        self.changed = monotonic()  # when a flush last found a window of it changed
 
     def state(self) -> dict[K, V]:
         return self.windows
@@ -236,7 +239,7 @@ class _Windows(Frozen, Generic[K, V]):
             state = _from_slot_lists(state)
             self.thaw()  # its next snapshot is in this release's form
         self.windows = state
-        self.idle = 0
+        self.changed = monotonic()
 
     def dumps(self) -> bytes:
         encoded = _ENCODER.encode(self.windows)
@@ -278,11 +281,12 @@ def _open_day(
     return day
 
 
-def _cool_idle_days(days: dict[int, _Windows[Any, Any]], cold: dict[int, bytes]) -> None:
-    """After a flush: days idle for `COOL_AFTER` flushes in a row are kept as bytes alone."""
+def _cool_idle_days(
+    days: dict[int, _Windows[Any, Any]], cold: dict[int, bytes], now: float
+) -> None:
+    """After a flush at `now`: days unchanged for `COOL_AFTER_SECONDS` are kept as bytes alone."""
     for number, day in list(days.items()):
-        day.idle += 1
-        if day.idle >= COOL_AFTER:
+        if now - day.changed > COOL_AFTER_SECONDS:
             cold[number] = day.freeze()
             del days[number]
 
@@ -436,17 +440,17 @@ class StudentWindows:
 
     def flush(self) -> list[StudentMinuteRow]:
         """Rows of the windows changed since the last flush; days of final windows leave."""
-        seconds, days = self.seconds, self.days
+        seconds, days, now = self.seconds, self.days, monotonic()
         rows: list[StudentMinuteRow] = []
         for student_id, start in self.dirty:
             day = days[start // 86400]
-            day.idle = -1  # changed in this flush's interval
+            day.changed = now
             window = day.windows[start][student_id]
             columns = (student_id, window.class_id, window.school_id, start, seconds)
             rows.append(_row(columns, window))
         self.dirty.clear()
         _drop_final_days(days, self.cold, self.newest - self.lateness)
-        _cool_idle_days(days, self.cold)
+        _cool_idle_days(days, self.cold, now)
         return rows
 
     def window_keys(self) -> Iterator[tuple[str, int]]:
@@ -532,13 +536,14 @@ class ClassWindows:
 
     def flush(self) -> list[ClassMinuteRow]:
         rows: list[ClassMinuteRow] = []
+        now = monotonic()
         for start in self.dirty:
             day = self.days[start // 86400]
-            day.idle = -1  # changed in this flush's interval
+            day.changed = now
             window = day.windows[start]
             key = (self.class_id, window.school_id, start, self.seconds, window.active)
             rows.append(_row(key, window))
         self.dirty.clear()
         _drop_final_days(self.days, self.cold, self.newest - self.lateness)
-        _cool_idle_days(self.days, self.cold)
+        _cool_idle_days(self.days, self.cold, now)
         return rows
