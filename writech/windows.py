@@ -281,10 +281,14 @@ def _open_day(
     return day
 
 
-def _cool_idle_days(
-    days: dict[int, _Windows[Any, Any]], cold: dict[int, bytes], now: float
+def _settle_days(
+    days: dict[int, _Windows[Any, Any]], cold: dict[int, bytes], cutoff: int, now: float
 ) -> None:
-    """After a flush at `now`: days unchanged for `COOL_AFTER_SECONDS` are kept as bytes alone."""
+    """After a flush at `now`: the days all of whose windows ended before `cutoff` (the
+    watermark) leave, cold or not; days unchanged for `COOL_AFTER_SECONDS` go cold."""
+    for held in (days, cold):
+        for number in [number for number in held if (number + 1) * 86400 <= cutoff]:
+            del held[number]
     for number, day in list(days.items()):
         if now - day.changed > COOL_AFTER_SECONDS:
             cold[number] = day.freeze()
@@ -449,8 +453,7 @@ class StudentWindows:
             columns = (student_id, window.class_id, window.school_id, start, seconds)
             rows.append(_row(columns, window))
         self.dirty.clear()
-        _drop_final_days(days, self.cold, self.newest - self.lateness)
-        _cool_idle_days(days, self.cold, now)
+        _settle_days(days, self.cold, self.newest - self.lateness, now)
         return rows
 
     def window_keys(self) -> Iterator[tuple[str, int]]:
@@ -481,13 +484,6 @@ class StudentWindows:
         if held:
             day.thaw()
         return held
-
-
-def _drop_final_days(days: dict[int, Any], cold: dict[int, bytes], cutoff: int) -> None:
-    """Drop the days all of whose windows ended before `cutoff` (the watermark), cold or not."""
-    for held in (days, cold):
-        for number in [number for number in held if (number + 1) * 86400 <= cutoff]:
-            del held[number]
 
 
 class ClassWindows:
@@ -544,6 +540,5 @@ class ClassWindows:
             key = (self.class_id, window.school_id, start, self.seconds, window.active)
             rows.append(_row(key, window))
         self.dirty.clear()
-        _drop_final_days(self.days, self.cold, self.newest - self.lateness)
-        _cool_idle_days(self.days, self.cold, now)
+        _settle_days(self.days, self.cold, self.newest - self.lateness, now)
         return rows
