@@ -509,7 +509,7 @@ def state(path: str, batch_size: int, flush_every: int) -> dict[str, Any]:
     Everything allocated while the file goes through the floor's work and
     still alive afterwards is the state. The windows' part is what dropping
     them frees (the classes', then the students'); the event ids' part is
-    measured on its own (sets and arrays of ints); the rest is the daily
+    measured on its own (`Identities` and the days' arrays); the rest is the daily
     rows and their keys.
     """
     started = time.time()
@@ -558,12 +558,10 @@ def state(path: str, batch_size: int, flush_every: int) -> dict[str, Any]:
     del windows
     rows_memory = in_memory()
     tracemalloc.stop()
-    seen = [shard.seen for shard in shards]  # the lookup set, rebuilt from the days' arrays
+    lookups = [shard.identities for shard in shards]  # rebuilt from the days' arrays
     by_day = [day.ids for shard in shards for day in shard.days.values()]
-    ids = sum(len(ids) for ids in seen)
-    ids_memory = sum(sys.getsizeof(ids) + sum(map(sys.getsizeof, ids)) for ids in seen) + sum(
-        map(sys.getsizeof, by_day)
-    )
+    ids = sum(map(len, lookups))
+    ids_memory = sum(map(sys.getsizeof, lookups)) + sum(map(sys.getsizeof, by_day))
     rows = sum(shard.retained_rows for shard in shards)
     ids_pickled = len(pickle.dumps(by_day, pickle.HIGHEST_PROTOCOL))
     return {

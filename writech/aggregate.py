@@ -42,6 +42,7 @@ from writech.events import (
     dead_letter,
 )
 from writech.frozen import Frozen
+from writech.identities import Identities
 from writech.schema import (
     DeadLetterRow,
     ErrorRow,
@@ -65,6 +66,7 @@ EPOCH_ORDINAL: Final = date(1970, 1, 1).toordinal()
 # one float multiplication; smaller values widen the row's units.
 UNITS: Final = 62
 _SCALE: Final = 2.0**UNITS
+_DEDUP_KEY: Final = operator.attrgetter("dedup_key")
 
 
 class RowTotals:
@@ -257,16 +259,16 @@ class Shard:
         self.newest_day = 0
         self.days: dict[int, _Day] = {}
         self.dirty: set[RowKey] = set()
-        # every identity counted on a retained day: derived from the days'
-        # `ids`, so it is rebuilt on unpickling rather than stored twice
-        self.seen: set[int] = set()
+        # every identity counted on a retained day, for lookups: derived from
+        # the days' `ids`, so it is rebuilt on unpickling rather than stored twice
+        self.identities = Identities()
 
     def __getstate__(self) -> tuple[int, int, dict[int, _Day], set[RowKey]]:
         return self.retention_days, self.newest_day, self.days, self.dirty
 
     def __setstate__(self, state: tuple[int, int, dict[int, _Day], set[RowKey]]) -> None:
         self.retention_days, self.newest_day, self.days, self.dirty = state
-        self.seen = {key for day in self.days.values() for key in day.ids}
+        self.identities = Identities(day.ids for day in self.days.values())
 
     @property
     def retained_rows(self) -> int:
@@ -274,18 +276,21 @@ class Shard:
 
     @property
     def retained_event_ids(self) -> int:
-        return len(self.seen)
+        return len(self.identities)
 
-    def apply(self, events: Iterable[Event]) -> ShardOutput:
+    def apply(self, events: list[Event]) -> ShardOutput:
         """Count new events; return their metrics, errors and dead letters.
 
         Daily rows are not emitted here but by `flush`, so that a busy row
         is written once per flush interval rather than once per event.
         """
         out = ShardOutput([], [], [], [])
-        days, seen, counted = self.days, self.seen, out.counted
+        days, counted, identities = self.days, out.counted, self.identities
+        older = identities.among_older(list(map(_DEDUP_KEY, events)))
+        newest = identities.newest
         for event in events:
-            if event.dedup_key in seen:  # counted before, on this date or another
+            key = event.dedup_key
+            if key in newest or key in older:  # counted before, on this date or another
                 out.duplicates += 1
                 continue
             day_number = event.day
@@ -297,8 +302,8 @@ class Shard:
             day = days.get(day_number)
             if day is None:
                 day = days[day_number] = _Day()
-            seen.add(event.dedup_key)
-            day.ids.append(event.dedup_key)
+            newest.add(key)
+            day.ids.append(key)
             day.thaw()
             payload = event.payload
             handler, subject = _HANDLERS[type(payload)]
@@ -314,6 +319,7 @@ class Shard:
             handler(row, event, payload, out)
             self.dirty.add((day_number, event.student_id, subject))
             counted.append(event)
+        identities.merge()
         out.processed = len(counted)
         out.stats = self._evict()
         return out
@@ -350,7 +356,7 @@ class Shard:
         flushed: list[StatsRow] = []
         for day_number in expired:
             day = self.days.pop(day_number)
-            self.seen.difference_update(day.ids)
+            self.identities.drop(day.ids)
             for (student, subject), row in day.rows.items():
                 key = (day_number, student, subject)
                 if key in self.dirty:
