@@ -138,26 +138,41 @@ def test_idle_days_kept_as_bytes_come_back_for_late_events_and_change_no_row(
     assert min(found for found, _ in cold[54:]) < max(found for found, _ in cold[:54])
 
 
-def test_a_day_goes_cold_only_after_its_idle_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_day_goes_cold_after_its_idle_seconds_and_twice_as_many_once_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     clock = [1000.0]
     monkeypatch.setattr(windows_module, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(windows_module, "COOL_AFTER_SECONDS", 4.0)
+    monkeypatch.setattr(windows_module, "COOL_AFTER_MOST_SECONDS", 16.0)
     raws = list(generate(events=600, students=20, days=2, class_size=10, seed=5))
     events = [decoder.decode(raw, now=2e9) for raw in raws if _valid(raw)]
     random.Random(5).shuffle(events)  # out of order: each batch touches both days
     first_day = min(event.time_us // 86_400_000_000 for event in events)
+    unseen = events[200:]
+    earlier = [event for event in unseen if event.time_us // 86_400_000_000 == first_day]
+    later = [event for event in unseen if event.time_us // 86_400_000_000 > first_day]
     shard, windows = Shard(), StudentWindows(60, 10**9)
     # the two days touched in turns, a flush a second apart: both stay objects
-    for start in range(0, len(events), 20):
+    for start in range(0, 200, 20):
         windows.apply(shard.apply(events[start : start + 20]).counted)
         windows.flush()
         clock[0] += 1.0
     assert not windows.cold
-    # only the second day changes from here on: the first goes cold 10 s after its last change
-    later = [event for event in events if event.time_us // 86_400_000_000 > first_day]
-    for seconds in range(12):
-        windows.apply(shard.apply(later[seconds : seconds + 1]).counted)
+    # From here on the second day changes every second and the first only when
+    # a late event comes: it goes cold after 4 idle seconds, then, each time
+    # it was brought back, after twice as many as before, up to 16.
+    remaining = iter(earlier)
+    for patience in (4, 8, 16, 16):
+        for second in range(patience + 1):
+            windows.apply(shard.apply(later[:1]).counted)
+            later = later[1:]
+            windows.flush()
+            assert (first_day in windows.cold) == (second == patience), (patience, second)
+            clock[0] += 1.0
+        windows.apply(shard.apply([next(remaining)]).counted)  # a late event brings it back
+        assert first_day in windows.days
         windows.flush()
-        assert (first_day in windows.cold) == (seconds >= 10), seconds
         clock[0] += 1.0
 
 

@@ -29,11 +29,12 @@ again, for garbage they never hold.
 
 Windows stay in the state for the whole lateness (7 days by default), but
 only the newest day's change when events come in time order. So a day of
-windows that no flush found changed for `COOL_AFTER_SECONDS` is kept as
-its encoded bytes alone (the form its snapshots take: msgspec's JSON of
-the windows as arrays, compressed with zstd; about 1.3 µs a window, where
-pickling one took 4.9) until an event needs it again: about 30 bytes a
-window against about 400 as objects (and 96 pickled).
+windows that no flush found changed for `COOL_AFTER_SECONDS` (twice as
+long each time an event brought it back) is kept as its encoded bytes
+alone (the form its snapshots take: msgspec's JSON of the windows as
+arrays, compressed with zstd; about 1.3 µs a window, where pickling one
+took 4.9) until an event needs it again: about 30 bytes a window against
+about 400 as objects (and 96 pickled).
 """
 
 from __future__ import annotations
@@ -218,18 +219,23 @@ _ZSTD_TAG: Final = b"Z"  # then the JSON's size (8 bytes, little-endian), then i
 # A day no flush found changed for this long is kept as its bytes alone. Seconds,
 # not flushes: with short flush intervals and days touched in turns (events out of
 # order), counting flushes had days decoded and encoded again batch after batch.
-COOL_AFTER_SECONDS = 10.0
+# Short, so that a replay (days of events in a minute) keeps about one day live;
+# a day that an event brings back waits twice as long as before going cold again,
+# up to the most, so late events in turns (pens syncing) cost a few round trips.
+COOL_AFTER_SECONDS = 1.0
+COOL_AFTER_MOST_SECONDS = 64.0
 
 
 class _Windows(Frozen, Generic[K, V]):
     """The windows starting on one UTC day: encoded once until one of them changes."""
 
-    __slots__ = ("changed", "windows")
+    __slots__ = ("changed", "patience", "windows")
 
     def __init__(self) -> None:
         super().__init__()
         self.windows: dict[K, V] = {}
         self.changed = monotonic()  # when a flush last found a window of it changed
+        self.patience = COOL_AFTER_SECONDS  # how long unchanged before it goes cold
 
     def state(self) -> dict[K, V]:
         return self.windows
@@ -240,6 +246,7 @@ class _Windows(Frozen, Generic[K, V]):
             self.thaw()  # its next snapshot is in this release's form
         self.windows = state
         self.changed = monotonic()
+        self.patience = COOL_AFTER_SECONDS
 
     def dumps(self) -> bytes:
         encoded = _ENCODER.encode(self.windows)
@@ -272,26 +279,35 @@ def _shared(windows: dict[int, Any]) -> dict[int, Any]:
 
 
 def _open_day(
-    days: dict[int, _Windows[K, V]], cold: dict[int, bytes], number: int
+    days: dict[int, _Windows[K, V]], cold: dict[int, bytes], waited: dict[int, float], number: int
 ) -> _Windows[K, V]:
-    """Day `number`, live: as it was kept cold, or new."""
+    """Day `number`, live: as it was kept cold (then twice as patient as it was), or new."""
     frozen = cold.pop(number, None)
-    day: _Windows[K, V] = _Windows() if frozen is None else _Windows.unfrozen(frozen)
+    if frozen is None:
+        day: _Windows[K, V] = _Windows()
+    else:
+        day = _Windows.unfrozen(frozen)
+        day.patience = min(2 * waited.pop(number, COOL_AFTER_SECONDS), COOL_AFTER_MOST_SECONDS)
     days[number] = day
     return day
 
 
 def _settle_days(
-    days: dict[int, _Windows[Any, Any]], cold: dict[int, bytes], cutoff: int, now: float
+    days: dict[int, _Windows[Any, Any]],
+    cold: dict[int, bytes],
+    waited: dict[int, float],
+    cutoff: int,
+    now: float,
 ) -> None:
     """After a flush at `now`: the days all of whose windows ended before `cutoff` (the
-    watermark) leave, cold or not; days unchanged for `COOL_AFTER_SECONDS` go cold."""
-    for held in (days, cold):
+    watermark) leave, cold or not; days unchanged for their patience go cold."""
+    for held in (days, cold, waited):
         for number in [number for number in held if (number + 1) * 86400 <= cutoff]:
             del held[number]
     for number, day in list(days.items()):
-        if now - day.changed > COOL_AFTER_SECONDS:
+        if now - day.changed > day.patience:
             cold[number] = day.freeze()
+            waited[number] = day.patience
             del days[number]
 
 
@@ -369,12 +385,14 @@ class StudentWindows:
         self.newest = 0  # newest event time seen, in seconds
         self.days: dict[int, _Windows[int, dict[str, StudentWindow]]] = {}  # by start // 86400
         self.cold: dict[int, bytes] = {}  # idle days, frozen
+        self.waited: dict[int, float] = {}  # the patience each cold day had
         self.dirty: set[tuple[str, int]] = set()
         self.too_late = 0  # events whose window was final already
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self.__dict__.setdefault("cold", {})  # snapshots made up to commit 5088478 have none
+        self.__dict__.setdefault("waited", {})  # nor did those up to 5dfdd08
 
     def apply(self, events: Iterable[Event]) -> dict[str, list[Contribution]]:
         """Count `events` (each counted once already) into their windows; by class, their
@@ -392,7 +410,7 @@ class StudentWindows:
                 continue
             day = days.get(start // 86400)
             if day is None:
-                day = _open_day(days, self.cold, start // 86400)
+                day = _open_day(days, self.cold, self.waited, start // 86400)
             day.frozen = None  # changed: its next snapshot encodes it again
             minute = day.windows.get(start)
             if minute is None:
@@ -453,7 +471,7 @@ class StudentWindows:
             columns = (student_id, window.class_id, window.school_id, start, seconds)
             rows.append(_row(columns, window))
         self.dirty.clear()
-        _settle_days(days, self.cold, self.newest - self.lateness, now)
+        _settle_days(days, self.cold, self.waited, self.newest - self.lateness, now)
         return rows
 
     def window_keys(self) -> Iterator[tuple[str, int]]:
@@ -496,12 +514,14 @@ class ClassWindows:
         self.newest = 0  # newest window start seen
         self.days: dict[int, _Windows[int, ClassWindow]] = {}  # by start // 86400
         self.cold: dict[int, bytes] = {}  # idle days, frozen
+        self.waited: dict[int, float] = {}  # the patience each cold day had
         self.dirty: set[int] = set()
         self.too_late = 0  # deltas for windows final already here
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self.__dict__.setdefault("cold", {})  # snapshots made up to commit 5088478 have none
+        self.__dict__.setdefault("waited", {})  # nor did those up to 5dfdd08
 
     def apply(self, class_id: str, contributions: Iterable[Contribution]) -> None:
         self.class_id = class_id  # the step's key
@@ -511,7 +531,7 @@ class ClassWindows:
                 self.newest = start
             day = days.get(start // 86400)
             if day is None:
-                day = _open_day(days, self.cold, start // 86400)
+                day = _open_day(days, self.cold, self.waited, start // 86400)
             window = day.windows.get(start)
             if window is None:
                 if start + seconds <= self.newest - self.lateness:
@@ -540,5 +560,5 @@ class ClassWindows:
             key = (self.class_id, window.school_id, start, self.seconds, window.active)
             rows.append(_row(key, window))
         self.dirty.clear()
-        _settle_days(self.days, self.cold, self.newest - self.lateness, now)
+        _settle_days(self.days, self.cold, self.waited, self.newest - self.lateness, now)
         return rows
