@@ -390,9 +390,8 @@ class StudentWindows:
         self.too_late = 0  # events whose window was final already
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self.__dict__.setdefault("cold", {})  # snapshots made up to commit 5088478 have none
-        self.__dict__.setdefault("waited", {})  # nor did those up to 5dfdd08
+        # snapshots made up to commit 5088478 have no `cold`, up to 5dfdd08 no `waited`
+        self.__dict__.update({"cold": {}, "waited": {}} | state)
 
     def apply(self, events: Iterable[Event]) -> dict[str, list[Contribution]]:
         """Count `events` (each counted once already) into their windows; by class, their
@@ -519,9 +518,8 @@ class ClassWindows:
         self.too_late = 0  # deltas for windows final already here
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self.__dict__.setdefault("cold", {})  # snapshots made up to commit 5088478 have none
-        self.__dict__.setdefault("waited", {})  # nor did those up to 5dfdd08
+        # snapshots made up to commit 5088478 have no `cold`, up to 5dfdd08 no `waited`
+        self.__dict__.update({"cold": {}, "waited": {}} | state)
 
     def apply(self, class_id: str, contributions: Iterable[Contribution]) -> None:
         self.class_id = class_id  # the step's key
