@@ -542,13 +542,13 @@ def state(path: str, batch_size: int, flush_every: int) -> dict[str, Any]:
         "windows": _pickled_size(windows),
         "classes": _pickled_size(classes),
     }
-    # the bytes live days keep for snapshots are not state (a cold day's are)
-    days: list[Frozen] = [day for shard in shards for day in shard.days.values()]
-    days += [day for part in windows for day in part.days.values()]
-    days += [day for part in classes for day in part.days.values()]
-    for day in days:
-        day.thaw()
-    del days  # the windows' memory is what dropping them frees: no reference may stay
+    # the bytes live parts keep for snapshots are not state (a cold hour's are)
+    parts: list[Frozen] = [day for shard in shards for day in shard.days.values()]
+    parts += [hour for part in windows for hour in part.hours.values()]
+    parts += [hour for part in classes for hour in part.hours.values()]
+    for live in parts:
+        live.thaw()
+    del parts  # the windows' memory is what dropping them frees: no reference may stay
     student_windows = sum(1 for part in windows for _ in part.window_keys())
     class_windows = sum(1 for part in classes for _ in part.window_starts())
     pipeline.classes.clear()

@@ -12,6 +12,7 @@ import contextlib
 import gzip
 import pickle
 import random
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -108,7 +109,7 @@ def test_windows_match_the_reference_in_any_order_and_batching(
         assert row[4] == expected.class_minutes[key]["active_students"], key
 
 
-def test_idle_days_kept_as_bytes_come_back_for_late_events_and_change_no_row(
+def test_idle_hours_kept_as_bytes_come_back_for_late_events_and_change_no_row(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(windows_module, "COOL_AFTER_SECONDS", 0.0)  # cold after one idle flush
@@ -116,50 +117,55 @@ def test_idle_days_kept_as_bytes_come_back_for_late_events_and_change_no_row(
     events = sorted(
         (decoder.decode(raw, now=2e9) for raw in raws if _valid(raw)), key=lambda e: e.time_us
     )
-    # every tenth event arrives after all the others: into days kept cold by then
+    # every tenth event arrives after all the others: into hours kept cold by then
     arrival = [event for n, event in enumerate(events) if n % 10] + events[::10]
     expected = reference.expected([event.raw for event in arrival])
     cold: list[tuple[int, int]] = []
 
     def note_cold(students: StudentWindows, classes: dict[str, ClassWindows]) -> None:
         cold.append((len(students.cold), sum(len(found.cold) for found in classes.values())))
-        # a day is live or cold, never both
-        assert not students.days.keys() & students.cold.keys()
+        # an hour is live or cold, never both
+        assert not students.hours.keys() & students.cold.keys()
         for found in classes.values():
-            assert not found.days.keys() & found.cold.keys()
+            assert not found.hours.keys() & found.cold.keys()
 
     students, classes = run_windows(arrival, chunks=60, resume_after=45, flushed=note_cold)
     assert_matches(students, expected.student_minutes, 5)
     assert_matches(classes, expected.class_minutes, 5)
-    # the path was taken: days went cold while the ordered events went on, and
+    # the path was taken: hours went cold while the ordered events went on, and
     # the late ones (from chunk 54) brought them back
     assert max(found for found, _ in cold[:54]) >= 2
     assert max(found for _, found in cold[:54]) >= 2
     assert min(found for found, _ in cold[54:]) < max(found for found, _ in cold[:54])
 
 
-def test_a_day_goes_cold_after_its_idle_seconds_and_twice_as_many_once_back(
+def test_an_hour_goes_cold_after_its_idle_seconds_and_twice_as_many_once_back(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     clock = [1000.0]
     monkeypatch.setattr(windows_module, "monotonic", lambda: clock[0])
     monkeypatch.setattr(windows_module, "COOL_AFTER_SECONDS", 4.0)
     monkeypatch.setattr(windows_module, "COOL_AFTER_MOST_SECONDS", 16.0)
-    raws = list(generate(events=600, students=20, days=2, class_size=10, seed=5))
+    raws = list(generate(events=6000, students=20, days=2, class_size=10, seed=5))
     events = [decoder.decode(raw, now=2e9) for raw in raws if _valid(raw)]
-    random.Random(5).shuffle(events)  # out of order: each batch touches both days
-    first_day = min(event.time_us // 86_400_000_000 for event in events)
-    unseen = events[200:]
-    earlier = [event for event in unseen if event.time_us // 86_400_000_000 == first_day]
-    later = [event for event in unseen if event.time_us // 86_400_000_000 > first_day]
+
+    def hour(event: Event) -> int:
+        return event.time_us // 3_600_000_000
+
+    (first_hour, _), (second_hour, _) = Counter(map(hour, events)).most_common(2)
+    events = [event for event in events if hour(event) in (first_hour, second_hour)]
+    random.Random(5).shuffle(events)  # out of order: each batch touches both hours
+    earlier = [event for event in events[200:] if hour(event) == first_hour]
+    later = [event for event in events[200:] if hour(event) == second_hour]
     shard, windows = Shard(), StudentWindows(60, 10**9)
-    # the two days touched in turns, a flush a second apart: both stay objects
+    # the two hours touched in turns, a flush a second apart: both stay objects
     for start in range(0, 200, 20):
         windows.apply(shard.apply(events[start : start + 20]).counted)
         windows.flush()
         clock[0] += 1.0
     assert not windows.cold
-    # From here on the second day changes every second and the first only when
+    assert windows.hours.keys() == {first_hour, second_hour}
+    # From here on the second hour changes every second and the first only when
     # a late event comes: it goes cold after 4 idle seconds, then, each time
     # it was brought back, after twice as many as before, up to 16.
     remaining = iter(earlier)
@@ -168,15 +174,40 @@ def test_a_day_goes_cold_after_its_idle_seconds_and_twice_as_many_once_back(
             windows.apply(shard.apply(later[:1]).counted)
             later = later[1:]
             windows.flush()
-            assert (first_day in windows.cold) == (second == patience), (patience, second)
+            assert (first_hour in windows.cold) == (second == patience), (patience, second)
             clock[0] += 1.0
         windows.apply(shard.apply([next(remaining)]).counted)  # a late event brings it back
-        assert first_day in windows.days
+        assert first_hour in windows.hours
         windows.flush()
         clock[0] += 1.0
 
 
-def test_the_keys_and_deletion_of_windows_reach_days_kept_cold(
+def test_windows_ending_after_their_hour_stay_until_final() -> None:
+    """An hour leaves the state once its last window has ended, not when the hour has."""
+
+    def at(hour: int, minute: int, event_id: str) -> Event:
+        stamp = datetime(2026, 9, 2, hour, minute, tzinfo=UTC).isoformat()
+        raw = message("stroke_raw", {"stroke_count": 5}, timestamp=stamp, event_id=event_id)
+        return decoder.decode(raw)
+
+    # 25-minute windows, 10 minutes late at most: 01:45-02:10 starts in hour 1
+    shard, windows = Shard(), StudentWindows(1500, lateness=600)
+    for event in (at(1, 55, "a"), at(1, 59, "b"), at(2, 15, "c")):
+        windows.apply(shard.apply([event]).counted)
+        windows.flush()
+    # the watermark (02:05) is past hour 1's end but not its last window's
+    windows.apply(shard.apply([at(1, 58, "d")]).counted)
+    (row,) = windows.flush()  # still open: rewritten with all three of its events
+    assert (row[3] % 86400, row[5]) == (6300, 3)
+    assert windows.too_late == 0
+    windows.apply(shard.apply([at(2, 40, "e")]).counted)
+    windows.flush()  # the watermark at 02:30: final, and the hour has left
+    assert 1 not in {number % 24 for number in windows.hours}
+    windows.apply(shard.apply([at(1, 57, "f")]).counted)
+    assert windows.too_late == 1
+
+
+def test_the_keys_and_deletion_of_windows_reach_hours_kept_cold(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(windows_module, "COOL_AFTER_SECONDS", 0.0)
@@ -191,16 +222,16 @@ def test_the_keys_and_deletion_of_windows_reach_days_kept_cold(
         classes.apply(class_id, contributions.get(class_id, []))
         windows.flush()
         classes.flush()
-    assert windows.cold  # the first days went cold
+    assert windows.cold  # the first hours went cold
     assert classes.cold
     every = {(event.student_id, event.time_us // 60_000_000 * 60) for event in events}
     assert set(windows.window_keys()) == every
     starts = {e.time_us // 60_000_000 * 60 for e in events if e.class_id == class_id}
     assert sorted(classes.window_starts()) == sorted(starts)
-    forgotten = events[0].student_id  # a student of the first day, kept cold
+    forgotten = events[0].student_id  # a student of the first hour, kept cold
     cold = set(windows.cold)
     windows.forget([forgotten])
-    assert set(windows.cold) == cold  # dropped from the days' bytes, not brought back whole
+    assert set(windows.cold) == cold  # dropped from the hours' bytes, not brought back whole
     windows = pickle.loads(pickle.dumps(windows))
     assert {key for key in windows.window_keys() if key[0] == forgotten} == set()
     assert set(windows.window_keys()) == {key for key in every if key[0] != forgotten}
@@ -263,28 +294,50 @@ def test_replay_writes_the_windows_of_the_reference(tmp_path: Path) -> None:
                     assert found[key][name] == pytest.approx(value, rel=1e-12), (key, name)
 
 
-# Snapshots of windows in the forms earlier releases wrote: the first 600
-# lines of writech/sample/events.jsonl.gz decoded as `decoder` here does
-# (produced at 2e9), 300 counted and flushed, 100 more counted, then
-# `pickle.dumps((student_windows, {class_id: class_windows}))`. Written by
-# the code of commit 7d6b404, when a window was a list of slots; and by that
-# of commit 5088478, when a day of windows was pickled (and none was cold).
-OLD_SNAPSHOTS = [
-    Path(__file__).parent / "data" / "windows-7d6b404.pickle",
-    Path(__file__).parent / "data" / "windows-5088478.pickle",
-]
+# Snapshots of windows in the forms earlier releases wrote, from lines of
+# writech/sample/events.jsonl.gz decoded as `decoder` here does (produced at
+# 2e9), invalid ones left out: the first 300 events counted and flushed, the
+# next 100 counted, then `pickle.dumps((student_windows, {class_id:
+# class_windows}))`; a resume then counts the rest, and the events of the
+# lines after. Written by the code of commit 7d6b404, when a window was a
+# list of slots; of commit 5088478, when a day of windows was pickled (and
+# none was cold); and of commit eade4c0, when windows were kept by the day,
+# there with every day cold after the flush (`COOL_AFTER_SECONDS` -1), so
+# that the first day is cold in the snapshot and the lines after bring it back.
+OLD_SNAPSHOTS = {  # commit: (lines read before the snapshot, lines after)
+    "7d6b404": ([(0, 600)], []),
+    "5088478": ([(0, 600)], []),
+    "eade4c0": ([(0, 300), (4800, 4900)], [(300, 400), (4900, 5000)]),
+}
 
 
-@pytest.mark.parametrize("snapshot", OLD_SNAPSHOTS, ids=lambda path: path.stem)
+def _windows_of(owner: StudentWindows | ClassWindows) -> dict[int, Any]:
+    """Every window an owner holds, live or cold, by start."""
+    return {
+        start: found
+        for windows in windows_module._live(owner.hours, owner.cold)
+        for start, found in windows.items()
+    }
+
+
+@pytest.mark.parametrize("commit", OLD_SNAPSHOTS)
 def test_a_snapshot_of_windows_in_an_earlier_form_resumes_as_if_never_stopped(
-    snapshot: Path,
+    commit: str,
 ) -> None:
     with gzip.open(REPO / "writech" / "sample" / "events.jsonl.gz") as sample:
-        lines = sample.read().splitlines()[:600]
-    events = []
-    for line in lines:
-        with contextlib.suppress(Invalid):
-            events.append(decoder.decode(line, now=2e9))
+        lines = sample.read().splitlines()
+
+    def decoded(parts: list[tuple[int, int]]) -> list[Event]:
+        events = []
+        for start, end in parts:
+            for line in lines[start:end]:
+                with contextlib.suppress(Invalid):
+                    events.append(decoder.decode(line, now=2e9))
+        return events
+
+    before, after = OLD_SNAPSHOTS[commit]
+    events = decoded(before)
+    first, second, rest = events[:300], events[300:400], events[400:] + decoded(after)
     shard = Shard()  # the daily state's form did not change: one shard counts for both
     students = StudentWindows(60, 10**9)
     classes: dict[str, ClassWindows] = {}
@@ -295,33 +348,45 @@ def test_a_snapshot_of_windows_in_an_earlier_form_resumes_as_if_never_stopped(
             for class_id, found in windows.apply(counted).items():
                 by_class.setdefault(class_id, ClassWindows(60, 10**9)).apply(class_id, found)
 
-    feed(events[:300], (students, classes))
+    feed(first, (students, classes))
     students.flush()
     for windows in classes.values():
         windows.flush()
-    feed(events[300:400], (students, classes))
+    feed(second, (students, classes))
 
+    snapshot = Path(__file__).parent / "data" / f"windows-{commit}.pickle"
     old_students, old_classes = pickle.loads(snapshot.read_bytes())
     # converted on loading: the same windows, changed since the same flush
-    assert old_students.days.keys() == students.days.keys()
-    for number, day in students.days.items():
-        assert old_students.days[number].windows == day.windows
+    assert _windows_of(old_students) == _windows_of(students)
     assert old_students.dirty == students.dirty
     assert old_classes.keys() == classes.keys()
     for class_id, class_windows in classes.items():
-        for number, class_day in class_windows.days.items():
-            assert old_classes[class_id].days[number].windows == class_day.windows
+        assert _windows_of(old_classes[class_id]) == _windows_of(class_windows)
         assert old_classes[class_id].dirty == class_windows.dirty
+    # by the hour now; the hours of a day that was cold are cold
+    for owner in (old_students, *old_classes.values()):
+        assert not hasattr(owner, "days")
+        for number, hour in owner.hours.items():
+            assert {start // 3600 for start in hour.windows} == {number}
+    if commit == "eade4c0":
+        days_brought_back = {event.time_us // 86_400_000_000 for event in second}
+        cold_hours = {
+            event.time_us // 3_600_000_000
+            for event in first
+            if event.time_us // 86_400_000_000 not in days_brought_back
+        }
+        assert cold_hours
+        assert old_students.cold.keys() == cold_hours
 
     # its next snapshot is in this release's form, and the run goes on alike
     old_students, old_classes = pickle.loads(pickle.dumps((old_students, old_classes)))
     assert all(
         isinstance(window, StudentWindow)
-        for day in old_students.days.values()
-        for minute in day.windows.values()
+        for hour in old_students.hours.values()
+        for minute in hour.windows.values()
         for window in minute.values()
     )
-    feed(events[400:], (students, classes), (old_students, old_classes))
+    feed(rest, (students, classes), (old_students, old_classes))
     assert sorted(old_students.flush()) == sorted(students.flush())
     for class_id, windows in classes.items():
         assert sorted(old_classes[class_id].flush()) == sorted(windows.flush())

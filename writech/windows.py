@@ -28,13 +28,16 @@ were 1.3 of the 3.1 million containers the collector scanned again and
 again, for garbage they never hold.
 
 Windows stay in the state for the whole lateness (7 days by default), but
-only the newest day's change when events come in time order. So a day of
-windows that no flush found changed for `COOL_AFTER_SECONDS` (twice as
-long each time an event brought it back) is kept as its encoded bytes
-alone (the form its snapshots take: msgspec's JSON of the windows as
-arrays, compressed with zstd; about 1.3 µs a window, where pickling one
-took 4.9) until an event needs it again: about 30 bytes a window against
-about 400 as objects (and 96 pickled).
+only the newest hour's change when events come in time order. So windows
+are kept by the hour they start in, and an hour of windows that no flush
+found changed for `COOL_AFTER_SECONDS` (twice as long each time an event
+brought it back) is kept as its encoded bytes alone (the form its
+snapshots take: msgspec's JSON of the windows as arrays, compressed with
+zstd; about 1.3 µs a window, where pickling one took 4.9) until an event
+needs it again: about 30 bytes a window against about 400 as objects (and
+96 pickled). By the hour, not by the day: a live class keeps its current
+hour as objects, not its whole school day, and a replay (a day of events
+in seconds) about a third of a day instead of one to two days.
 """
 
 from __future__ import annotations
@@ -210,24 +213,26 @@ def _first_time_for(window: StudentWindow, class_id: str) -> int:
     return 1
 
 
-# A day's windows by start: a student's, by student id; or a class's window.
+# Windows are kept by the hour they start in (its number: start // HOUR).
+HOUR: Final = 3600
+# An hour's windows by start: a student's, by student id; or a class's window.
 # JSON, since sums of scores outgrow msgpack's 64-bit integers; then zstd.
 _ENCODER: Final = msgspec.json.Encoder()
 _DECODER: Final = msgspec.json.Decoder(dict[int, dict[str, StudentWindow] | ClassWindow])
 _ZSTD: Final = pa.Codec("zstd", compression_level=1)
 _ZSTD_TAG: Final = b"Z"  # then the JSON's size (8 bytes, little-endian), then its zstd frame
-# A day no flush found changed for this long is kept as its bytes alone. Seconds,
-# not flushes: with short flush intervals and days touched in turns (events out of
-# order), counting flushes had days decoded and encoded again batch after batch.
-# Short, so that a replay (days of events in a minute) keeps about one day live;
-# a day that an event brings back waits twice as long as before going cold again,
+# An hour no flush found changed for this long is kept as its bytes alone. Seconds,
+# not flushes: with short flush intervals and hours touched in turns (events out of
+# order), counting flushes had them decoded and encoded again batch after batch.
+# Short, so that a replay (days of events in a minute) keeps few hours live; an
+# hour that an event brings back waits twice as long as before going cold again,
 # up to the most, so late events in turns (pens syncing) cost a few round trips.
 COOL_AFTER_SECONDS = 1.0
 COOL_AFTER_MOST_SECONDS = 64.0
 
 
 class _Windows(Frozen, Generic[K, V]):
-    """The windows starting on one UTC day: encoded once until one of them changes."""
+    """The windows starting in one hour: encoded once until one of them changes."""
 
     __slots__ = ("changed", "patience", "windows")
 
@@ -278,45 +283,77 @@ def _shared(windows: dict[int, Any]) -> dict[int, Any]:
     return windows
 
 
-def _open_day(
-    days: dict[int, _Windows[K, V]], cold: dict[int, bytes], waited: dict[int, float], number: int
+def _open_hour(
+    hours: dict[int, _Windows[K, V]], cold: dict[int, bytes], waited: dict[int, float], number: int
 ) -> _Windows[K, V]:
-    """Day `number`, live: as it was kept cold (then twice as patient as it was), or new."""
+    """Hour `number`, live: as it was kept cold (then twice as patient as it was), or new."""
     frozen = cold.pop(number, None)
     if frozen is None:
-        day: _Windows[K, V] = _Windows()
+        hour: _Windows[K, V] = _Windows()
     else:
-        day = _Windows.unfrozen(frozen)
-        day.patience = min(2 * waited.pop(number, COOL_AFTER_SECONDS), COOL_AFTER_MOST_SECONDS)
-    days[number] = day
-    return day
+        hour = _Windows.unfrozen(frozen)
+        hour.patience = min(2 * waited.pop(number, COOL_AFTER_SECONDS), COOL_AFTER_MOST_SECONDS)
+    hours[number] = hour
+    return hour
 
 
-def _settle_days(
-    days: dict[int, _Windows[Any, Any]],
+def _settle_hours(
+    hours: dict[int, _Windows[Any, Any]],
     cold: dict[int, bytes],
     waited: dict[int, float],
-    cutoff: int,
+    final_before: int,
     now: float,
 ) -> None:
-    """After a flush at `now`: the days all of whose windows ended before `cutoff` (the
-    watermark) leave, cold or not; days unchanged for their patience go cold."""
-    for held in (days, cold, waited):
-        for number in [number for number in held if (number + 1) * 86400 <= cutoff]:
+    """After a flush at `now`: the hours all of whose windows are final (they ended by
+    `final_before`, the watermark less the window's length) leave, cold or not; hours
+    unchanged for their patience go cold."""
+    for held in (hours, cold, waited):
+        for number in [number for number in held if (number + 1) * HOUR <= final_before]:
             del held[number]
-    for number, day in list(days.items()):
-        if now - day.changed > day.patience:
-            cold[number] = day.freeze()
-            waited[number] = day.patience
-            del days[number]
+    for number, hour in list(hours.items()):
+        if now - hour.changed > hour.patience:
+            cold[number] = hour.freeze()
+            waited[number] = hour.patience
+            del hours[number]
 
 
-def _live(days: dict[int, _Windows[K, V]], cold: dict[int, bytes]) -> Iterator[dict[K, V]]:
-    """Every day's windows, the cold days' decoded (not kept live)."""
-    for day in days.values():
-        yield day.windows
+def _live(hours: dict[int, _Windows[K, V]], cold: dict[int, bytes]) -> Iterator[dict[K, V]]:
+    """Every hour's windows, the cold hours' decoded (not kept live)."""
+    for hour in hours.values():
+        yield hour.windows
     for frozen in cold.values():
         yield _Windows.loads(frozen)
+
+
+def _by_hour(state: dict[str, Any]) -> dict[str, Any]:
+    """An owner's state as snapshots made up to commit eade4c0 hold it, by the hour.
+
+    There windows were kept by the UTC day they start on (`days`, `cold`,
+    `waited`): each day's windows are split by hour, the live ones live and
+    the cold ones encoded again, so that a resume holds no more as objects
+    than the snapshot did.
+    """
+    days, cold_days = state.pop("days"), state.pop("cold", {})  # `cold` since 5088478
+    state.pop("waited", None)  # since 5dfdd08
+    hours: dict[int, _Windows[Any, Any]] = {}
+    cold: dict[int, bytes] = {}
+    for day in days.values():
+        hours.update(_split(day.windows))
+    for frozen in cold_days.values():
+        cold.update(
+            (number, hour.freeze()) for number, hour in _split(_Windows.loads(frozen)).items()
+        )
+    return state | {"hours": hours, "cold": cold, "waited": {}}
+
+
+def _split(windows: dict[int, Any]) -> dict[int, _Windows[Any, Any]]:
+    hours: dict[int, _Windows[Any, Any]] = {}
+    for start, found in windows.items():
+        hour = hours.get(start // HOUR)
+        if hour is None:
+            hour = hours[start // HOUR] = _Windows()
+        hour.windows[start] = found
+    return hours
 
 
 # The totals a window's first slots held, in their order.
@@ -369,12 +406,21 @@ def _note_school(window: Window, time_us: int, event_id: str, school_id: str) ->
         window.school_time, window.school_event, window.school_id = time_us, event_id, school_id
 
 
-class StudentWindows:
+class _ByHour:
+    """Base of the windows' owners, which keep them by the hour (`hours`, `cold`, `waited`)."""
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # snapshots made up to commit eade4c0 keep windows by the day
+        self.__dict__.update(_by_hour(state) if "days" in state else state)
+
+
+class StudentWindows(_ByHour):
     """The windows of one shard's students, and the watermark that finalises them.
 
-    Windows are kept by the UTC day they start on, so that a snapshot encodes
-    only the days that changed, idle days are kept as bytes (`cold`) and final
-    windows leave a day at a time; in a day, by start, then by student.
+    Windows are kept by the hour they start in, so that a snapshot encodes
+    only the hours that changed, idle hours are kept as bytes (`cold`) and
+    final windows leave an hour at a time; in an hour, by start, then by
+    student.
     Nested, a window costs no key tuple, and its student's id is one shared
     string (the decoder shares ids), not one per window.
     """
@@ -383,21 +429,17 @@ class StudentWindows:
         self.seconds = seconds
         self.lateness = lateness
         self.newest = 0  # newest event time seen, in seconds
-        self.days: dict[int, _Windows[int, dict[str, StudentWindow]]] = {}  # by start // 86400
-        self.cold: dict[int, bytes] = {}  # idle days, frozen
-        self.waited: dict[int, float] = {}  # the patience each cold day had
+        self.hours: dict[int, _Windows[int, dict[str, StudentWindow]]] = {}  # by start // HOUR
+        self.cold: dict[int, bytes] = {}  # idle hours, frozen
+        self.waited: dict[int, float] = {}  # the patience each cold hour had
         self.dirty: set[tuple[str, int]] = set()
         self.too_late = 0  # events whose window was final already
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        # snapshots made up to commit 5088478 have no `cold`, up to 5dfdd08 no `waited`
-        self.__dict__.update({"cold": {}, "waited": {}} | state)
 
     def apply(self, events: Iterable[Event]) -> dict[str, list[Contribution]]:
         """Count `events` (each counted once already) into their windows; by class, their
         contributions to the classes' windows."""
         contributions: dict[str, list[Contribution]] = {}
-        seconds, days, dirty = self.seconds, self.days, self.dirty
+        seconds, hours, dirty = self.seconds, self.hours, self.dirty
         for event in events:
             time_us = event.time_us
             instant = time_us // 1_000_000
@@ -407,13 +449,13 @@ class StudentWindows:
             if start + seconds <= self.newest - self.lateness:
                 self.too_late += 1
                 continue
-            day = days.get(start // 86400)
-            if day is None:
-                day = _open_day(days, self.cold, self.waited, start // 86400)
-            day.frozen = None  # changed: its next snapshot encodes it again
-            minute = day.windows.get(start)
+            hour = hours.get(start // HOUR)
+            if hour is None:
+                hour = _open_hour(hours, self.cold, self.waited, start // HOUR)
+            hour.frozen = None  # changed: its next snapshot encodes it again
+            minute = hour.windows.get(start)
             if minute is None:
-                minute = day.windows[start] = {}
+                minute = hour.windows[start] = {}
             student_id = event.student_id
             window = minute.get(student_id)
             if window is None:
@@ -460,22 +502,23 @@ class StudentWindows:
         return contributions
 
     def flush(self) -> list[StudentMinuteRow]:
-        """Rows of the windows changed since the last flush; days of final windows leave."""
-        seconds, days, now = self.seconds, self.days, monotonic()
+        """Rows of the windows changed since the last flush; hours of final windows leave."""
+        seconds, hours, now = self.seconds, self.hours, monotonic()
         rows: list[StudentMinuteRow] = []
         for student_id, start in self.dirty:
-            day = days[start // 86400]
-            day.changed = now
-            window = day.windows[start][student_id]
+            hour = hours[start // HOUR]
+            hour.changed = now
+            window = hour.windows[start][student_id]
             columns = (student_id, window.class_id, window.school_id, start, seconds)
             rows.append(_row(columns, window))
         self.dirty.clear()
-        _settle_days(days, self.cold, self.waited, self.newest - self.lateness, now)
+        final_before = self.newest - self.lateness - seconds
+        _settle_hours(hours, self.cold, self.waited, final_before, now)
         return rows
 
     def window_keys(self) -> Iterator[tuple[str, int]]:
         """(student_id, window start) of every window in the state."""
-        for windows in _live(self.days, self.cold):
+        for windows in _live(self.hours, self.cold):
             for start, minute in windows.items():
                 for student_id in minute:
                     yield student_id, start
@@ -483,27 +526,29 @@ class StudentWindows:
     def forget(self, student_ids: Iterable[str]) -> None:
         """Drop every window of these students (deletion on request, `writech forget`)."""
         forgotten = set(student_ids)
-        for day in self.days.values():
-            self._forget_in(day, forgotten)
+        for hour in self.hours.values():
+            self._forget_in(hour, forgotten)
         for number, frozen in self.cold.items():  # one at a time, and cold again
-            day = _Windows.unfrozen(frozen)
-            if self._forget_in(day, forgotten):
-                self.cold[number] = day.freeze()
+            hour = _Windows.unfrozen(frozen)
+            if self._forget_in(hour, forgotten):
+                self.cold[number] = hour.freeze()
 
-    def _forget_in(self, day: _Windows[int, dict[str, StudentWindow]], forgotten: set[str]) -> bool:
-        """Drop the windows of `forgotten` from `day`; whether it held any."""
+    def _forget_in(
+        self, hour: _Windows[int, dict[str, StudentWindow]], forgotten: set[str]
+    ) -> bool:
+        """Drop the windows of `forgotten` from `hour`; whether it held any."""
         held = False
-        for start, minute in day.windows.items():
+        for start, minute in hour.windows.items():
             for student_id in forgotten.intersection(minute):
                 del minute[student_id]
                 self.dirty.discard((student_id, start))
                 held = True
         if held:
-            day.thaw()
+            hour.thaw()
         return held
 
 
-class ClassWindows:
+class ClassWindows(_ByHour):
     """The windows of one class: the `class_windows` step's state for one class key."""
 
     def __init__(self, seconds: int, lateness: int) -> None:
@@ -511,32 +556,28 @@ class ClassWindows:
         self.seconds = seconds
         self.lateness = lateness
         self.newest = 0  # newest window start seen
-        self.days: dict[int, _Windows[int, ClassWindow]] = {}  # by start // 86400
-        self.cold: dict[int, bytes] = {}  # idle days, frozen
-        self.waited: dict[int, float] = {}  # the patience each cold day had
+        self.hours: dict[int, _Windows[int, ClassWindow]] = {}  # by start // HOUR
+        self.cold: dict[int, bytes] = {}  # idle hours, frozen
+        self.waited: dict[int, float] = {}  # the patience each cold hour had
         self.dirty: set[int] = set()
         self.too_late = 0  # deltas for windows final already here
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        # snapshots made up to commit 5088478 have no `cold`, up to 5dfdd08 no `waited`
-        self.__dict__.update({"cold": {}, "waited": {}} | state)
-
     def apply(self, class_id: str, contributions: Iterable[Contribution]) -> None:
         self.class_id = class_id  # the step's key
-        days, seconds = self.days, self.seconds
+        hours, seconds = self.hours, self.seconds
         for start, new, kind, value, character, school_id, time_us, event_id in contributions:
             if start > self.newest:
                 self.newest = start
-            day = days.get(start // 86400)
-            if day is None:
-                day = _open_day(days, self.cold, self.waited, start // 86400)
-            window = day.windows.get(start)
+            hour = hours.get(start // HOUR)
+            if hour is None:
+                hour = _open_hour(hours, self.cold, self.waited, start // HOUR)
+            window = hour.windows.get(start)
             if window is None:
                 if start + seconds <= self.newest - self.lateness:
                     self.too_late += 1  # a partial row would not replace the final one
                     continue
-                window = day.windows[start] = ClassWindow()
-            day.frozen = None
+                window = hour.windows[start] = ClassWindow()
+            hour.frozen = None
             _count(window, kind, value, character)
             window.active += new
             if school_id:
@@ -545,18 +586,19 @@ class ClassWindows:
 
     def window_starts(self) -> Iterator[int]:
         """The start of every window of this class in the state."""
-        for windows in _live(self.days, self.cold):
+        for windows in _live(self.hours, self.cold):
             yield from windows
 
     def flush(self) -> list[ClassMinuteRow]:
         rows: list[ClassMinuteRow] = []
         now = monotonic()
         for start in self.dirty:
-            day = self.days[start // 86400]
-            day.changed = now
-            window = day.windows[start]
+            hour = self.hours[start // HOUR]
+            hour.changed = now
+            window = hour.windows[start]
             key = (self.class_id, window.school_id, start, self.seconds, window.active)
             rows.append(_row(key, window))
         self.dirty.clear()
-        _settle_days(self.days, self.cold, self.waited, self.newest - self.lateness, now)
+        final_before = self.newest - self.lateness - self.seconds
+        _settle_hours(self.hours, self.cold, self.waited, final_before, now)
         return rows
