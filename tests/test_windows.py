@@ -313,9 +313,10 @@ OLD_SNAPSHOTS = {  # commit: (lines read before the snapshot, lines after)
 
 def _windows_of(owner: StudentWindows | ClassWindows) -> dict[int, Any]:
     """Every window an owner holds, live or cold, by start."""
+    hours: dict[int, Any] = owner.hours  # of student or of class windows
     return {
         start: found
-        for windows in windows_module._live(owner.hours, owner.cold)
+        for windows in windows_module._live(hours, owner.cold)
         for start, found in windows.items()
     }
 
