@@ -235,4 +235,6 @@ def pending_dead_letters(recovery: Path) -> list[bytes]:
 def students_in(state: bytes) -> set[tuple[int, str]]:
     """(day, student) of every daily row an `aggregate` snapshot holds."""
     shard = restore_shard(state, 64)[0]
-    return {(number, student) for number, day in shard.days.items() for student, _ in day.rows}
+    return {
+        (number, student) for number, day in shard.days.items() for student, _ in day.live_rows()
+    }

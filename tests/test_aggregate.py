@@ -8,6 +8,7 @@ import pickle
 from datetime import date
 from fractions import Fraction
 from typing import Any
+from unittest.mock import patch
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 
 from tests import reference, rows
 from tests.cases import message
+from writech import aggregate
 from writech.aggregate import Shard, ShardOutput
 from writech.events import Event, EventDecoder
 from writech.schema import DailyStats, StatsRow
@@ -199,6 +201,74 @@ def test_snapshot_and_resume_continue_exactly(raws: list[bytes], data: st.DataOb
     assert final_table([first, second], resumed.flush()) == run(events)[0]
 
 
+@settings(max_examples=150, deadline=None)
+@given(streams, st.data())
+def test_dates_cold_between_flushes_change_no_result(
+    raws: list[bytes], data: st.DataObject
+) -> None:
+    """Every date goes cold at every flush, comes back for the events after, and
+    resumes from a snapshot taken cold: the rows are those of a run without."""
+    mixed = data.draw(st.permutations(raws + data.draw(st.lists(st.sampled_from(raws)))))
+    events = decode(mixed)
+    chunks = data.draw(st.lists(st.integers(1, 5), min_size=1, max_size=len(events)))
+    resume_at = data.draw(st.integers(0, len(chunks) - 1))
+    shard, outputs, start = Shard(), [], 0
+    with patch.object(aggregate, "COOL_AFTER_SECONDS", -1.0):  # cold at every flush
+        for number, size in enumerate(chunks):
+            outputs.append(shard.apply(events[start : start + size]))
+            start += size
+            retained = shard.retained_rows
+            outputs.append(ShardOutput(shard.flush(), [], [], []))
+            assert not shard.days  # every date went cold
+            assert len(shard.cold) == len({event.day for event in events[:start]})
+            assert shard.retained_rows == retained
+            if number == resume_at:
+                shard = pickle.loads(pickle.dumps(shard))
+        outputs.append(shard.apply(events[start:]))
+        table = final_table(outputs, shard.flush())
+    assert table == run(decode(raws))[0]
+    distinct = reference.expected(raws).processed
+    assert sum(out.processed for out in outputs) == distinct
+
+
+def test_a_cold_date_leaves_with_its_identities_past_retention() -> None:
+    with patch.object(aggregate, "COOL_AFTER_SECONDS", -1.0):
+        shard = Shard(retention_days=7)
+        shard.apply(decode([day_event(1, event_id="a"), day_event(1, event_id="b")]))
+        shard.flush()
+        assert list(shard.cold) == [date(2026, 9, 1).toordinal()]
+        out = shard.apply(decode([day_event(9, event_id="c")]))
+        assert out.stats == []  # flushed before it went cold
+        assert (shard.retained_rows, shard.retained_event_ids) == (1, 1)
+        assert not shard.cold
+        late = shard.apply(decode([day_event(1, event_id="a")]))
+        assert [letter[3] for letter in late.dead_letters] == ["too_late"]
+
+
+def test_forgetting_reaches_cold_dates_and_keeps_them_cold() -> None:
+    with patch.object(aggregate, "COOL_AFTER_SECONDS", -1.0):
+        shard = Shard()
+        shard.apply(
+            decode(
+                [
+                    day_event(1, student_id="stu-a", event_id="1"),
+                    day_event(2, student_id="stu-a", event_id="2"),
+                    day_event(2, student_id="stu-b", event_id="3"),
+                ]
+            )
+        )
+        shard.flush()
+        assert shard.students() == {"stu-a", "stu-b"}
+        assert shard.forget(["stu-a"]) == 2
+        assert (len(shard.cold), shard.retained_rows, shard.students()) == (2, 1, {"stu-b"})
+        resumed: Shard = pickle.loads(pickle.dumps(shard))
+        assert resumed.students() == {"stu-b"}
+        again = resumed.apply(decode([day_event(2, student_id="stu-b", event_id="4")]))
+        assert again.processed == 1
+        (row,) = rows.stats(resumed.flush())
+        assert (row.student_id, row.login_count) == ("stu-b", 2)
+
+
 # -- retention and late events (SPEC §5) -----------------------------------
 
 
@@ -371,7 +441,7 @@ def test_a_row_snapshotted_with_an_empty_set_of_knowledge_points_resumes() -> No
     shard = Shard()
     shard.apply(decode([graded("g-1", "")]))
     (day,) = shard.days.values()
-    (row,) = day.rows.values()
+    (row,) = day.live_rows().values()
     assert row.knowledge_points is None  # no set until the row's first knowledge point
     row.knowledge_points = set()  # as the earlier releases kept it
     day.thaw()

@@ -10,6 +10,12 @@ shard has seen are flushed and evicted with the identities first counted
 on them; an event for such a date is dead-lettered as `too_late`, so a
 complete row is never overwritten by a partial one.
 
+A date no flush found changed for a second (`COOL_AFTER_SECONDS`, twice
+as long each time an event brought it back) keeps its rows as their
+snapshot's bytes alone (a pickle, ~150 bytes a row against ~700 as
+objects) until an event for it comes: with events in time order, only
+the current date's rows are objects.
+
 Averages are exact: each is an integer sum of the values (every float is
 an integer multiple of a power of two, see `RowTotals.units`) over its
 own count, so a mean is the correctly rounded true mean of the values,
@@ -24,6 +30,7 @@ import operator
 from array import array
 from collections.abc import Callable, Iterable
 from datetime import date
+from time import monotonic
 from typing import Final
 
 from msgspec import Struct
@@ -41,7 +48,7 @@ from writech.events import (
     WritingQuality,
     dead_letter,
 )
-from writech.frozen import Frozen
+from writech.frozen import COOL_AFTER_MOST_SECONDS, COOL_AFTER_SECONDS, Frozen
 from writech.identities import Identities
 from writech.schema import (
     DeadLetterRow,
@@ -235,20 +242,52 @@ class ShardOutput(Struct, gc=False):
 
 
 class _Day(Frozen):
-    """One local date of a shard: its rows and the identities first counted on it."""
+    """One local date of a shard: its rows and the identities first counted on it.
 
-    __slots__ = ("ids", "rows")
+    Cold (`rows` None), its rows are its snapshot's bytes alone (`frozen`);
+    its identities stay an array, for lookups rebuilt on resume and for
+    eviction.
+    """
+
+    __slots__ = ("changed", "ids", "patience", "rows", "size")
 
     def __init__(self) -> None:
         super().__init__()
-        self.rows: dict[tuple[str, str], RowTotals] = {}
+        self.rows: dict[tuple[str, str], RowTotals] | None = {}
         self.ids = array("Q")  # dedup keys: 8 bytes each, one C copy to pickle
+        self.changed = monotonic()  # when a flush last found a row of it changed
+        self.patience = COOL_AFTER_SECONDS  # how long unchanged before it goes cold
+        self.size = 0  # rows, while cold
 
-    def state(self) -> tuple[dict[tuple[str, str], RowTotals], array[int]]:
+    def state(self) -> tuple[dict[tuple[str, str], RowTotals] | None, array[int]]:
         return self.rows, self.ids
 
     def restore(self, state: tuple[dict[tuple[str, str], RowTotals], array[int]]) -> None:
         self.rows, self.ids = state
+        self.changed = monotonic()
+        self.patience = COOL_AFTER_SECONDS
+        self.size = 0
+
+    def cool(self) -> None:
+        """Keep the rows as bytes alone (the snapshot's: encoded only if they changed)."""
+        self.freeze()
+        self.size = len(self.live_rows())
+        self.rows = None
+
+    def warm(self) -> None:
+        """The rows as objects again; cold again only after twice the patience."""
+        self.rows = self.cold_rows()
+        self.patience = min(2 * self.patience, COOL_AFTER_MOST_SECONDS)
+
+    def live_rows(self) -> dict[tuple[str, str], RowTotals]:
+        assert self.rows is not None, "a cold day's rows are bytes"
+        return self.rows
+
+    def cold_rows(self) -> dict[tuple[str, str], RowTotals]:
+        """The rows a cold day keeps as bytes, decoded (not kept)."""
+        assert self.frozen is not None, "a live day's rows are objects"
+        rows: dict[tuple[str, str], RowTotals] = self.loads(self.frozen)[0]
+        return rows
 
 
 class Shard:
@@ -257,22 +296,32 @@ class Shard:
     def __init__(self, retention_days: int = 7) -> None:
         self.retention_days = retention_days
         self.newest_day = 0
-        self.days: dict[int, _Day] = {}
+        self.days: dict[int, _Day] = {}  # live: rows as objects
+        self.cold: dict[int, _Day] = {}  # rows as bytes
         self.dirty: set[RowKey] = set()
         # every identity counted on a retained day, for lookups: derived from
         # the days' `ids`, so it is rebuilt on unpickling rather than stored twice
         self.identities = Identities()
 
     def __getstate__(self) -> tuple[int, int, dict[int, _Day], set[RowKey]]:
-        return self.retention_days, self.newest_day, self.days, self.dirty
+        # a cold day pickles as the bytes it keeps, and resumes live
+        return self.retention_days, self.newest_day, self.days | self.cold, self.dirty
 
     def __setstate__(self, state: tuple[int, int, dict[int, _Day], set[RowKey]]) -> None:
         self.retention_days, self.newest_day, self.days, self.dirty = state
+        self.cold = {}
         self.identities = Identities(day.ids for day in self.days.values())
 
     @property
     def retained_rows(self) -> int:
-        return sum(len(day.rows) for day in self.days.values())
+        live = sum(len(day.live_rows()) for day in self.days.values())
+        return live + sum(day.size for day in self.cold.values())
+
+    def students(self) -> set[str]:
+        """The students of every retained row, cold days' included."""
+        days = [day.live_rows() for day in self.days.values()]
+        days += [day.cold_rows() for day in self.cold.values()]
+        return {student for rows in days for student, _ in rows}
 
     @property
     def retained_event_ids(self) -> int:
@@ -301,7 +350,7 @@ class Shard:
                 continue
             day = days.get(day_number)
             if day is None:
-                day = days[day_number] = _Day()
+                day = self._open(day_number)
             newest.add(key)
             day.ids.append(key)
             day.thaw()
@@ -309,9 +358,11 @@ class Shard:
             handler, subject = _HANDLERS[type(payload)]
             if subject is None:
                 subject = payload.subject  # type: ignore[union-attr]  # a payload with a subject
-            row = day.rows.get((event.student_id, subject))
+            rows = day.rows
+            assert rows is not None  # a live day
+            row = rows.get((event.student_id, subject))
             if row is None:
-                row = day.rows[(event.student_id, subject)] = RowTotals(
+                row = rows[(event.student_id, subject)] = RowTotals(
                     event.student_id, day_number, subject
                 )
             row.events += 1
@@ -324,40 +375,70 @@ class Shard:
         out.stats = self._evict()
         return out
 
+    def _open(self, number: int) -> _Day:
+        """Date `number`, live: as it was kept cold, or new."""
+        day = self.cold.pop(number, None)
+        if day is None:
+            day = _Day()
+        else:
+            day.warm()
+        self.days[number] = day
+        return day
+
     def forget(self, student_ids: Iterable[str]) -> int:
         """Drop every retained row of these students (deletion on request); the rows dropped.
 
         Their events' identities stay: they are one-way hashes, and keep a
         re-delivered event of a forgotten student from being counted again.
+        A cold day stays cold, its bytes encoded again without them.
         """
         forgotten = set(student_ids)
         dropped = 0
-        for day_number, day in self.days.items():
-            for key in [key for key in day.rows if key[0] in forgotten]:
-                del day.rows[key]
-                self.dirty.discard((day_number, *key))
-                dropped += 1
-            day.thaw()
+        for held, live in ((self.days, True), (self.cold, False)):
+            for day_number, day in held.items():
+                rows = day.live_rows() if live else day.cold_rows()
+                keys = [key for key in rows if key[0] in forgotten]
+                for key in keys:
+                    del rows[key]
+                    self.dirty.discard((day_number, *key))
+                dropped += len(keys)
+                if keys:
+                    day.rows = rows
+                    day.thaw()
+                    if not live:
+                        day.cool()
         return dropped
 
     def flush(self) -> list[StatsRow]:
-        """The rows changed since the last flush, and mark them clean."""
-        days = self.days
-        rows = [days[day].rows[(student, subject)].to_row() for day, student, subject in self.dirty]
+        """The rows changed since the last flush, and mark them clean; dates unchanged
+        for their patience go cold."""
+        days, now = self.days, monotonic()
+        rows: list[StatsRow] = []
+        for number, student, subject in self.dirty:
+            day = days[number]
+            day.changed = now
+            rows.append(day.live_rows()[(student, subject)].to_row())
         self.dirty.clear()
+        for number, day in list(days.items()):
+            if now - day.changed > day.patience:
+                day.cool()
+                self.cold[number] = days.pop(number)
         return rows
 
     def _evict(self) -> list[StatsRow]:
         """Drop dates past retention with their identities, returning their rows not yet flushed."""
         cutoff = self.newest_day - self.retention_days
         expired = [day for day in self.days if day < cutoff]
+        for number in [number for number in self.cold if number < cutoff]:
+            # a cold date has no row waiting for a flush: it went cold at one
+            self.identities.drop(self.cold.pop(number).ids)
         if not expired:
             return []
         flushed: list[StatsRow] = []
         for day_number in expired:
             day = self.days.pop(day_number)
             self.identities.drop(day.ids)
-            for (student, subject), row in day.rows.items():
+            for (student, subject), row in day.live_rows().items():
                 key = (day_number, student, subject)
                 if key in self.dirty:
                     self.dirty.discard(key)

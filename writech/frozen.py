@@ -21,6 +21,16 @@ from typing import Any, Self, TypeVar
 
 from bytewax.operators import StatefulBatchLogic
 
+# A part no flush found changed for this long is kept cold (as its bytes alone) by
+# its owner. Seconds, not flushes: with short flush intervals and parts touched in
+# turns (events out of order), counting flushes had them decoded and encoded again
+# batch after batch. Short, so that a replay (days of events in a minute) keeps few
+# parts live; a part that an event brings back waits twice as long as before going
+# cold again, up to the most, so late events in turns (pens syncing) cost a few
+# round trips.
+COOL_AFTER_SECONDS = 1.0
+COOL_AFTER_MOST_SECONDS = 64.0
+
 F = TypeVar("F", bound="Frozen")
 X = TypeVar("X")
 Y = TypeVar("Y")

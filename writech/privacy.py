@@ -120,7 +120,7 @@ def forget_in_state(
     """
     pending = {requests.students[request] for request in requests.students.keys() - applied}
     if pending:
-        present = {student for day in shard.days.values() for student, _ in day.rows}
+        present = shard.students()
         present |= {student for student, _ in windows.window_keys()}
         forgotten = [student for student in present if student_hash(student) in pending]
         shard.forget(forgotten)

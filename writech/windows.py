@@ -53,7 +53,7 @@ import pyarrow as pa
 from msgspec import Struct
 
 from writech.events import Event, HomeworkSubmit, StrokeOrder, StrokeRaw, WritingQuality
-from writech.frozen import Frozen
+from writech.frozen import COOL_AFTER_MOST_SECONDS, COOL_AFTER_SECONDS, Frozen
 from writech.schema import ClassMinuteRow, StudentMinuteRow
 
 K = TypeVar("K")
@@ -221,14 +221,6 @@ _ENCODER: Final = msgspec.json.Encoder()
 _DECODER: Final = msgspec.json.Decoder(dict[int, dict[str, StudentWindow] | ClassWindow])
 _ZSTD: Final = pa.Codec("zstd", compression_level=1)
 _ZSTD_TAG: Final = b"Z"  # then the JSON's size (8 bytes, little-endian), then its zstd frame
-# An hour no flush found changed for this long is kept as its bytes alone. Seconds,
-# not flushes: with short flush intervals and hours touched in turns (events out of
-# order), counting flushes had them decoded and encoded again batch after batch.
-# Short, so that a replay (days of events in a minute) keeps few hours live; an
-# hour that an event brings back waits twice as long as before going cold again,
-# up to the most, so late events in turns (pens syncing) cost a few round trips.
-COOL_AFTER_SECONDS = 1.0
-COOL_AFTER_MOST_SECONDS = 64.0
 
 
 class _Windows(Frozen, Generic[K, V]):
