@@ -510,7 +510,7 @@ def state(path: str, batch_size: int, flush_every: int) -> dict[str, Any]:
     still alive afterwards is the state. The windows' part is what dropping
     them frees (the classes', then the students'); the event ids' part is
     measured on its own (`Identities` and the days' arrays); the rest is the daily
-    rows and their keys.
+    rows and their keys (a cold date's bytes, identities included).
     """
     started = time.time()
     pipeline = Stages(Settings(), check=False)
@@ -559,7 +559,9 @@ def state(path: str, batch_size: int, flush_every: int) -> dict[str, Any]:
     rows_memory = in_memory()
     tracemalloc.stop()
     lookups = [shard.identities for shard in shards]  # rebuilt from the days' arrays
-    by_day = [day.ids for shard in shards for day in shard.days.values()]
+    # a cold date keeps its array too, and its bytes hold the identities again
+    # (8 B each): those are counted with the rows, whose snapshot they are part of
+    by_day = [day.ids for shard in shards for day in (*shard.days.values(), *shard.cold.values())]
     ids = sum(map(len, lookups))
     ids_memory = sum(map(sys.getsizeof, lookups)) + sum(map(sys.getsizeof, by_day))
     rows = sum(shard.retained_rows for shard in shards)
