@@ -78,8 +78,8 @@ def _answer_pyarrow_pandas_probe() -> None:
     pyarrow's first conversion of a Python list asks whether the list might
     be a pandas object by importing pandas (installed here as a dependency of
     chDB), and keeps the answer for the rest of the process. This product
-    hands it lists only, so the import bought nothing and cost 36 MiB of the
-    replay's peak RSS (2 pairs of 1M events) and 0.4 s at the first insert.
+    hands it lists only, so the import bought nothing and cost 44 MiB of the
+    replay's peak RSS (3 pairs of 1M events) and 0.4-0.9 s at the first insert.
     Asked here, with the one finder in front that finds no pandas, the probe
     fails and pyarrow converts lists as before. An explicit use of pandas
     later (`to_pandas()`, `import pandas`) still imports it: only the probe's
