@@ -16,12 +16,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 from unittest.mock import ANY
 from urllib.parse import quote
 
 import pytest
 
+from writech import frozen
 from writech.flow import FLOW_ID
 from writech.stores.chdb import open_store
 
@@ -346,3 +348,16 @@ def tmpfs(mount: Path, size: str) -> Iterator[Path]:
         yield mount
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def cooling_clock(
+    monkeypatch: pytest.MonkeyPatch, owner: ModuleType, patience: float, most: float = 64.0
+) -> list[float]:
+    """A clock moved by hand (its one item) for the cooling rule (`writech.frozen.Cooling`)
+    and for the flushes of `owner`, the module whose state parts follow it."""
+    clock = [1000.0]
+    for module in (owner, frozen):
+        monkeypatch.setattr(module, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(frozen, "COOL_AFTER_SECONDS", patience)
+    monkeypatch.setattr(frozen, "COOL_AFTER_MOST_SECONDS", most)
+    return clock

@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from tests import reference, rows
 from tests.cases import message
-from writech import aggregate
+from tests.helpers import cooling_clock
+from writech import aggregate, frozen
 from writech.aggregate import Shard, ShardOutput
 from writech.events import Event, EventDecoder
 from writech.schema import DailyStats, StatsRow
@@ -213,7 +214,7 @@ def test_dates_cold_between_flushes_change_no_result(
     chunks = data.draw(st.lists(st.integers(1, 5), min_size=1, max_size=len(events)))
     resume_at = data.draw(st.integers(0, len(chunks) - 1))
     shard, outputs, start = Shard(), [], 0
-    with patch.object(aggregate, "COOL_AFTER_SECONDS", -1.0):  # cold at every flush
+    with patch.object(frozen, "COOL_AFTER_SECONDS", -1.0):  # cold at every flush
         for number, size in enumerate(chunks):
             outputs.append(shard.apply(events[start : start + size]))
             start += size
@@ -232,7 +233,7 @@ def test_dates_cold_between_flushes_change_no_result(
 
 
 def test_a_cold_date_leaves_with_its_identities_past_retention() -> None:
-    with patch.object(aggregate, "COOL_AFTER_SECONDS", -1.0):
+    with patch.object(frozen, "COOL_AFTER_SECONDS", -1.0):
         shard = Shard(retention_days=7)
         shard.apply(decode([day_event(1, event_id="a"), day_event(1, event_id="b")]))
         shard.flush()
@@ -246,7 +247,7 @@ def test_a_cold_date_leaves_with_its_identities_past_retention() -> None:
 
 
 def test_forgetting_reaches_cold_dates_and_keeps_them_cold() -> None:
-    with patch.object(aggregate, "COOL_AFTER_SECONDS", -1.0):
+    with patch.object(frozen, "COOL_AFTER_SECONDS", -1.0):
         shard = Shard()
         shard.apply(
             decode(
@@ -603,3 +604,20 @@ def test_forgetting_a_student_drops_their_rows_and_keeps_the_others() -> None:
     resumed: Shard = pickle.loads(pickle.dumps(shard))
     again = resumed.apply(decode([day_event(2, student_id="stu-a", event_id="1")]))
     assert again.duplicates == 1  # a re-delivered event of theirs is not counted again
+
+
+def test_a_date_brought_back_waits_twice_as_long_before_going_cold(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = cooling_clock(monkeypatch, aggregate, patience=3.0)
+    shard = Shard()
+    day = date(2026, 9, 1).toordinal()
+    for patience, event_id in ((3, "a"), (6, "b"), (12, "c")):
+        shard.apply(decode([day_event(1, event_id=event_id)]))  # brings the date back
+        assert day in shard.days
+        shard.flush()  # finds it changed
+        for second in range(1, patience + 2):  # cold once unchanged for longer than its patience
+            clock[0] += 1.0
+            shard.flush()
+            assert (day in shard.cold) == (second > patience), (patience, second)
+    assert shard.retained_rows == 1

@@ -25,7 +25,8 @@ from hypothesis import strategies as st
 
 from tests import reference
 from tests.cases import message
-from tests.helpers import REPO, read_tables, run_writech
+from tests.helpers import REPO, cooling_clock, read_tables, run_writech
+from writech import frozen
 from writech import windows as windows_module
 from writech.aggregate import Shard
 from writech.events import Event, EventDecoder, Invalid
@@ -112,7 +113,7 @@ def test_windows_match_the_reference_in_any_order_and_batching(
 def test_idle_hours_kept_as_bytes_come_back_for_late_events_and_change_no_row(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(windows_module, "COOL_AFTER_SECONDS", 0.0)  # cold after one idle flush
+    monkeypatch.setattr(frozen, "COOL_AFTER_SECONDS", 0.0)  # cold after one idle flush
     raws = list(generate(events=4000, students=60, days=4, class_size=15, seed=11))
     events = sorted(
         (decoder.decode(raw, now=2e9) for raw in raws if _valid(raw)), key=lambda e: e.time_us
@@ -142,10 +143,7 @@ def test_idle_hours_kept_as_bytes_come_back_for_late_events_and_change_no_row(
 def test_an_hour_goes_cold_after_its_idle_seconds_and_twice_as_many_once_back(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    clock = [1000.0]
-    monkeypatch.setattr(windows_module, "monotonic", lambda: clock[0])
-    monkeypatch.setattr(windows_module, "COOL_AFTER_SECONDS", 4.0)
-    monkeypatch.setattr(windows_module, "COOL_AFTER_MOST_SECONDS", 16.0)
+    clock = cooling_clock(monkeypatch, windows_module, patience=4.0, most=16.0)
     raws = list(generate(events=6000, students=20, days=2, class_size=10, seed=5))
     events = [decoder.decode(raw, now=2e9) for raw in raws if _valid(raw)]
 
@@ -210,7 +208,7 @@ def test_windows_ending_after_their_hour_stay_until_final() -> None:
 def test_the_keys_and_deletion_of_windows_reach_hours_kept_cold(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(windows_module, "COOL_AFTER_SECONDS", 0.0)
+    monkeypatch.setattr(frozen, "COOL_AFTER_SECONDS", 0.0)
     raws = list(generate(events=1500, students=20, days=3, class_size=10, seed=3))
     events = sorted(
         (decoder.decode(raw, now=2e9) for raw in raws if _valid(raw)), key=lambda e: e.time_us

@@ -10,8 +10,9 @@ shard has seen are flushed and evicted with the identities first counted
 on them; an event for such a date is dead-lettered as `too_late`, so a
 complete row is never overwritten by a partial one.
 
-A date no flush found changed for a second (`COOL_AFTER_SECONDS`, twice
-as long each time an event brought it back) keeps its rows as their
+A date idle by `writech.frozen.Cooling`'s rule (no flush found it
+changed for a second, twice as long each time an event brought it back)
+keeps its rows as their
 snapshot's bytes alone (a pickle, ~150 bytes a row against ~700 as
 objects) until an event for it comes: with events in time order, only
 the current date's rows are objects.
@@ -48,7 +49,7 @@ from writech.events import (
     WritingQuality,
     dead_letter,
 )
-from writech.frozen import COOL_AFTER_MOST_SECONDS, COOL_AFTER_SECONDS, Frozen
+from writech.frozen import Cooling
 from writech.identities import Identities
 from writech.schema import (
     DeadLetterRow,
@@ -241,7 +242,7 @@ class ShardOutput(Struct, gc=False):
     counted: list[Event] = []
 
 
-class _Day(Frozen):
+class _Day(Cooling):
     """One local date of a shard: its rows and the identities first counted on it.
 
     Cold (`rows` None), its rows are its snapshot's bytes alone (`frozen`);
@@ -249,14 +250,12 @@ class _Day(Frozen):
     eviction.
     """
 
-    __slots__ = ("changed", "ids", "patience", "rows", "size")
+    __slots__ = ("ids", "rows", "size")
 
     def __init__(self) -> None:
         super().__init__()
         self.rows: dict[tuple[str, str], RowTotals] | None = {}
         self.ids = array("Q")  # dedup keys: 8 bytes each, one C copy to pickle
-        self.changed = monotonic()  # when a flush last found a row of it changed
-        self.patience = COOL_AFTER_SECONDS  # how long unchanged before it goes cold
         self.size = 0  # rows, while cold
 
     def state(self) -> tuple[dict[tuple[str, str], RowTotals] | None, array[int]]:
@@ -264,8 +263,7 @@ class _Day(Frozen):
 
     def restore(self, state: tuple[dict[tuple[str, str], RowTotals], array[int]]) -> None:
         self.rows, self.ids = state
-        self.changed = monotonic()
-        self.patience = COOL_AFTER_SECONDS
+        self.rest()
         self.size = 0
 
     def cool(self) -> None:
@@ -277,7 +275,7 @@ class _Day(Frozen):
     def warm(self) -> None:
         """The rows as objects again; cold again only after twice the patience."""
         self.rows = self.cold_rows()
-        self.patience = min(2 * self.patience, COOL_AFTER_MOST_SECONDS)
+        self.brought_back(self.patience)
 
     def live_rows(self) -> dict[tuple[str, str], RowTotals]:
         assert self.rows is not None, "a cold day's rows are bytes"
@@ -420,7 +418,7 @@ class Shard:
             rows.append(day.live_rows()[(student, subject)].to_row())
         self.dirty.clear()
         for number, day in list(days.items()):
-            if now - day.changed > day.patience:
+            if day.idle(now):
                 day.cool()
                 self.cold[number] = days.pop(number)
         return rows

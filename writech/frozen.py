@@ -9,7 +9,8 @@ its own frozen bytes (`frozen`) until an event changes it (`thaw()`), and a
 snapshot copies the older days' bytes instead of encoding them again. The
 bytes are a pickle unless a part encodes its state faster (`dumps`,
 `loads`); an owner may also keep an idle part as its bytes alone (`freeze`)
-and bring it back when an event needs it (`unfrozen`).
+and bring it back when an event needs it (`unfrozen`): `Cooling` says
+when a part is idle.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import pickle
 from collections.abc import Callable, Iterable
 from datetime import datetime
+from time import monotonic
 from typing import Any, Self, TypeVar
 
 from bytewax.operators import StatefulBatchLogic
@@ -81,6 +83,36 @@ class Frozen:
         self,
     ) -> tuple[Callable[[type[Frozen], bytes], Frozen], tuple[type[Frozen], bytes]]:
         return _thaw, (type(self), self.freeze())
+
+
+class Cooling(Frozen):
+    """A `Frozen` part that its owner keeps cold (as its bytes alone) once idle.
+
+    The rule, for every such part: cold once no flush found it changed for
+    its patience; brought back by an event, it waits twice the patience it
+    had before going cold again, up to `COOL_AFTER_MOST_SECONDS`. The owner
+    notes each flush that finds the part changed (`changed = now`) and asks
+    `idle` after it.
+    """
+
+    __slots__ = ("changed", "patience")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rest()
+
+    def rest(self) -> None:
+        """The first patience, counted from now: for a new part, or one resumed from a snapshot."""
+        self.changed = monotonic()  # when a flush last found it changed
+        self.patience = COOL_AFTER_SECONDS  # how long unchanged before it goes cold
+
+    def idle(self, now: float) -> bool:
+        """Whether, at `now`, no flush found it changed for its patience."""
+        return now - self.changed > self.patience
+
+    def brought_back(self, patience: float) -> None:
+        """An event needs it again, cold with `patience` until now: twice as patient."""
+        self.patience = min(2 * patience, COOL_AFTER_MOST_SECONDS)
 
 
 def _thaw(kind: type[F], frozen: bytes) -> F:

@@ -29,9 +29,10 @@ again, for garbage they never hold.
 
 Windows stay in the state for the whole lateness (7 days by default), but
 only the newest hour's change when events come in time order. So windows
-are kept by the hour they start in, and an hour of windows that no flush
-found changed for `COOL_AFTER_SECONDS` (twice as long each time an event
-brought it back) is kept as its encoded bytes alone (the form its
+are kept by the hour they start in, and an hour of windows idle by
+`writech.frozen.Cooling`'s rule (no flush found it changed for a second,
+twice as long each time an event brought it back) is kept as its encoded
+bytes alone (the form its
 snapshots take: msgspec's JSON of the windows as arrays, compressed with
 zstd; about 1.3 µs a window, where pickling one took 4.9) until an event
 needs it again: about 30 bytes a window against about 400 as objects (and
@@ -53,7 +54,7 @@ import pyarrow as pa
 from msgspec import Struct
 
 from writech.events import Event, HomeworkSubmit, StrokeOrder, StrokeRaw, WritingQuality
-from writech.frozen import COOL_AFTER_MOST_SECONDS, COOL_AFTER_SECONDS, Frozen
+from writech.frozen import Cooling
 from writech.schema import ClassMinuteRow, StudentMinuteRow
 
 K = TypeVar("K")
@@ -223,16 +224,14 @@ _ZSTD: Final = pa.Codec("zstd", compression_level=1)
 _ZSTD_TAG: Final = b"Z"  # then the JSON's size (8 bytes, little-endian), then its zstd frame
 
 
-class _Windows(Frozen, Generic[K, V]):
+class _Windows(Cooling, Generic[K, V]):
     """The windows starting in one hour: encoded once until one of them changes."""
 
-    __slots__ = ("changed", "patience", "windows")
+    __slots__ = ("windows",)
 
     def __init__(self) -> None:
         super().__init__()
         self.windows: dict[K, V] = {}
-        self.changed = monotonic()  # when a flush last found a window of it changed
-        self.patience = COOL_AFTER_SECONDS  # how long unchanged before it goes cold
 
     def state(self) -> dict[K, V]:
         return self.windows
@@ -242,8 +241,7 @@ class _Windows(Frozen, Generic[K, V]):
             state = _from_slot_lists(state)
             self.thaw()  # its next snapshot is in this release's form
         self.windows = state
-        self.changed = monotonic()
-        self.patience = COOL_AFTER_SECONDS
+        self.rest()
 
     def dumps(self) -> bytes:
         encoded = _ENCODER.encode(self.windows)
@@ -284,7 +282,7 @@ def _open_hour(
         hour: _Windows[K, V] = _Windows()
     else:
         hour = _Windows.unfrozen(frozen)
-        hour.patience = min(2 * waited.pop(number, COOL_AFTER_SECONDS), COOL_AFTER_MOST_SECONDS)
+        hour.brought_back(waited.pop(number, hour.patience))
     hours[number] = hour
     return hour
 
@@ -303,7 +301,7 @@ def _settle_hours(
         for number in [number for number in held if (number + 1) * HOUR <= final_before]:
             del held[number]
     for number, hour in list(hours.items()):
-        if now - hour.changed > hour.patience:
+        if hour.idle(now):
             cold[number] = hour.freeze()
             waited[number] = hour.patience
             del hours[number]
