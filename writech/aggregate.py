@@ -12,10 +12,9 @@ complete row is never overwritten by a partial one.
 
 A date idle by `writech.frozen.Cooling`'s rule (no flush found it
 changed for a second, twice as long each time an event brought it back)
-keeps its rows as their
-snapshot's bytes alone (a pickle, ~150 bytes a row against ~700 as
-objects) until an event for it comes: with events in time order, only
-the current date's rows are objects.
+keeps its rows as their snapshot's bytes alone (a pickle, ~150 bytes a
+row against ~700 as objects) until an event for it comes: with events in
+time order, only the current date's rows are objects.
 
 Averages are exact: each is an integer sum of the values (every float is
 an integer multiple of a power of two, see `RowTotals.units`) over its

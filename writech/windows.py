@@ -32,11 +32,10 @@ only the newest hour's change when events come in time order. So windows
 are kept by the hour they start in, and an hour of windows idle by
 `writech.frozen.Cooling`'s rule (no flush found it changed for a second,
 twice as long each time an event brought it back) is kept as its encoded
-bytes alone (the form its
-snapshots take: msgspec's JSON of the windows as arrays, compressed with
-zstd; about 1.3 µs a window, where pickling one took 4.9) until an event
-needs it again: about 30 bytes a window against about 400 as objects (and
-96 pickled). By the hour, not by the day: a live class keeps its current
+bytes alone (the form its snapshots take: msgspec's JSON of the windows
+as arrays, compressed with zstd; about 1.3 µs a window, where pickling
+one took 4.9) until an event needs it again: about 30 bytes a window
+against about 400 as objects (and 96 pickled). By the hour, not by the day: a live class keeps its current
 hour as objects, not its whole school day, and a replay (a day of events
 in seconds) about a third of a day instead of one to two days.
 """
