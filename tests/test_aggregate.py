@@ -613,7 +613,8 @@ def test_a_date_brought_back_waits_twice_as_long_before_going_cold(
     shard = Shard()
     day = date(2026, 9, 1).toordinal()
     for patience, event_id in ((3, "a"), (6, "b"), (12, "c")):
-        shard.apply(decode([day_event(1, event_id=event_id)]))  # brings the date back
+        # the first event opens the date, each later one brings it back
+        shard.apply(decode([day_event(1, event_id=event_id)]))
         assert day in shard.days
         shard.flush()  # finds it changed
         for second in range(1, patience + 2):  # cold once unchanged for longer than its patience
