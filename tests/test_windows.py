@@ -389,3 +389,22 @@ def test_a_snapshot_of_windows_in_an_earlier_form_resumes_as_if_never_stopped(
     assert sorted(old_students.flush()) == sorted(students.flush())
     for class_id, windows in classes.items():
         assert sorted(old_classes[class_id].flush()) == sorted(windows.flush())
+
+
+def test_a_snapshot_holds_changed_windows_by_key_and_a_resume_links_them_to_their_hours() -> None:
+    raws = list(generate(events=800, students=20, days=1, class_size=10, seed=7))
+    events = [decoder.decode(raw, now=2e9) for raw in raws if _valid(raw)]
+    students, classes = StudentWindows(60, 10**9), ClassWindows(60, 10**9)
+    class_id, found = max(students.apply(Shard().apply(events).counted).items())
+    classes.apply(class_id, found)
+    for owner in (students, classes):
+        assert owner.dirty
+        assert isinstance(owner.__getstate__()["dirty"], set)  # keys: the windows are in hours
+        resumed = pickle.loads(pickle.dumps(owner))
+        assert resumed.dirty == owner.dirty
+        for key, window in resumed.dirty.items():  # the hour's own window, not a copy
+            assert window is resumed._window(key)
+        changed = len(resumed.dirty)
+        rows = resumed.flush()
+        assert len(rows) == changed
+        assert sorted(rows) == sorted(owner.flush())

@@ -43,7 +43,7 @@ in seconds) about a third of a day instead of one to two days.
 from __future__ import annotations
 
 import pickle
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from sys import intern
 from time import monotonic
 from typing import Any, Final, Generic, TypeVar
@@ -396,11 +396,27 @@ def _note_school(window: Window, time_us: int, event_id: str, school_id: str) ->
 
 
 class _ByHour:
-    """Base of the windows' owners, which keep them by the hour (`hours`, `cold`, `waited`)."""
+    """Base of the windows' owners, which keep them by the hour (`hours`, `cold`, `waited`),
+    and the windows changed since the last flush by key (`dirty`), so that a flush
+    needs no lookups."""
+
+    dirty: Mapping[Any, Window]
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The changed windows by key alone, as snapshots have always held them:
+        # the windows themselves are in their hours' bytes, and a copy here
+        # would come back apart from the window later events change.
+        return self.__dict__ | {"dirty": set(self.dirty)}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # snapshots made up to commit eade4c0 keep windows by the day
         self.__dict__.update(_by_hour(state) if "days" in state else state)
+        # a changed window's hour is live: hours go cold only at a flush
+        self.dirty = {key: self._window(key) for key in self.dirty}
+
+    def _window(self, key: Any) -> Window:
+        """The live window changed since the last flush under `key`."""
+        raise NotImplementedError
 
 
 class StudentWindows(_ByHour):
@@ -421,7 +437,7 @@ class StudentWindows(_ByHour):
         self.hours: dict[int, _Windows[int, dict[str, StudentWindow]]] = {}  # by start // HOUR
         self.cold: dict[int, bytes] = {}  # idle hours, frozen
         self.waited: dict[int, float] = {}  # the patience each cold hour had
-        self.dirty: set[tuple[str, int]] = set()
+        self.dirty: dict[tuple[str, int], StudentWindow] = {}  # by (student_id, start)
         self.too_late = 0  # events whose window was final already
 
     def apply(self, events: Iterable[Event]) -> dict[str, list[Contribution]]:
@@ -460,7 +476,7 @@ class StudentWindows(_ByHour):
             elif kind == QUALITY_KIND:
                 value = payload.quality_score  # type: ignore[union-attr]
             _count(window, kind, value, character)
-            dirty.add((student_id, start))
+            dirty[(student_id, start)] = window
             # the decoder's shared strings: windows keep them, one per id
             class_id, school_id = event.class_id, event.school_id
             event_id = event.event_id
@@ -494,16 +510,18 @@ class StudentWindows(_ByHour):
         """Rows of the windows changed since the last flush; hours of final windows leave."""
         seconds, hours, now = self.seconds, self.hours, monotonic()
         rows: list[StudentMinuteRow] = []
-        for student_id, start in self.dirty:
-            hour = hours[start // HOUR]
-            hour.changed = now
-            window = hour.windows[start][student_id]
+        for (student_id, start), window in self.dirty.items():
+            hours[start // HOUR].changed = now
             columns = (student_id, window.class_id, window.school_id, start, seconds)
             rows.append(_row(columns, window))
         self.dirty.clear()
         final_before = self.newest - self.lateness - seconds
         _settle_hours(hours, self.cold, self.waited, final_before, now)
         return rows
+
+    def _window(self, key: tuple[str, int]) -> StudentWindow:
+        student_id, start = key
+        return self.hours[start // HOUR].windows[start][student_id]
 
     def window_keys(self) -> Iterator[tuple[str, int]]:
         """(student_id, window start) of every window in the state."""
@@ -530,7 +548,7 @@ class StudentWindows(_ByHour):
         for start, minute in hour.windows.items():
             for student_id in forgotten.intersection(minute):
                 del minute[student_id]
-                self.dirty.discard((student_id, start))
+                self.dirty.pop((student_id, start), None)
                 held = True
         if held:
             hour.thaw()
@@ -548,7 +566,7 @@ class ClassWindows(_ByHour):
         self.hours: dict[int, _Windows[int, ClassWindow]] = {}  # by start // HOUR
         self.cold: dict[int, bytes] = {}  # idle hours, frozen
         self.waited: dict[int, float] = {}  # the patience each cold hour had
-        self.dirty: set[int] = set()
+        self.dirty: dict[int, ClassWindow] = {}  # by start
         self.too_late = 0  # deltas for windows final already here
 
     def apply(self, class_id: str, contributions: Iterable[Contribution]) -> None:
@@ -571,7 +589,10 @@ class ClassWindows(_ByHour):
             window.active += new
             if school_id:
                 _note_school(window, time_us, event_id, school_id)
-            self.dirty.add(start)
+            self.dirty[start] = window
+
+    def _window(self, key: int) -> ClassWindow:
+        return self.hours[key // HOUR].windows[key]
 
     def window_starts(self) -> Iterator[int]:
         """The start of every window of this class in the state."""
@@ -581,10 +602,8 @@ class ClassWindows(_ByHour):
     def flush(self) -> list[ClassMinuteRow]:
         rows: list[ClassMinuteRow] = []
         now = monotonic()
-        for start in self.dirty:
-            hour = self.hours[start // HOUR]
-            hour.changed = now
-            window = hour.windows[start]
+        for start, window in self.dirty.items():
+            self.hours[start // HOUR].changed = now
             key = (self.class_id, window.school_id, start, self.seconds, window.active)
             rows.append(_row(key, window))
         self.dirty.clear()
