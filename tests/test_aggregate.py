@@ -549,6 +549,21 @@ def test_identity_state_survives_a_snapshot() -> None:
     assert resumed.apply(decode([day_event(3, event_id="a")])).duplicates == 1
 
 
+def test_rows_changed_before_a_snapshot_are_flushed_once_as_later_events_left_them() -> None:
+    """The changed rows a snapshot holds by key are the resumed days' own rows again:
+    a copy would be flushed beside the row the later events change."""
+    shard = Shard()
+    shard.apply(decode([day_event(2, event_id="a"), day_event(2, event_id="b", student_id="s2")]))
+    resumed: Shard = pickle.loads(pickle.dumps(shard))
+    resumed.apply(decode([day_event(2, event_id="c")]))
+    flushed = rows.stats(resumed.flush())
+    assert sorted((row.student_id, row.login_count) for row in flushed) == [
+        ("s2", 1),
+        ("stu-x", 2),
+    ]
+    assert resumed.flush() == []
+
+
 # -- exact means (SPEC §3: a true running mean) -----------------------------
 
 

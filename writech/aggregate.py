@@ -295,18 +295,27 @@ class Shard:
         self.newest_day = 0
         self.days: dict[int, _Day] = {}  # live: rows as objects
         self.cold: dict[int, _Day] = {}  # rows as bytes
-        self.dirty: set[RowKey] = set()
+        # the rows changed since the last flush, themselves (hashed by identity):
+        # no key tuple per event, and no lookup at the flush
+        self.dirty: set[RowTotals] = set()
         # every identity counted on a retained day, for lookups: derived from
         # the days' `ids`, so it is rebuilt on unpickling rather than stored twice
         self.identities = Identities()
 
     def __getstate__(self) -> tuple[int, int, dict[int, _Day], set[RowKey]]:
-        # a cold day pickles as the bytes it keeps, and resumes live
-        return self.retention_days, self.newest_day, self.days | self.cold, self.dirty
+        # A cold day pickles as the bytes it keeps, and resumes live. The changed
+        # rows by key, as snapshots have always held them: the rows themselves
+        # are in their days' bytes, and a copy here would come back apart from
+        # the row later events change.
+        dirty = {(row.day, row.student_id, row.subject) for row in self.dirty}
+        return self.retention_days, self.newest_day, self.days | self.cold, dirty
 
     def __setstate__(self, state: tuple[int, int, dict[int, _Day], set[RowKey]]) -> None:
-        self.retention_days, self.newest_day, self.days, self.dirty = state
+        self.retention_days, self.newest_day, self.days, dirty = state
         self.cold = {}
+        self.dirty = {
+            self.days[day].live_rows()[(student, subject)] for day, student, subject in dirty
+        }
         self.identities = Identities(day.ids for day in self.days.values())
 
     @property
@@ -365,7 +374,7 @@ class Shard:
             row.events += 1
             row.note_membership(event)
             handler(row, event, payload, out)
-            self.dirty.add((day_number, event.student_id, subject))
+            self.dirty.add(row)
             counted.append(event)
         identities.merge()
         out.processed = len(counted)
@@ -392,12 +401,11 @@ class Shard:
         forgotten = set(student_ids)
         dropped = 0
         for held, live in ((self.days, True), (self.cold, False)):
-            for day_number, day in held.items():
+            for day in held.values():
                 rows = day.live_rows() if live else day.cold_rows()
                 keys = [key for key in rows if key[0] in forgotten]
                 for key in keys:
-                    del rows[key]
-                    self.dirty.discard((day_number, *key))
+                    self.dirty.discard(rows.pop(key))
                 dropped += len(keys)
                 if keys:
                     day.rows = rows
@@ -411,10 +419,9 @@ class Shard:
         for their patience go cold."""
         days, now = self.days, monotonic()
         rows: list[StatsRow] = []
-        for number, student, subject in self.dirty:
-            day = days[number]
-            day.changed = now
-            rows.append(day.live_rows()[(student, subject)].to_row())
+        for row in self.dirty:
+            days[row.day].changed = now
+            rows.append(row.to_row())
         self.dirty.clear()
         for number, day in list(days.items()):
             if day.idle(now):
@@ -435,10 +442,9 @@ class Shard:
         for day_number in expired:
             day = self.days.pop(day_number)
             self.identities.drop(day.ids)
-            for (student, subject), row in day.live_rows().items():
-                key = (day_number, student, subject)
-                if key in self.dirty:
-                    self.dirty.discard(key)
+            for row in day.live_rows().values():
+                if row in self.dirty:
+                    self.dirty.discard(row)
                     flushed.append(row.to_row())
         return flushed
 
