@@ -165,7 +165,17 @@ def test_max_rows_pending_are_emitted_at_once() -> None:
     batcher = RowBatcher(None, INTERVAL, max_rows=5)
     assert list(batcher.on_batch([records(0, 4)])[0]) == []
     out, _ = batcher.on_batch([records(4, 1), records(5, 2)])
-    assert emitted(out) == list(range(7))
+    assert emitted(out) == list(range(5))
+    assert batcher.notify_at() is not None
+    assert emitted(batcher.on_notify()[0]) == [5, 6]
+
+
+@pytest.mark.usefixtures("clock")
+def test_a_batch_of_many_rows_is_emitted_in_inserts_of_about_max_rows() -> None:
+    """A flush of every shard arrives as one batch: it must not make one huge insert."""
+    batcher = RowBatcher(None, INTERVAL, max_rows=5)
+    out, _ = batcher.on_batch([records(0, 4), records(4, 3), records(7, 4), records(11, 1)])
+    assert [emitted([rows]) for rows in out] == [list(range(7)), list(range(7, 12))]
     assert batcher.notify_at() is None
 
 
@@ -206,12 +216,12 @@ def test_a_resumed_batcher_writes_its_pending_rows_after_an_interval(clock: list
 
 # One step of the batching step's life: rows arrive, the interval is up, or
 # the process dies and resumes from the batcher's snapshot.
-Step = tuple[str, int]
+Step = tuple[str, list[int]]
 steps = st.lists(
     st.one_of(
-        st.tuples(st.just("rows"), st.integers(0, 6)),
-        st.just(("notify", 0)),
-        st.just(("resume", 0)),
+        st.tuples(st.just("rows"), st.lists(st.integers(0, 6), min_size=1, max_size=4)),
+        st.just(("notify", [])),
+        st.just(("resume", [])),
     ),
     max_size=30,
 )
@@ -225,16 +235,20 @@ def test_every_row_is_emitted_once_in_order_across_snapshots_and_resumes(
     batcher = RowBatcher(None, INTERVAL, max_rows)
     fed: list[int] = []
     out: list[int] = []
-    for step, count in history:
+    for step, counts in history:
         if step == "rows":
-            batches, _ = batcher.on_batch([records(len(fed), count)])
-            fed += range(len(fed), len(fed) + count)
+            values = []
+            for count in counts:  # a batch of several shards' rows
+                values.append(records(len(fed), count))
+                fed += range(len(fed), len(fed) + count)
+            batches, _ = batcher.on_batch(values)
         elif step == "notify":
             batches, _ = batcher.on_notify()
         else:
             batches, batcher = [], RowBatcher(batcher.snapshot(), INTERVAL, max_rows)
         batches = list(batches)
         assert all(len(rows) for rows in batches), "no empty inserts"
+        assert all(len(rows) < max_rows + 6 for rows in batches), "no insert much over max_rows"
         out += emitted(batches)
         pending = len(fed) - len(out)
         assert out == fed[: len(out)]

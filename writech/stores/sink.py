@@ -1,10 +1,12 @@
-"""The one Bytewax sink every table uses: rows in, one verified write per batch.
+"""The one Bytewax sink every table uses: rows in, verified writes out.
 
 Each upstream item is a `TableRows`, and each `write_batch` call writes
-all the rows it receives in one insert per table, keeping nothing between
-calls: Bytewax may commit an epoch once `write_batch` returns, so buffered
-rows would be lost on a crash, and a write that fails must raise here,
-before the commit. Batching happens upstream (`writech.batching`).
+every item it receives, one insert each, keeping nothing between calls:
+Bytewax may commit an epoch once `write_batch` returns, so buffered rows
+would be lost on a crash, and a write that fails must raise here, before
+the commit. Batching happens upstream (`writech.batching`), which makes
+an item as large as an insert should be; joining items here would make
+inserts larger than `WRITECH_SINK_BATCH_ROWS`.
 """
 
 from __future__ import annotations
@@ -31,13 +33,12 @@ class _RowsPartition(StatelessSinkPartition[TableRows]):
         self._latency = counters.SINK_BATCH_SECONDS.labels(name)
 
     def write_batch(self, items: list[TableRows]) -> None:
-        if not items:
-            return
-        rows = items[0]
-        for more in items[1:]:
-            rows.extend(more)
-        if not len(rows):
-            return
+        # an insert per item: `batch_rows` makes them as large as an insert should be
+        for rows in items:
+            if len(rows):
+                self._insert(rows)
+
+    def _insert(self, rows: TableRows) -> None:
         started = time.perf_counter()
         try:
             self._writer.insert(rows)
