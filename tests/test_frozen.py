@@ -39,6 +39,17 @@ def test_a_part_is_idle_once_unchanged_for_longer_than_its_patience(clock: list[
     assert not part.idle(1004.0)
 
 
+def test_a_part_left_behind_is_idle_at_once_until_an_event_brings_it_back(
+    clock: list[float],
+) -> None:
+    part = _Part()
+    assert not part.idle(1000.5)
+    assert part.idle(1000.5, passed=True)
+    part.brought_back(part.patience)  # late events come for it: its patience rules
+    assert not part.idle(1000.5, passed=True)
+    assert part.idle(1004.5, passed=True)
+
+
 def test_each_return_doubles_the_patience_up_to_the_most(clock: list[float]) -> None:
     part = _Part()
     patiences = []

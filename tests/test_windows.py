@@ -150,8 +150,14 @@ def test_an_hour_goes_cold_after_its_idle_seconds_and_twice_as_many_once_back(
     def hour(event: Event) -> int:
         return event.time_us // 3_600_000_000
 
-    (first_hour, _), (second_hour, _) = Counter(map(hour, events)).most_common(2)
+    counts = Counter(map(hour, events))
+    # two adjacent hours, so that event time never leaves the first one behind
+    first_hour = max(
+        (n for n in counts if n + 1 in counts), key=lambda n: counts[n] + counts[n + 1]
+    )
+    second_hour = first_hour + 1
     events = [event for event in events if hour(event) in (first_hour, second_hour)]
+    events = list({event.dedup_key: event for event in reversed(events)}.values())  # no repeats
     random.Random(5).shuffle(events)  # out of order: each batch touches both hours
     earlier = [event for event in events[200:] if hour(event) == first_hour]
     later = [event for event in events[200:] if hour(event) == second_hour]
@@ -178,6 +184,37 @@ def test_an_hour_goes_cold_after_its_idle_seconds_and_twice_as_many_once_back(
         assert first_hour in windows.hours
         windows.flush()
         clock[0] += 1.0
+
+
+def test_an_hour_left_behind_by_event_time_goes_cold_at_once_until_an_event_brings_it_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A replay or a catch-up runs through hours of event time a second: an hour that
+    ended an hour before the newest event goes cold at the next flush, changed or not;
+    once a late event has brought it back, its patience rules, as for any hour."""
+    clock = cooling_clock(monkeypatch, windows_module, patience=4.0, most=16.0)
+
+    def at(hour: int, minute: int, event_id: str) -> Event:
+        stamp = datetime(2026, 9, 2, hour, minute, tzinfo=UTC).isoformat()
+        return decoder.decode(message("login_event", {}, timestamp=stamp, event_id=event_id))
+
+    one, two, three = (at(hour, 0, "-").time_us // 3_600_000_000 for hour in (1, 2, 3))
+    shard, windows = Shard(), StudentWindows(60, 10**9)
+    windows.apply(shard.apply([at(1, 10, "a"), at(2, 30, "b")]).counted)
+    windows.flush()
+    assert (set(windows.hours), set(windows.cold)) == ({one, two}, set())
+    windows.apply(shard.apply([at(1, 50, "c"), at(3, 5, "d")]).counted)
+    windows.flush()  # 03:05: hour 1 ended more than an hour ago, hour 2 did not
+    assert (set(windows.hours), set(windows.cold)) == ({two, three}, {one})
+    windows.apply(shard.apply([at(1, 20, "e")]).counted)  # late: brought back
+    assert len(windows.flush()) == 1
+    assert one in windows.hours, "back for late events: its patience (8 s) rules now"
+    clock[0] += 7.5
+    windows.flush()
+    assert one in windows.hours
+    clock[0] += 1.0
+    windows.flush()
+    assert one in windows.cold
 
 
 def test_windows_ending_after_their_hour_stay_until_final() -> None:

@@ -90,9 +90,10 @@ class Cooling(Frozen):
 
     The rule, for every such part: cold once no flush found it changed for
     its patience; brought back by an event, it waits twice the patience it
-    had before going cold again, up to `COOL_AFTER_MOST_SECONDS`. The owner
-    notes each flush that finds the part changed (`changed = now`) and asks
-    `idle` after it.
+    had before going cold again, up to `COOL_AFTER_MOST_SECONDS`. A part
+    that event time has left behind goes cold at the next flush, changed or
+    not, until an event first brings it back. The owner notes each flush
+    that finds the part changed (`changed = now`) and asks `idle` after it.
     """
 
     __slots__ = ("changed", "patience")
@@ -106,9 +107,17 @@ class Cooling(Frozen):
         self.changed = monotonic()  # when a flush last found it changed
         self.patience = COOL_AFTER_SECONDS  # how long unchanged before it goes cold
 
-    def idle(self, now: float) -> bool:
-        """Whether, at `now`, no flush found it changed for its patience."""
-        return now - self.changed > self.patience
+    def idle(self, now: float, passed: bool = False) -> bool:
+        """Whether, at `now`, no flush found it changed for its patience; or, where
+        event time has left the part behind (`passed`, the owner's judgement), whether
+        no event has brought it back since it was made or resumed."""
+        if now - self.changed > self.patience:
+            return True
+        # A replay or a catch-up runs through an hour of event time in well under
+        # a second: waiting for the patience there kept hours of windows as objects
+        # (the peak RSS of a fast replay). A part brought back has late events
+        # coming for it, so its patience rules from then on.
+        return passed and self.patience == COOL_AFTER_SECONDS
 
     def brought_back(self, patience: float) -> None:
         """An event needs it again, cold with `patience` until now: twice as patient."""

@@ -31,13 +31,16 @@ Windows stay in the state for the whole lateness (7 days by default), but
 only the newest hour's change when events come in time order. So windows
 are kept by the hour they start in, and an hour of windows idle by
 `writech.frozen.Cooling`'s rule (no flush found it changed for a second,
-twice as long each time an event brought it back) is kept as its encoded
-bytes alone (the form its snapshots take: msgspec's JSON of the windows
-as arrays, compressed with zstd; about 1.3 µs a window, where pickling
-one took 4.9) until an event needs it again: about 30 bytes a window
-against about 400 as objects (and 96 pickled). By the hour, not by the day: a live class keeps its current
-hour as objects, not its whole school day, and a replay (a day of events
-in seconds) about a third of a day instead of one to two days.
+twice as long each time an event brought it back; or, until an event
+brings it back, ended an hour before the newest event) is kept as its
+encoded bytes alone (the form its snapshots take: msgspec's JSON of the
+windows as arrays, compressed with zstd; about 1.3 µs a window, where
+pickling one took 4.9) until an event needs it again: about 30 bytes a
+window against about 400 as objects (and 96 pickled). By the hour, not
+by the day: a live class keeps its current hour as objects, not its
+whole school day, and a replay (a day of events in seconds) the hours
+of event time one flush interval runs through and one more, where a
+second's patience alone kept about a third of a day.
 """
 
 from __future__ import annotations
@@ -291,16 +294,18 @@ def _settle_hours(
     cold: dict[int, bytes],
     waited: dict[int, float],
     final_before: int,
+    newest: int,
     now: float,
 ) -> None:
     """After a flush at `now`: the hours all of whose windows are final (they ended by
     `final_before`, the watermark less the window's length) leave, cold or not; hours
-    unchanged for their patience go cold."""
+    idle by `Cooling`'s rule go cold, those that ended an hour before `newest` (the
+    newest event time or window start) counting as left behind."""
     for held in (hours, cold, waited):
         for number in [number for number in held if (number + 1) * HOUR <= final_before]:
             del held[number]
     for number, hour in list(hours.items()):
-        if hour.idle(now):
+        if hour.idle(now, (number + 2) * HOUR <= newest):
             cold[number] = hour.freeze()
             waited[number] = hour.patience
             del hours[number]
@@ -516,7 +521,7 @@ class StudentWindows(_ByHour):
             rows.append(_row(columns, window))
         self.dirty.clear()
         final_before = self.newest - self.lateness - seconds
-        _settle_hours(hours, self.cold, self.waited, final_before, now)
+        _settle_hours(hours, self.cold, self.waited, final_before, self.newest, now)
         return rows
 
     def _window(self, key: tuple[str, int]) -> StudentWindow:
@@ -608,5 +613,5 @@ class ClassWindows(_ByHour):
             rows.append(_row(key, window))
         self.dirty.clear()
         final_before = self.newest - self.lateness - self.seconds
-        _settle_hours(self.hours, self.cold, self.waited, final_before, now)
+        _settle_hours(self.hours, self.cold, self.waited, final_before, self.newest, now)
         return rows
