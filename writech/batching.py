@@ -2,9 +2,10 @@
 
 Every insert has a fixed cost (and makes a part for ClickHouse to merge),
 so rows are written at most once per flush interval, or as soon as
-`max_rows` are pending (each insert also holds its rows twice for a
-moment, as lists and as Arrow, so `max_rows` bounds that). Pending rows are part of the snapshot: they are
-not lost when the process dies before writing them.
+`max_rows` are pending (an insert holds its rows twice for a moment, as
+lists and as Arrow, so `max_rows` bounds that too). Pending rows are part
+of the snapshot: they are not lost when the process dies before writing
+them.
 """
 
 from __future__ import annotations
