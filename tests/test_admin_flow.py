@@ -32,7 +32,7 @@ from tests.helpers import (
 from tests.services.clickhouse_http import ClickHouseServer
 from tests.services.kafka import consume_all, produce
 from tests.services.mysql import MysqlUser
-from tests.test_admin import FORGOTTEN, is_theirs, message, write_lines
+from tests.test_admin import FORGOTTEN, is_theirs, letter_of, message, write_lines
 from tests.test_end_to_end_kafka import _server_tables
 from writech.admin import Exported, message_of
 from writech.events import event_id_of, raw_of
@@ -41,6 +41,7 @@ from writech.privacy import named_student
 from writech.rows import TableRows
 from writech.schema import DEAD_LETTER
 from writech.shards import restore_shard
+from writech.stores.chdb import open_store
 
 
 def writech(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -154,6 +155,50 @@ def test_corrected_dead_letters_are_redriven_into_the_flow_and_count_once(
     assert refused.stdout.count(": bad_payload: ") == 6
     assert "nothing was sent" in refused.stderr
     assert len(consume_all(kafka_broker, kafka_topic)) == len(good) + 18
+
+
+@pytest.mark.services
+def test_a_message_near_the_size_limit_is_redriven_and_one_not_delivered_is_named(
+    kafka_broker: str, kafka_topic: str, tmp_path: Path
+) -> None:
+    """librdkafka's default record limit (1,000,000 bytes) is below the 1 MiB a message may
+    have: a correction that large failed at produce, the command stopped there, and the
+    messages sent before it were not recorded, so that no run could ever send it or skip
+    them. Now each message not delivered is named by its line, the others are recorded,
+    and a run with the limit set sends only what is left."""
+    open_store(tmp_path / "clickhouse").close()
+    small = message("stu-a", "grade_result", event_id="g1", payload={"score": 80.0})
+    large = message("stu-b", event_id="s1", payload={"stroke_count": 3, "points": "0" * 1_020_000})
+    lines = tmp_path / "fixed.jsonl"
+    lines.write_bytes(
+        b"".join(msgspec.json.encode(letter_of(raw, offset)) + b"\n"
+                 for offset, raw in ((7, small), (8, large)))
+    )  # fmt: skip
+    env = {
+        "WRITECH_DATA_DIR": str(tmp_path),
+        "WRITECH_KAFKA_BROKERS": kafka_broker,
+        "WRITECH_KAFKA_TOPICS": kafka_topic,
+    }
+    stingy = writech(
+        "dead-letters", "redrive", str(lines),
+        env=env | {"WRITECH_KAFKA_OPTIONS": "message.max.bytes=200000"},
+    )  # fmt: skip
+    assert stingy.returncode == 1, stingy.stderr
+    assert f"{lines}:2: not delivered: " in stingy.stdout
+    assert "sent 1 messages" in stingy.stdout
+    assert "1 messages were not delivered" in stingy.stderr
+
+    second = ok("dead-letters", "redrive", str(lines), env=env)
+    assert second.count("re-driven before") == 1
+    assert "sent 1 messages" in second
+    assert sorted((record.value() or b"") for record in consume_all(kafka_broker, kafka_topic)) == (
+        sorted(
+            [json.dumps(json.loads(raw), separators=(",", ":")).encode() for raw in (small, large)]
+        )
+    )
+    assert f"sent 0 messages to {kafka_topic}; 2 skipped" in ok(
+        "dead-letters", "redrive", str(lines), env=env
+    )
 
 
 # -- forgetting while the flow has state ----------------------------------------------

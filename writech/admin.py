@@ -11,8 +11,9 @@
   the dataflow would first, and nothing is sent if one is still invalid; a
   letter already re-driven is skipped (`--again` sends it anyway, and the
   dataflow counts an event it has counted as a duplicate). Each re-drive
-  is recorded in `dead_letter_redrive`; the dead letter itself stays, as
-  the record of what happened.
+  the broker acknowledged is recorded in `dead_letter_redrive`, even when
+  others failed (each named by its line), so that a second run sends only
+  those; the dead letter itself stays, as the record of what happened.
 - `writech validate FILE...` decodes files exactly as the dataflow would
   (`EventDecoder`, the files source's lines, a file's modification time as
   the future-skew reference) and reports, per reason, what would be
@@ -24,7 +25,8 @@
   it. The dataflow forgets the student's state when it next starts.
 
 Exit codes: 0 done, 1 something to fix in the data (letters still invalid,
-messages that would be dead-lettered), 2 bad arguments or a missing file.
+messages that would be dead-lettered) or messages not delivered, 2 bad
+arguments or a missing file.
 """
 
 from __future__ import annotations
@@ -542,19 +544,35 @@ def _redrive(args: argparse.Namespace) -> int:
         if args.dry_run:
             print(f"would send {len(sending):,} messages to {topic} (dry run)")
             return 0
-        positions = produce(settings, topic, sending)
+        outcomes = produce(settings, topic, sending)
         redriven_at = round(time.time() * 1_000_000)
         rows: list[RedriveRow] = [
-            (letter.origin, letter.partition, letter.offset, redriven_at, topic, partition, offset,
+            (letter.origin, letter.partition, letter.offset, redriven_at, topic, *outcome,
              correction.event_id)
-            for correction, (partition, offset) in zip(sending, positions, strict=True)
+            for correction, outcome in zip(sending, outcomes, strict=True)
+            if isinstance(outcome, tuple)
             for letter in (correction.letter,)
         ]  # fmt: skip
+        # Recorded even if others failed: a second run skips what was delivered.
         if rows:
             store.insert(TableRows.from_rows(DEAD_LETTER_REDRIVE, rows))
     finally:
         store.close()
-    print(f"sent {len(sending):,} messages to {topic}; {len(skipped):,} skipped")
+    failed = [
+        (correction, outcome)
+        for correction, outcome in zip(sending, outcomes, strict=True)
+        if isinstance(outcome, str)
+    ]
+    for correction, error in failed:
+        print(f"{args.file}:{correction.line}: not delivered: {error}")
+    print(f"sent {len(rows):,} messages to {topic}; {len(skipped):,} skipped")
+    if failed:
+        print(
+            f"{len(failed):,} messages were not delivered to Kafka topic {topic!r}; those "
+            "sent are recorded, and a second run sends only the others",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -569,13 +587,16 @@ def _redriven(store: ClickHouse, letters: Sequence[Position]) -> set[Position]:
     return {Position(row["origin"], row["partition"], row["offset"]) for row in rows}
 
 
-def produce(settings: Settings, topic: str, sending: Sequence[Correction]) -> list[tuple[int, int]]:
+def produce(
+    settings: Settings, topic: str, sending: Sequence[Correction]
+) -> list[tuple[int, int] | str]:
     """Produce each corrected message (keyed by its student) and wait for the broker's
-    acknowledgement of all; their (partition, offset), in order. Raises if any failed."""
+    acknowledgement of all; for each, in order, its (partition, offset) or why it was
+    not delivered."""
     from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
     from writech.sources.kafka import config_error
-    from writech.stores.base import StoreError
+    from writech.stores.kafka import record_limit
 
     try:
         producer = Producer(
@@ -584,20 +605,22 @@ def produce(settings: Settings, topic: str, sending: Sequence[Correction]) -> li
                 "acks": "all",
                 "enable.idempotence": True,
                 "message.timeout.ms": round(settings.store_deadline * 1000),
+                # every message the dataflow admits (librdkafka's default admits less)
+                "message.max.bytes": record_limit(settings),
                 **settings.kafka_options,
             }
         )
     except KafkaException as exc:
         raise config_error(exc) from None
-    positions: list[tuple[int, int] | None] = [None] * len(sending)
-    failures: list[str] = []
+    undelivered = "no acknowledgement before the store deadline"
+    outcomes: list[tuple[int, int] | str] = [undelivered] * len(sending)
 
     def delivered(number: int) -> Callable[[KafkaError | None, Message], None]:
         def report(error: KafkaError | None, record: Message) -> None:
             if error is not None:
-                failures.append(error.str())
+                outcomes[number] = error.str()
             else:
-                positions[number] = (record.partition() or 0, record.offset() or 0)
+                outcomes[number] = (record.partition() or 0, record.offset() or 0)
 
         return report
 
@@ -613,15 +636,12 @@ def produce(settings: Settings, topic: str, sending: Sequence[Correction]) -> li
                 break
             except BufferError:  # the local queue is full: let deliveries drain it
                 producer.poll(0.1)
-            except KafkaException as exc:
-                raise StoreError(f"Kafka topic {topic!r}: {exc}") from None
-    left = producer.flush(settings.store_deadline)
-    if failures or left or None in positions:
-        raise StoreError(
-            f"{len(failures) + left} of {len(sending)} messages were not delivered to Kafka "
-            f"topic {topic!r}: {'; '.join(sorted(set(failures))[:3])}"
-        )
-    return [position for position in positions if position is not None]
+            except KafkaException as exc:  # refused before sending (too large for the options)
+                error = exc.args[0]
+                outcomes[number] = error.str() if isinstance(error, KafkaError) else str(exc)
+                break
+    producer.flush(settings.store_deadline)
+    return outcomes
 
 
 # -- validate ------------------------------------------------------------------

@@ -44,6 +44,13 @@ _HEADER_FRAMING: Final = 16
 HEADER_VALUE_LIMIT: Final = 16 * 1024
 
 
+def record_limit(settings: Settings) -> int:
+    """The largest record our producers send (librdkafka's `message.max.bytes`, whose own
+    default admits less than a message of `max_message_bytes`): such a message whole,
+    with room for a dead letter's headers."""
+    return max(TOPIC_DEFAULT_LIMIT, settings.max_message_bytes + _HEADER_ROOM)
+
+
 class DeadLetterDeliveryError(StoreError):
     """The broker did not acknowledge some dead letters."""
 
@@ -103,9 +110,7 @@ class DeadLetterTopic:
             "acks": "all",
             "enable.idempotence": True,
             # A `too_large` dead letter keeps up to `max_message_bytes` of its message.
-            "message.max.bytes": max(
-                TOPIC_DEFAULT_LIMIT, settings.max_message_bytes + _HEADER_ROOM
-            ),
+            "message.max.bytes": record_limit(settings),
             "message.timeout.ms": deadline_ms,
             "socket.timeout.ms": round(settings.store_timeout * 1000),
         }
