@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from tests.helpers import REPO
 from writech.failures import Interrupted, advice, stop_message
-from writech.logs import configure_logging, log_setup_error
+from writech.logs import Repeats, configure_logging, log_setup_error
 from writech.redaction import MASK, redact
 from writech.settings import Settings, SettingsError
 from writech.stores.base import StoreError
@@ -411,3 +411,31 @@ def test_redact_masks_every_known_secret_wherever_it_appears(
     for secret in secrets:
         assert secret not in masked
     assert masked.count(MASK) >= len(secrets)
+
+
+def _said(repeats: Repeats, message: str, *args: object) -> str | None:
+    """What `repeats` lets through of one record, or None."""
+    record = logging.makeLogRecord({"msg": message, "args": args, "levelno": logging.ERROR})
+    return record.getMessage() if repeats.filter(record) else None
+
+
+def test_a_line_said_again_and_again_is_said_once_per_period_with_the_count() -> None:
+    """librdkafka logged 25 lines a second about a broker that was down."""
+    now = [0.0]
+    repeats = Repeats(30.0, clock=lambda: now[0])
+    refused = "FAIL [rdkafka#producer-1]: Connect to %s failed: Connection refused (after %dms in state CONNECT)"
+    assert _said(repeats, refused, "ipv4#127.0.0.1:1", 0) == (
+        "FAIL [rdkafka#producer-1]: Connect to ipv4#127.0.0.1:1 failed: "
+        "Connection refused (after 0ms in state CONNECT)"
+    )
+    for attempt in range(1, 200):
+        now[0] = attempt * 0.1
+        assert _said(repeats, refused, "ipv4#127.0.0.1:1", attempt % 3) is None
+    # another broker's line is another line
+    assert _said(repeats, refused, "ipv4#127.0.0.1:2", 0) is not None
+    now[0] = 30.5
+    again = _said(repeats, refused, "ipv4#127.0.0.1:1", 1)
+    assert again is not None
+    assert again.endswith("(after 1ms in state CONNECT) (and 199 times more in the 30 s before)")
+    now[0] = 31.0
+    assert _said(repeats, refused, "ipv4#127.0.0.1:1", 0) is None

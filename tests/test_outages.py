@@ -272,3 +272,9 @@ def test_a_sigterm_while_the_dataflow_waits_for_its_broker_stops_it_at_once(
     assert "Traceback" not in said
     assert "panicked" not in said
     assert not (tmp_path / "data").exists()  # nothing was opened, nothing read
+    # librdkafka's lines too are JSON, each once: it printed some 25 a second as text
+    entries = [json.loads(line) for line in said.splitlines() if line and line[:3] != "== "]
+    librdkafka = [entry["message"] for entry in entries if entry["logger"] == "writech.librdkafka"]
+    assert any("Connection refused" in message for message in librdkafka)
+    lines = [re.sub(r" \(after \d+ms in state [^)]*\)", "", message) for message in librdkafka]
+    assert len(lines) == len(set(lines))

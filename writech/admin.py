@@ -595,6 +595,7 @@ def produce(
     not delivered."""
     from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+    from writech.logs import LIBRDKAFKA
     from writech.sources.kafka import config_error
     from writech.stores.kafka import record_limit
 
@@ -608,6 +609,7 @@ def produce(
                 # every message the dataflow admits (librdkafka's default admits less)
                 "message.max.bytes": record_limit(settings),
                 **settings.kafka_options,
+                "logger": LIBRDKAFKA,  # its lines handed over by `flush`
             }
         )
     except KafkaException as exc:

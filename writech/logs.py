@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from types import TracebackType
@@ -31,6 +33,19 @@ Redact = Callable[[str], str]
 # or a store's schema is wrong: the message says what to fix, and a backtrace
 # would only suggest a bug. Said in one line, and the exit status is 2.
 SETUP_ERRORS: Final = (SettingsError, SchemaError, FileNotFoundError)
+
+# librdkafka's own lines (a broker unreachable, a connection lost), which it prints
+# to stderr as plain text unless a client has a logger: every Kafka client of
+# ours has this one, so that they are JSON lines, redacted, like all others. A
+# client hands them over in its poll calls (consume, flush, poll).
+LIBRDKAFKA: Final = logging.getLogger("writech.librdkafka")
+# librdkafka says the same line at every attempt to reach a broker that is down,
+# some 25 a second at first: each is said once per this many seconds, with how
+# many times it was left out since.
+LIBRDKAFKA_REPEAT_SECONDS: Final = 30.0
+# What tells one attempt from the next in a line: "(after 0ms in state CONNECT)".
+_ATTEMPT: Final = re.compile(r" \(after \d+ms in state [^)]*\)")
+_REMEMBERED_LINES: Final = 1000
 
 # LogRecord's own attributes; anything else on a record came from `extra=`.
 _RECORD_FIELDS: Final = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
@@ -67,6 +82,39 @@ def configure_logging(
     logging.captureWarnings(True)
     sys.excepthook = _log_uncaught
     threading.excepthook = _log_uncaught_in_thread
+
+
+class Repeats(logging.Filter):
+    """Lets a line through once per `seconds`; the next one it lets through says how
+    many times it was left out in between. Lines are the same if they differ only in
+    `_ATTEMPT`."""
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self._seconds = seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._said: dict[str, tuple[float, int]] = {}  # line -> (when said, left out since)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        line = _ATTEMPT.sub("", text)
+        now = self._clock()
+        with self._lock:
+            said = self._said.get(line)
+            if said is not None and now - said[0] < self._seconds:
+                self._said[line] = (said[0], said[1] + 1)
+                return False
+            if len(self._said) >= _REMEMBERED_LINES:  # many different lines: start over
+                self._said.clear()
+            self._said[line] = (now, 0)
+        if said is not None and said[1]:
+            record.msg = f"{text} (and {said[1]} times more in the {now - said[0]:.0f} s before)"
+            record.args = None
+        return True
+
+
+LIBRDKAFKA.addFilter(Repeats(LIBRDKAFKA_REPEAT_SECONDS))
 
 
 class RedactingFilter(logging.Filter):

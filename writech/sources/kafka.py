@@ -96,6 +96,7 @@ from confluent_kafka.admin import AdminClient
 from writech import counters
 from writech.events import RawBatch, dead_letter
 from writech.failures import Interrupted, stop_requested, stopped_by, wait_for_stop
+from writech.logs import LIBRDKAFKA
 from writech.schema import DeadLetterRow
 from writech.settings import PREFIX, Settings, SettingsError
 
@@ -267,6 +268,10 @@ class Topics:
             return None
         except TimeoutError:
             return None
+        finally:
+            # An admin client hands its librdkafka lines to the logger only when
+            # polled; they would pile up in it otherwise.
+            self._admin.poll(0)
 
 
 def config_error(exc: KafkaException) -> SettingsError:
@@ -284,7 +289,11 @@ def config_error(exc: KafkaException) -> SettingsError:
 
 def admin_config(settings: Settings) -> dict[str, Any]:
     """The librdkafka configuration of the admin clients (topic ids, the wait at start-up)."""
-    return {"bootstrap.servers": ",".join(settings.kafka_brokers), **settings.kafka_options}
+    return {
+        "bootstrap.servers": ",".join(settings.kafka_brokers),
+        **settings.kafka_options,
+        "logger": LIBRDKAFKA,  # its lines handed over by `poll(0)` after each request
+    }
 
 
 def _exists(admin: AdminClient, topic: str) -> bool:
@@ -315,6 +324,7 @@ def consumer_config(settings: Settings) -> dict[str, Any]:
         **settings.kafka_options,
         "auto.offset.reset": "error",
         "on_commit": _log_failed_commit,
+        "logger": LIBRDKAFKA,  # its lines handed over by `consume`
     }
     if settings.kafka_commit_group:
         config["group.id"] = settings.kafka_commit_group
@@ -575,6 +585,7 @@ class KafkaBatchSource(FixedPartitionedSource[RawBatch, KafkaPosition]):
             except KafkaException as exc:
                 error: KafkaError = exc.args[0]
                 why = error.str()
+            admin.poll(0)  # its librdkafka lines, to the logger
             if not stop_requested():
                 log.warning(
                     "waiting for the Kafka brokers at %s: %s; trying again every %g s",

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 from confluent_kafka import KafkaError, Message, Producer
 
+from writech.logs import LIBRDKAFKA
 from writech.rows import TableRows
 from writech.schema import DeadLetter
 from writech.settings import Settings
@@ -105,7 +106,7 @@ class DeadLetterTopic:
 
     def __init__(self, settings: Settings) -> None:
         deadline_ms = round(settings.store_deadline * 1000)
-        config: dict[str, str | int | bool] = {
+        config: dict[str, Any] = {
             "bootstrap.servers": ",".join(settings.kafka_brokers),
             "acks": "all",
             "enable.idempotence": True,
@@ -115,6 +116,7 @@ class DeadLetterTopic:
             "socket.timeout.ms": round(settings.store_timeout * 1000),
         }
         config.update(settings.kafka_options)
+        config["logger"] = LIBRDKAFKA  # its lines handed over by `flush`
         self.topic = settings.kafka_dlq_topic
         self._producer = Producer(config)  # checks the options first
         self._limit = int(config["message.max.bytes"])
