@@ -31,8 +31,9 @@ from writech import windows as windows_module
 from writech.aggregate import Shard
 from writech.events import Event, EventDecoder, Invalid
 from writech.generate import generate
+from writech.privacy import ForgetRequests, forget_in_state, student_hash
 from writech.schema import ClassMinuteRow, StudentMinuteRow
-from writech.windows import ClassWindows, StudentWindow, StudentWindows
+from writech.windows import ClassWindows, StudentWindow, StudentWindows, _Windows
 
 decoder = EventDecoder(ZoneInfo("Asia/Shanghai"))
 MEASURES = (
@@ -265,8 +266,20 @@ def test_the_keys_and_deletion_of_windows_reach_hours_kept_cold(
     assert sorted(classes.window_starts()) == sorted(starts)
     forgotten = events[0].student_id  # a student of the first hour, kept cold
     cold = set(windows.cold)
-    windows.forget([forgotten])
+    decoded: list[bytes] = []
+    loads = _Windows.loads
+
+    def counted(frozen: bytes) -> Any:
+        decoded.append(frozen)
+        return loads(frozen)
+
+    requests = ForgetRequests({"r": student_hash(forgotten)}, {student_hash(forgotten): 1.0})
+    with monkeypatch.context() as patched:
+        patched.setattr(_Windows, "loads", counted)
+        forget_in_state(shard, windows, frozenset(), requests)
+    assert len(decoded) == len(cold)  # each cold hour decoded once (it was twice)
     assert set(windows.cold) == cold  # dropped from the hours' bytes, not brought back whole
+    assert forgotten not in shard.students()
     windows = pickle.loads(pickle.dumps(windows))
     assert {key for key in windows.window_keys() if key[0] == forgotten} == set()
     assert set(windows.window_keys()) == {key for key in every if key[0] != forgotten}

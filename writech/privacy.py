@@ -120,10 +120,17 @@ def forget_in_state(
     """
     pending = {requests.students[request] for request in requests.students.keys() - applied}
     if pending:
-        present = shard.students()
-        present |= {student for student, _ in windows.window_keys()}
-        forgotten = [student for student in present if student_hash(student) in pending]
-        shard.forget(forgotten)
+        verdicts: dict[str, bool] = {}  # by student: one hash each, not one per window
+
+        def forgotten(student: str) -> bool:
+            verdict = verdicts.get(student)
+            if verdict is None:
+                verdict = verdicts[student] = student_hash(student) in pending
+            return verdict
+
+        shard.forget([student for student in shard.students() if forgotten(student)])
+        # the windows' students are found where they are dropped: each cold hour
+        # decoded once, not once more to list them
         windows.forget(forgotten)
     return applied | requests.students.keys()
 

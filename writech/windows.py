@@ -46,7 +46,7 @@ second's patience alone kept about a third of a day.
 from __future__ import annotations
 
 import pickle
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from sys import intern
 from time import monotonic
 from typing import Any, Final, Generic, TypeVar
@@ -535,9 +535,9 @@ class StudentWindows(_ByHour):
                 for student_id in minute:
                     yield student_id, start
 
-    def forget(self, student_ids: Iterable[str]) -> None:
-        """Drop every window of these students (deletion on request, `writech forget`)."""
-        forgotten = set(student_ids)
+    def forget(self, forgotten: Callable[[str], bool]) -> None:
+        """Drop every window of the students `forgotten` names (deletion on request,
+        `writech forget`), decoding each cold hour once."""
         for hour in self.hours.values():
             self._forget_in(hour, forgotten)
         for number, frozen in self.cold.items():  # one at a time, and cold again
@@ -546,12 +546,12 @@ class StudentWindows(_ByHour):
                 self.cold[number] = hour.freeze()
 
     def _forget_in(
-        self, hour: _Windows[int, dict[str, StudentWindow]], forgotten: set[str]
+        self, hour: _Windows[int, dict[str, StudentWindow]], forgotten: Callable[[str], bool]
     ) -> bool:
-        """Drop the windows of `forgotten` from `hour`; whether it held any."""
+        """Drop the windows of `forgotten` students from `hour`; whether it held any."""
         held = False
         for start, minute in hour.windows.items():
-            for student_id in forgotten.intersection(minute):
+            for student_id in [student_id for student_id in minute if forgotten(student_id)]:
                 del minute[student_id]
                 self.dirty.pop((student_id, start), None)
                 held = True
