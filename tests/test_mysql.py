@@ -23,7 +23,7 @@ from writech.schema import ERROR_RECORD, ERROR_RECORD_MYSQL_DDL, ErrorRecord
 from writech.settings import Settings, SettingsError
 from writech.stores.base import open_error_store
 from writech.stores.mysql import MysqlError, MysqlErrorStore
-from writech.stores.sql import EPOCH, EPOCH_DATE
+from writech.stores.sql import EPOCH, EPOCH_DATE, day_of
 from writech.stores.sqlite import SqliteErrorStore
 
 pytestmark = pytest.mark.services
@@ -295,9 +295,11 @@ def test_the_reads_and_deletes_are_those_of_the_sqlite_store(
     """One implementation of the reports' reads and of `forget` (`writech.stores.sql`), in
     either dialect: exact, though MySQL's collations take "s1" and "s1 " for one id."""
     students, classes = ("s0", "s1", "s1 ", "s2"), ("c0", "c0 ")
+    schools = ("school-1", "school-1 ", "school-2")
     records = [
         dated(record(f"e{n // 3}", n % 3, student_id=students[n % 4], class_id=classes[n % 2],
-                     question_id=("", "q1", "q2")[n % 3], knowledge_point=text),
+                     school_id=schools[n % 3], question_id=("", "q1", "q2")[n % 3],
+                     knowledge_point=text),
               date(2026, 9, 1 + n % 5))
         for n, text in enumerate(HOSTILE * 4)
     ]  # fmt: skip
@@ -318,6 +320,13 @@ def test_the_reads_and_deletes_are_those_of_the_sqlite_store(
                 assert read == sqlite.question_errors(scope, scope_id, period)
                 assert read or start == 6, "the records end on 5 September"
                 assert {getattr(row, scope, scope_id) for row in read} <= {scope_id}
+                named = mysql.scope_schools(scope, scope_id, period)
+                assert named == sqlite.scope_schools(scope, scope_id, period)
+                column = ERROR_RECORD.column_names.index(scope)
+                assert named == {
+                    row[5] for row in records
+                    if row[column] == scope_id and start <= day_of(row[11]).day <= end
+                }  # fmt: skip
         ones = sum(1 for row in records if row[3] == "s1")
         assert mysql.delete_students(["s1", "nobody"]) == sqlite.delete_students(["s1"]) == ones
         everything = Period(date(2026, 9, 1), date(2026, 9, 5))

@@ -34,10 +34,16 @@ import uvicorn
 from tests.helpers import REPO
 from tests.services.ports import free_port, wait_until
 from tests.test_reports import clean_environment
+from tests.test_sqlite import dated, record
 from writech.reports.roster import parse_roster
 from writech.reports.service import make_report
 from writech.rows import TableRows
-from writech.schema import CLASS_MINUTE_STATS, STUDENT_DAILY_STATS, STUDENT_MINUTE_STATS
+from writech.schema import (
+    CLASS_MINUTE_STATS,
+    ERROR_RECORD,
+    STUDENT_DAILY_STATS,
+    STUDENT_MINUTE_STATS,
+)
 from writech.serve import app
 from writech.serve.access import FREE_FAILURES, AccessFile, hash_password
 from writech.serve.app import (
@@ -111,6 +117,14 @@ EXTRA_ROWS = [
         ],
     ),
 ]
+
+
+# A wrong answer of the second school filed under a class id of the first, on a day
+# before the sample's (error records have no TTL, and ids get used again).
+OTHER_SCHOOLS_ERROR = dated(
+    record("e-b-1", 0, student_id="stu-b-09", class_id="class-0000", school_id="school-b"),
+    date(2026, 8, 3),
+)
 
 
 def write_access_file(path: Path, users: dict[str, str], password: str = PASSWORD) -> Path:
@@ -210,6 +224,11 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         data_dir=str(data_dir),
         serve_access_file=str(write_access_file(root / "access.toml", USERS)),
     )
+    errors = open_error_store(settings)
+    try:
+        errors.insert(TableRows.from_rows(ERROR_RECORD, [OTHER_SCHOOLS_ERROR]))
+    finally:
+        errors.close()
     roster = parse_roster((SAMPLE / "roster.csv").read_text(encoding="utf-8"))
     # the sign-in throttle's clock stands still: a wait ends only when a test clears it
     access = AccessFile(settings.serve_access_file, clock=lambda: 0.0)
@@ -346,6 +365,18 @@ def test_another_schools_data_is_refused(served: Served, path: str) -> None:
     assert b"<table" not in reply.body
     assert "一年级".encode() not in reply.body
     assert b'"kind"' not in reply.body
+
+
+def test_a_report_naming_another_schools_error_records_is_refused(served: Served) -> None:
+    """The class's statistics are all the first school's; its error records in August
+    are the second school's alone (a class id used again): the report would show them."""
+    august = "/reports/class/class-0000?from=2026-08-01&to=2026-08-07&format=json"
+    for user in ("wang", "bai"):
+        reply = get(served.url + august, user=user)
+        assert reply.status == 403, reply.text
+        assert b"stu-b-09" not in reply.body
+    # the first school's own report of the class, in September, is still made
+    assert get(served.url + "/reports/class/class-0000?format=json", user="wang").status == 200
 
 
 def test_a_shared_class_id_mixes_no_schools(served: Served) -> None:

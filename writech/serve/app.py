@@ -274,16 +274,24 @@ def allow(school: str, schools: set[str], *, only_mine: bool) -> None:
     raise HTTPException(403, "this belongs to another school")
 
 
-def report_schools(store: ClickHouse, kind: Kind, scope_id: str, period: Period) -> set[str]:
-    """Every school the rows of a report (and its previous period) name."""
+def report_schools(
+    store: ClickHouse, errors: ErrorStore, kind: Kind, scope_id: str, period: Period
+) -> set[str]:
+    """Every school the rows of a report (and its previous period) name, error records
+    included: they outlive the statistics (no TTL), so a class id used again by another
+    school can name its records alone."""
     scope = SCOPES[kind]
     member = membership(store, scope, scope_id, period.end)
     if member is None:
         return set()
     read = Period(period.previous().start, period.end)
-    schools = {member.school_id} | queries.scope_schools(store, scope, scope_id, read)
+    scopes = [(scope, scope_id)]
     if kind in ("student", "parent") and member.class_id:  # compared with their class
-        schools |= queries.scope_schools(store, "class_id", member.class_id, read)
+        scopes.append(("class_id", member.class_id))
+    schools = {member.school_id}
+    for column, value in scopes:
+        schools |= queries.scope_schools(store, column, value, read)
+        schools |= errors.scope_schools(column, value, read)
     return schools
 
 
@@ -322,7 +330,7 @@ def read_only_connection(settings: Settings) -> tuple[Any, str]:
 def error_records(settings: Settings) -> Iterator[ErrorStore]:
     """The store of `error_record`, opened read-only."""
     if not settings.mysql_url and not settings.sqlite_path.exists():
-        raise ReportError(f"no error records stored yet ({settings.sqlite_path})")
+        raise ReportError("no error records stored yet")  # its path is not the reader's business
     store = open_error_store(settings, read_only=True)
     try:
         yield store
@@ -479,16 +487,16 @@ def report(request: Request) -> Response:
     if fmt is None:
         raise HTTPException(400, "format must be html or json")
     period = _period(context, user, picks)
-    allow(
-        user.school,
-        report_schools(context.clickhouse, kind, scope_id, period),
-        only_mine=True,
-    )
     options = Options(
         timezone=context.settings.timezone, subject=picks.subject, roster=context.roster
     )
     try:
         with context.reports.turn(), error_records(context.settings) as errors:
+            allow(
+                user.school,
+                report_schools(context.clickhouse, errors, kind, scope_id, period),
+                only_mine=True,
+            )
             made = make_report(
                 Stores(context.clickhouse, errors),
                 kind,

@@ -72,6 +72,8 @@ class ErrorStore(RowsWriter, Protocol):
         self, scope: Scope, scope_id: str, period: Period
     ) -> list[QuestionError]: ...
 
+    def scope_schools(self, scope: Scope, scope_id: str, period: Period) -> set[str]: ...
+
 
 def delete_counted(store: ClickHouse, table: str, where: str, params: dict[str, Any]) -> int:
     """Delete the rows of `table` matching `where`; how many there were (as read with FINAL).

@@ -74,6 +74,16 @@ def _question_order(row: tuple[Any, ...]) -> tuple[Any, ...]:
     return (event_id, question_id, point, error_type, first, student_id, homework_id, subject)
 
 
+def _checked(scope: Scope) -> Scope:
+    if scope not in get_args(Scope):
+        raise ValueError(f"not a report scope: {scope!r}")
+    return scope
+
+
+def _scope_parameters(scope_id: str, period: Period) -> tuple[str, str, str, str]:
+    return (scope_id, scope_id, period.start.isoformat(), period.end.isoformat())
+
+
 def day_of(days: int) -> date:
     return EPOCH_DATE + timedelta(days=days)
 
@@ -131,11 +141,18 @@ class ErrorRecordReads(ABC):
 
     def question_errors(self, scope: Scope, scope_id: str, period: Period) -> list[QuestionError]:
         """The scope's wrong questions in the period, per submission, knowledge point and type."""
-        if scope not in get_args(Scope):
-            raise ValueError(f"not a report scope: {scope!r}")
         p = self.placeholder
-        sql = _QUESTION_ERRORS.format(scope=_is(scope, p), p=p)
-        rows = self.select(
-            sql, (scope_id, scope_id, period.start.isoformat(), period.end.isoformat())
-        )
+        sql = _QUESTION_ERRORS.format(scope=_is(_checked(scope), p), p=p)
+        rows = self.select(sql, _scope_parameters(scope_id, period))
         return [QuestionError(*row) for row in sorted(rows, key=_question_order)]
+
+    def scope_schools(self, scope: Scope, scope_id: str, period: Period) -> set[str]:
+        """Every school the scope's error records in the period name (to check who may
+        read them: a report reads them by the scope's id alone)."""
+        p = self.placeholder
+        # with its length, as `_TEXTS`: "s1" and "s1 " are two schools, one under padding
+        sql = (
+            "SELECT DISTINCT school_id, LENGTH(school_id) FROM error_record "
+            f"WHERE {_is(_checked(scope), p)} AND date BETWEEN {p} AND {p}"
+        )
+        return {str(row[0]) for row in self.select(sql, _scope_parameters(scope_id, period))}
