@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -70,12 +72,22 @@ def test_default_cost_hash() -> None:
         "scrypt$1000$8$1$c2FsdA==$a2V5a2V5a2V5a2V5a2V5a2V5",  # not a power of two
         f"scrypt${1 << 24}$8$1$c2FsdA==$a2V5a2V5a2V5a2V5a2V5a2V5",  # gigabytes per check
         "scrypt$16384$8$1$c2FsdA==$c2hvcnQ=",  # a key too short to mean anything
+        f"scrypt${1 << 20}$32$16$c2FsdA==$a2V5a2V5a2V5a2V5a2V5a2V5",  # 4 GiB per check
+        f"scrypt${1 << 17}$8$1$c2FsdA==$a2V5a2V5a2V5a2V5a2V5a2V5",  # 128 MiB per check
+        # a key longer than scrypt's output here could never match
+        f"scrypt$16384$8$1$c2FsdA==${base64.b64encode(bytes(33)).decode()}",
         "scrypt$16384$eight$1$c2FsdA==$a2V5a2V5a2V5a2V5a2V5a2V5",
     ],
 )
 def test_malformed_hashes_are_refused(text: str) -> None:
     with pytest.raises(AccessError):
         PasswordHash.parse(text)
+
+
+def test_the_costliest_hash_taken_asks_for_64_mib() -> None:
+    key = base64.b64encode(bytes(32)).decode()
+    costliest = PasswordHash.parse(f"scrypt${1 << 16}$8$16$c2FsdA==${key}")
+    assert 128 * costliest.cost * costliest.block_size == 64 << 20
 
 
 @given(st.text().filter(lambda name: ":" not in name), st.text())
@@ -86,7 +98,9 @@ def test_basic_credentials_round_trip(user: str, password: str) -> None:
 @pytest.mark.parametrize(
     "header",
     ["", "Bearer abc", "Basic", "Basic !!!not-base64!!!", "Basic " + base64.b64encode(b"nocolon").decode(),
-     "Basic " + base64.b64encode(b"\xff\xfe:x").decode()],
+     "Basic " + base64.b64encode(b"\xff\xfe:x").decode(),
+     # bytes a header may carry that base64 does not (a server hands them over as Latin-1)
+     "Basic \xff\xfe", "Basic éé=="],
 )  # fmt: skip
 def test_other_headers_are_no_credentials(header: str) -> None:
     assert basic_credentials(header) is None
@@ -274,6 +288,79 @@ def test_a_signed_in_browser_is_not_held_up_by_someone_elses_failures(tmp_path: 
     write(path, access_text({"wang": ("school-000", "new")}))
     assert users.session_mark("wang") != mark
     assert users.authenticate(basic("wang", "new")) == User("wang", "school-000")
+
+
+def test_guesses_sent_at_once_are_checked_no_more_than_one_after_the_other(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Checking the wait and noting the failure apart let nearly every guess of a burst
+    through: each found no failure noted yet."""
+    path = tmp_path / "access.toml"
+    write(path, access_text({"wang": ("school-000", "secret")}))
+    clock = Clock()
+    monkeypatch.setattr(access, "_CHECKS_AT_ONCE", 64)
+    users = AccessFile(path, clock=clock)
+    release = threading.Event()
+    entered: list[None] = []
+    scrypt = access._scrypt
+
+    def held(*args: Any) -> bytes:
+        entered.append(None)
+        release.wait(30)
+        return scrypt(*args)
+
+    monkeypatch.setattr(access, "_scrypt", held)
+
+    def burst(count: int) -> tuple[int, int]:
+        """`count` wrong guesses at once, each check held until all have begun:
+        (checked, refused)."""
+        outcomes: list[str] = []
+
+        def guess() -> None:
+            try:
+                users.authenticate(basic("wang", "guess"))
+                outcomes.append("checked")
+            except Throttled:
+                outcomes.append("refused")
+
+        entered.clear()
+        threads = [threading.Thread(target=guess) for _ in range(count)]
+        for thread in threads:
+            thread.start()
+        while len(outcomes) + len(entered) < count:  # each refused, or inside its check
+            time.sleep(0.01)
+        release.set()
+        for thread in threads:
+            thread.join(30)
+        release.clear()
+        return outcomes.count("checked"), outcomes.count("refused")
+
+    # one after the other, FREE_FAILURES + 1 guesses are checked before the name waits
+    assert burst(20) == (FREE_FAILURES + 1, 20 - FREE_FAILURES - 1)
+    with pytest.raises(Throttled):  # the failures are noted: the name waits
+        users.authenticate(basic("wang", "secret"))
+    clock.now += FIRST_WAIT
+    assert burst(20) == (1, 19)  # past its free failures, one check at a time
+    clock.now += LONGEST_WAIT
+    release.set()
+    assert users.authenticate(basic("wang", "secret")) == User("wang", "school-000")
+
+
+def test_a_flood_of_made_up_names_does_not_end_a_names_wait(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(access, "_FOLLOWED_NAMES", 4)
+    clock = Clock()
+    failures = FailedSignIns(clock)
+    for _ in range(FREE_FAILURES + 8):  # the name under attack: a long wait
+        failures.failed("wang")
+    for flood in range(100):  # made-up names, each failing until it waits
+        for _ in range(FREE_FAILURES + 1):
+            failures.failed(f"made-up-{flood}")
+        assert len(failures._failures) <= 4
+    with pytest.raises(Throttled) as throttled:
+        failures.check("wang")
+    assert throttled.value.retry_after == FIRST_WAIT * 2**7
 
 
 def test_the_names_followed_stay_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

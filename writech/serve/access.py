@@ -58,9 +58,10 @@ PARALLELISM: Final = 1
 _KEY_BYTES: Final = 32
 _SALT_BYTES: Final = 16
 # Stored parameters are bounded, so that a mistyped file cannot ask for
-# gigabytes of memory per sign-in.
-_MAX_COST: Final = 1 << 20
-_MAX_BLOCK_SIZE: Final = 32
+# gigabytes of memory per sign-in: scrypt takes 128 * N * r bytes, up to
+# 64 MiB here (four times the default), for each of `_CHECKS_AT_ONCE`.
+_MAX_MEMORY: Final = 64 << 20
+_MAX_PARALLELISM: Final = 16
 _REMEMBERED: Final = 1024  # successful checks kept; forgotten all at once when full
 # scrypt checks at once: each takes 16 MiB, and a burst of wrong passwords
 # must not take the memory of the whole process.
@@ -116,12 +117,13 @@ class PasswordHash:
         except (ValueError, binascii.Error):
             raise AccessError("a password hash has a malformed number or base64 part") from None
         if not (
-            1 < cost <= _MAX_COST
+            cost > 1
             and cost & (cost - 1) == 0
-            and 1 <= block_size <= _MAX_BLOCK_SIZE
-            and 1 <= parallelism <= 16
+            and block_size >= 1
+            and 128 * cost * block_size <= _MAX_MEMORY
+            and 1 <= parallelism <= _MAX_PARALLELISM
             and salt
-            and len(key) >= 16
+            and 16 <= len(key) <= _KEY_BYTES  # a longer key could never match
         ):
             raise AccessError("a password hash has parameters out of range")
         return cls(cost, block_size, parallelism, salt, key)
@@ -212,7 +214,7 @@ def basic_credentials(authorization: str) -> tuple[str, str] | None:
         return None
     try:
         decoded = base64.b64decode(encoded.strip(), validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # not base64 (a header may carry any byte), or not UTF-8
         return None
     user, colon, password = decoded.partition(":")
     return (user, password) if colon else None
@@ -224,12 +226,20 @@ class FailedSignIns:
     Names that do not exist are followed like those that do, so that the
     throttle does not tell who exists. A check refused while a name waits
     is not a failure: it does not lengthen the wait.
+
+    A check is reserved (`begin`) before the password is checked and let go
+    (`end`) after: of a name's checks running at once, no more may fail than
+    would have been checked one after the other before it waits (its free
+    failures left, and the one that starts the wait); past those, one. Checking
+    the wait and recording the failure apart let 45 of 60 guesses sent at
+    once be checked.
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._lock = threading.Lock()
         self._failures: dict[str, tuple[int, float]] = {}  # name -> (in a row, wait until)
+        self._running: dict[str, int] = {}  # name -> checks reserved and not ended
 
     def check(self, name: str) -> None:
         """Raise `Throttled` while `name` waits."""
@@ -237,17 +247,30 @@ class FailedSignIns:
         if wait > 0:
             raise Throttled(wait)
 
+    def begin(self, name: str) -> None:
+        """Reserve a check of `name`'s password; raise `Throttled` while it waits, or while
+        as many of its checks run as may fail before it would wait."""
+        with self._lock:
+            self.check(name)
+            failures = self._failures.get(name, (0, 0.0))[0]
+            running = self._running.get(name, 0)
+            if running >= max(FREE_FAILURES + 1 - failures, 1):
+                raise Throttled(FIRST_WAIT)
+            self._running[name] = running + 1
+
+    def end(self, name: str) -> None:
+        """A check `begin` reserved is over (its outcome noted, or none)."""
+        with self._lock:
+            running = self._running.pop(name) - 1
+            if running:
+                self._running[name] = running
+
     def failed(self, name: str) -> None:
         """One more failure of `name`; past `FREE_FAILURES` in a row, its checks wait."""
         with self._lock:
             now = self._clock()
             if name not in self._failures and len(self._failures) >= _FOLLOWED_NAMES:
-                # full: forget the names not waiting now (each starts over)
-                self._failures = {
-                    followed: entry for followed, entry in self._failures.items() if entry[1] > now
-                }
-                if len(self._failures) >= _FOLLOWED_NAMES:
-                    self._failures = {}
+                self._make_room(now)
             failures = self._failures.get(name, (0, 0.0))[0] + 1
             beyond = failures - FREE_FAILURES
             wait = min(FIRST_WAIT * 2 ** (beyond - 1), LONGEST_WAIT) if beyond > 0 else 0.0
@@ -263,6 +286,16 @@ class FailedSignIns:
     def succeeded(self, name: str) -> None:
         with self._lock:
             self._failures.pop(name, None)
+
+    def _make_room(self, now: float) -> None:
+        """The table is full: forget the names not waiting now (each starts over), and if
+        all of them wait, the half whose waits end first. Never all at once: a flood of
+        made-up names would end the growing wait of the name it hides."""
+        followed = {name: entry for name, entry in self._failures.items() if entry[1] > now}
+        if len(followed) >= _FOLLOWED_NAMES:
+            latest = sorted(followed.items(), key=lambda item: item[1][1])[len(followed) // 2 :]
+            followed = dict(latest)
+        self._failures = followed
 
     def clear(self) -> None:
         """Every name starts over (the access file changed: passwords may have been reset)."""
@@ -328,12 +361,32 @@ class AccessFile:
         name, password = credentials
         accounts = self._current()
         account = accounts.get(name)
-        if account is None or not hmac.compare_digest(session.encode(), _mark(account).encode()):
+        signed_in = account is not None and hmac.compare_digest(
+            session.encode(), _mark(account).encode()
+        )
+        if not signed_in:
             self.failures.check(name)
         remembered_as = hmac.digest(self._remember_key, f"{name}\0{password}".encode(), "sha256")
         user = self._remembered.get(remembered_as)
         if user is not None:
             return user
+        if signed_in:
+            return self._check(accounts, account, name, password, remembered_as)
+        self.failures.begin(name)
+        try:
+            return self._check(accounts, account, name, password, remembered_as)
+        finally:
+            self.failures.end(name)
+
+    def _check(
+        self,
+        accounts: dict[str, _Account],
+        account: _Account | None,
+        name: str,
+        password: str,
+        remembered_as: bytes,
+    ) -> User | None:
+        """Check `password` against `account`'s hash (or the decoy), noting the outcome."""
         with self._checks:
             matches = (account.password if account else self._decoy).matches(password)
         if account is None or not matches:
