@@ -34,6 +34,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, Final, get_args
@@ -359,9 +360,9 @@ def page(request: Request, template: str, picks: Picks, **values: Any) -> HTMLRe
         picks=picks,
         lang=picks.lang,
         lang_query=f"?lang={picks.lang}" if picks.lang != "zh" else "",
-        lang_links={
-            code: f"{request.url.path}?{urlencode({**params, 'lang': code})}" for code in LANGS
-        },
+        # the query alone: the browser keeps the path it asked for, and a path
+        # written back ("//evil.example/x" on a 404 page) would lead off the site
+        lang_links={code: f"?{urlencode({**params, 'lang': code})}" for code in LANGS},
         langs=LANGS,
         subjects=SUBJECTS[picks.lang],
         class_names=context.roster.classes,
@@ -448,7 +449,24 @@ def _board_request(request: Request) -> tuple[Context, User, str, date | None]:
     context: Context = request.app.state.context
     class_id = path_param(request, "class_id")
     _own_class(context, user, class_id)
-    return context, user, class_id, _iso_date(request.query_params.get("day"), "day")
+    return context, user, class_id, _board_day(request.query_params.get("day"), context.zone)
+
+
+# The last second a window's start can hold (ClickHouse's DateTime, 32 bits).
+_LAST_INSTANT: Final = 2**32 - 1
+
+
+def _board_day(text: str | None, zone: ZoneInfo) -> date | None:
+    """The board's day picked, if any: one whose local hours the stores can hold (east
+    of UTC, 1 January 1970 starts before the epoch), and the days its list reads before."""
+    day = _iso_date(text, "day")
+    if day is None:
+        return None
+    first = FIRST_DATE + timedelta(days=CLASS_LIST_DAYS)
+    last = board.local_day(_LAST_INSTANT, zone) - timedelta(days=1)
+    if not first <= day <= last:
+        raise HTTPException(400, f"day: {day} is not within {first} to {last}, the board's days")
+    return day
 
 
 def board_page(request: Request) -> Response:
@@ -544,11 +562,13 @@ def report_policy(html: str) -> str:
     parser = _InlineScripts()
     parser.feed(html)
     parser.close()
+    # A script in an <svg> (the charts') is foreign content: the browser decodes its
+    # character references ("&lt;" in a label) before hashing it, where HTML's own
+    # scripts are taken as written. Both forms of each are allowed.
+    scripts = {form for script in parser.scripts for form in (script, unescape(script))}
     hashes = sorted(
-        {
-            "'sha256-" + base64.b64encode(hashlib.sha256(script.encode()).digest()).decode() + "'"
-            for script in parser.scripts
-        }
+        "'sha256-" + base64.b64encode(hashlib.sha256(script.encode()).digest()).decode() + "'"
+        for script in scripts
     )
     return REPORT_POLICY.format(scripts=" ".join(hashes) or "'none'")
 
