@@ -346,6 +346,49 @@ def test_guesses_sent_at_once_are_checked_no_more_than_one_after_the_other(
     assert users.authenticate(basic("wang", "secret")) == User("wang", "school-000")
 
 
+def test_beyond_the_checks_that_may_wait_a_sign_in_is_refused_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each check waiting for scrypt holds a request thread of the server: a flood of
+    wrong passwords under many names must not hold them all."""
+    path = tmp_path / "access.toml"
+    write(path, access_text({"wang": ("school-000", "secret")}))
+    users = AccessFile(path, clock=Clock())
+    release = threading.Event()
+    entered: list[None] = []
+    scrypt = access._scrypt
+
+    def held(*args: Any) -> bytes:
+        entered.append(None)
+        release.wait(30)
+        return scrypt(*args)
+
+    monkeypatch.setattr(access, "_scrypt", held)
+    outcomes: list[str] = []
+
+    def guess(name: str) -> None:
+        try:
+            users.authenticate(basic(name, "guess"))
+            outcomes.append("checked")
+        except Throttled as refused:
+            outcomes.append(str(refused))
+
+    admitted = access._CHECKS_AT_ONCE + access._CHECKS_WAITING
+    threads = [threading.Thread(target=guess, args=(f"made-up-{n}",)) for n in range(40)]
+    for thread in threads:
+        thread.start()
+    while len(outcomes) < 40 - admitted or len(entered) < access._CHECKS_AT_ONCE:
+        time.sleep(0.01)
+    assert outcomes == ["many sign-ins are being checked just now; try again in 1 s"] * (
+        40 - admitted
+    )
+    release.set()
+    for thread in threads:
+        thread.join(30)
+    assert outcomes.count("checked") == admitted
+    assert users.authenticate(basic("wang", "secret")) == User("wang", "school-000")
+
+
 def test_a_flood_of_made_up_names_does_not_end_a_names_wait(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -64,8 +64,11 @@ _MAX_MEMORY: Final = 64 << 20
 _MAX_PARALLELISM: Final = 16
 _REMEMBERED: Final = 1024  # successful checks kept; forgotten all at once when full
 # scrypt checks at once: each takes 16 MiB, and a burst of wrong passwords
-# must not take the memory of the whole process.
+# must not take the memory of the whole process. Checks waiting for one are
+# bounded too: each holds one of the server's request threads, and 150 wrong
+# passwords at once held a signed-in teacher's board for 3.4 s.
 _CHECKS_AT_ONCE: Final = 4
+_CHECKS_WAITING: Final = 12
 # Failed sign-ins by one user name before its checks wait; then the wait,
 # doubling after each further failure up to its ceiling; and how many names
 # are followed at once (a flood of made-up names cannot take the memory).
@@ -84,8 +87,8 @@ class AccessError(ValueError):
 class Throttled(Exception):
     """Too many failed sign-ins by this user name: the next check waits `retry_after` seconds."""
 
-    def __init__(self, retry_after: float) -> None:
-        super().__init__(f"too many failed sign-ins; try again in {retry_after:.0f} s")
+    def __init__(self, retry_after: float, why: str = "too many failed sign-ins") -> None:
+        super().__init__(f"{why}; try again in {retry_after:.0f} s")
         self.retry_after = retry_after
 
 
@@ -311,6 +314,7 @@ class AccessFile:
         self.failures = FailedSignIns(clock)
         self._lock = threading.Lock()
         self._checks = threading.BoundedSemaphore(_CHECKS_AT_ONCE)
+        self._admitted = threading.BoundedSemaphore(_CHECKS_AT_ONCE + _CHECKS_WAITING)
         self._remember_key = secrets.token_bytes(32)
         self._remembered: dict[bytes, User] = {}
         # A hash to check unknown names against, so that they take as long
@@ -387,8 +391,13 @@ class AccessFile:
         remembered_as: bytes,
     ) -> User | None:
         """Check `password` against `account`'s hash (or the decoy), noting the outcome."""
-        with self._checks:
-            matches = (account.password if account else self._decoy).matches(password)
+        if not self._admitted.acquire(blocking=False):
+            raise Throttled(FIRST_WAIT, "many sign-ins are being checked just now")
+        try:
+            with self._checks:
+                matches = (account.password if account else self._decoy).matches(password)
+        finally:
+            self._admitted.release()
         if account is None or not matches:
             self.failures.failed(name)
             return None
