@@ -340,6 +340,61 @@ def test_redrive_sends_nothing_while_a_line_is_wrong(tmp_path: Path) -> None:
     assert not tmp_path.joinpath("clickhouse").exists()
 
 
+def test_redrive_refuses_a_position_beyond_its_columns(tmp_path: Path) -> None:
+    """A partition of 2**32 wrapped around in the query and named partition 0's letter."""
+    letter = letter_of(message("stu-a", "grade_result", payload={"score": 80}))
+    wide = msgspec.structs.replace(letter, partition=2**32)
+    result = writech(
+        "dead-letters", "redrive", "-", env={"WRITECH_DATA_DIR": str(tmp_path)},
+        stdin=msgspec.json.encode(wide).decode() + "\n",
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "Expected `int` <= 2147483647" in result.stdout
+    assert "nothing was sent" in result.stderr
+
+
+@pytest.mark.parametrize("letter", ["f.jsonl:4294967296:23", "f.jsonl:0:18446744073709551639"])
+def test_a_letter_beyond_the_columns_ranges_is_refused(letter: str, tmp_path: Path) -> None:
+    result = writech(
+        "dead-letters", "list", "--letter", letter, env={"WRITECH_DATA_DIR": str(tmp_path)}
+    )
+    assert result.returncode == 2
+    assert "out of range" in result.stderr
+
+
+def test_redrive_of_a_directory_is_refused_in_one_line(tmp_path: Path) -> None:
+    result = writech("dead-letters", "redrive", str(tmp_path), env={"WRITECH_DATA_DIR": "d"})
+    assert result.returncode == 2
+    assert "is a directory" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_letters_redriven_before_are_found_among_thousands(tmp_path: Path) -> None:
+    """One query for every line of an export passed ClickHouse's 256 KiB at about 3,300."""
+    store = open_store(tmp_path / "clickhouse")
+    try:
+        letters = [Position("/exports/a-long-file-name.jsonl", n % 3, n) for n in range(3_500)]
+        sent = [letters[7], letters[3_333]]
+        now = round(time.time() * 1_000_000)  # within the table's TTL
+        store.insert(TableRows.from_rows(DEAD_LETTER_REDRIVE, [
+            (letter.origin, letter.partition, letter.offset, now, "t", 0, n, "")
+            for n, letter in enumerate(sent)
+        ]))  # fmt: skip
+        assert admin._redriven(store, letters) == set(sent)
+    finally:
+        store.close()
+
+
+def test_forget_refuses_a_data_dir_without_its_error_store(tmp_path: Path) -> None:
+    """With the analytics tables elsewhere (a server), a mistyped --data-dir made a new,
+    empty error store, and forget said it removed 0 error records."""
+    open_store(tmp_path / "clickhouse").close()
+    result = writech("forget", "stu-000001", env={"WRITECH_DATA_DIR": str(tmp_path)})
+    assert result.returncode == 2
+    assert "no error_record store at" in result.stderr
+    assert not (tmp_path / "writech.db").exists()
+
+
 def test_redrive_with_kafka_options_librdkafka_refuses_says_so_in_one_line(
     tmp_path: Path,
 ) -> None:

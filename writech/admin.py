@@ -40,11 +40,17 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, tzinfo
-from typing import TYPE_CHECKING, Any, BinaryIO, Final, Literal
+from typing import TYPE_CHECKING, Annotated, Any, BinaryIO, Final, Literal
 
 import msgspec
 
-from writech.arguments import non_negative_int, output_file, positive_int, student_id_argument
+from writech.arguments import (
+    input_file,
+    non_negative_int,
+    output_file,
+    positive_int,
+    student_id_argument,
+)
 from writech.events import EventDecoder, Invalid, RawBatch, raw_of
 from writech.outputs import written
 from writech.schema import (
@@ -141,7 +147,9 @@ def add_admin_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
         parents=[stores],
         help="produce the corrected messages of an export to the input topic",
     )
-    redrive.add_argument("file", metavar="FILE", help="an export, corrected; - for stdin")
+    redrive.add_argument(
+        "file", metavar="FILE", type=input_file, help="an export, corrected; - for stdin"
+    )
     redrive.add_argument("--topic", help="default: the first of $WRITECH_KAFKA_TOPICS")
     redrive.add_argument("--again", action="store_true", help="also send letters re-driven before")
     redrive.add_argument("--dry-run", action="store_true", help="check and report, produce nothing")
@@ -173,6 +181,10 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 # -- selecting dead letters ---------------------------------------------------
+
+
+Int32 = Annotated[int, msgspec.Meta(ge=-(2**31), le=2**31 - 1)]
+Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 
 
 class Position(msgspec.Struct, frozen=True):
@@ -246,7 +258,12 @@ def _position(text: str) -> Position:
     origin, _, partition = origin.rpartition(":")
     if not origin or not partition.lstrip("-").isdigit() or not rest.isdigit():
         raise argparse.ArgumentTypeError(f"expected ORIGIN:PARTITION:OFFSET, got {text!r}")
-    return Position(origin, int(partition), int(rest))
+    position = Position(origin, int(partition), int(rest))
+    # the columns' ranges (Int32, Int64): beyond them a value wrapped around in the
+    # query and named another letter
+    if not (-(2**31) <= position.partition < 2**31 and position.offset < 2**63):
+        raise argparse.ArgumentTypeError(f"partition or offset out of range in {text!r}")
+    return position
 
 
 def _instant(text: str | None, option: str, tz: tzinfo) -> datetime | None:
@@ -301,8 +318,8 @@ class Exported(msgspec.Struct, omit_defaults=True):
     """
 
     origin: str
-    partition: int
-    offset: int
+    partition: Int32  # the columns' ranges: beyond them a value named another letter
+    offset: Int64
     reason: str = ""
     error: str = ""
     produced_at: str = ""
@@ -576,15 +593,22 @@ def _redrive(args: argparse.Namespace) -> int:
     return 0
 
 
+# Letters looked up per query: each is three parameters in the query's text, and
+# ClickHouse refuses a query beyond 256 KiB (3,500 letters of an export did).
+_LETTERS_PER_QUERY: Final = 500
+
+
 def _redriven(store: ClickHouse, letters: Sequence[Position]) -> set[Position]:
     """Which of `letters` were re-driven before."""
-    if not letters:
-        return set()
-    where, params = Selection(letters=tuple(letters)).where()
-    rows = store.query(
-        f"SELECT DISTINCT origin, partition, offset FROM {_REDRIVES} WHERE {where}", params
-    )
-    return {Position(row["origin"], row["partition"], row["offset"]) for row in rows}
+    found: set[Position] = set()
+    for first in range(0, len(letters), _LETTERS_PER_QUERY):
+        chunk = tuple(letters[first : first + _LETTERS_PER_QUERY])
+        where, params = Selection(letters=chunk).where()
+        rows = store.query(
+            f"SELECT DISTINCT origin, partition, offset FROM {_REDRIVES} WHERE {where}", params
+        )
+        found |= {Position(row["origin"], row["partition"], row["offset"]) for row in rows}
+    return found
 
 
 def produce(
@@ -750,7 +774,7 @@ def _forget(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     clickhouse = open_clickhouse(settings, existing=True)
-    errors = open_error_store(settings)
+    errors = open_error_store(settings, existing=True)
     try:
         for student in dict.fromkeys(args.students):
             requested_at = round(time.time() * 1_000_000)

@@ -91,6 +91,14 @@ def output_file(text: str) -> str:
     return text
 
 
+def input_file(text: str) -> str:
+    """A file to read (`-`: stdin) that is there and is not a directory."""
+    if text != "-" and not Path(text).is_file():
+        why = "is a directory" if Path(text).is_dir() else "is not a file"
+        raise argparse.ArgumentTypeError(f"{text} {why}")
+    return text
+
+
 def output_directory(text: str) -> Path:
     """A directory to write into, made if missing: not a file, nor under one."""
     path = Path(text)

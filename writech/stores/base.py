@@ -31,7 +31,7 @@ from writech.schema import (
     STUDENT_MINUTE_STATS,
     Layout,
 )
-from writech.settings import Settings, SettingsError
+from writech.settings import PREFIX, Settings, SettingsError
 
 # Settings of every insert into a ClickHouse table. Rows of one insert that
 # share a key (a daily row changed in two flushes that `batch_rows` sends at
@@ -175,12 +175,21 @@ def check_writable(path: Path, setting: str) -> None:
     )
 
 
-def open_error_store(settings: Settings, *, read_only: bool = False) -> ErrorStore:
+def open_error_store(
+    settings: Settings, *, read_only: bool = False, existing: bool = False
+) -> ErrorStore:
     """The configured store of `error_record`; the caller closes it.
 
     `read_only`: its connections cannot write (`writech serve`), and an
-    embedded store must exist already.
+    embedded store must exist already. `existing`: an embedded store must be
+    there already (`SettingsError` otherwise), as for `open_clickhouse`: a
+    `writech forget` against a new, empty one would delete nothing and say so.
     """
+    if existing and not settings.mysql_url and not settings.sqlite_path.is_file():
+        raise SettingsError(
+            f"no error_record store at {settings.sqlite_path}: check --data-dir, and "
+            f"{PREFIX}MYSQL_URL if the dataflow writes error records to MySQL"
+        )
     if settings.mysql_url:
         from writech.stores.mysql import MysqlErrorStore
 
