@@ -290,16 +290,8 @@ def test_a_signed_in_browser_is_not_held_up_by_someone_elses_failures(tmp_path: 
     assert users.authenticate(basic("wang", "new")) == User("wang", "school-000")
 
 
-def test_guesses_sent_at_once_are_checked_no_more_than_one_after_the_other(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Checking the wait and noting the failure apart let nearly every guess of a burst
-    through: each found no failure noted yet."""
-    path = tmp_path / "access.toml"
-    write(path, access_text({"wang": ("school-000", "secret")}))
-    clock = Clock()
-    monkeypatch.setattr(access, "_CHECKS_AT_ONCE", 64)
-    users = AccessFile(path, clock=clock)
+def held_checks(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, list[None]]:
+    """Password checks held until the event is set; each notes itself in the list."""
     release = threading.Event()
     entered: list[None] = []
     scrypt = access._scrypt
@@ -310,6 +302,20 @@ def test_guesses_sent_at_once_are_checked_no_more_than_one_after_the_other(
         return scrypt(*args)
 
     monkeypatch.setattr(access, "_scrypt", held)
+    return release, entered
+
+
+def test_guesses_sent_at_once_are_checked_no_more_than_one_after_the_other(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Checking the wait and noting the failure apart let nearly every guess of a burst
+    through: each found no failure noted yet."""
+    path = tmp_path / "access.toml"
+    write(path, access_text({"wang": ("school-000", "secret")}))
+    clock = Clock()
+    monkeypatch.setattr(access, "_CHECKS_AT_ONCE", 64)
+    users = AccessFile(path, clock=clock)
+    release, entered = held_checks(monkeypatch)
 
     def burst(count: int) -> tuple[int, int]:
         """`count` wrong guesses at once, each check held until all have begun:
@@ -354,16 +360,7 @@ def test_beyond_the_checks_that_may_wait_a_sign_in_is_refused_at_once(
     path = tmp_path / "access.toml"
     write(path, access_text({"wang": ("school-000", "secret")}))
     users = AccessFile(path, clock=Clock())
-    release = threading.Event()
-    entered: list[None] = []
-    scrypt = access._scrypt
-
-    def held(*args: Any) -> bytes:
-        entered.append(None)
-        release.wait(30)
-        return scrypt(*args)
-
-    monkeypatch.setattr(access, "_scrypt", held)
+    release, entered = held_checks(monkeypatch)
     outcomes: list[str] = []
 
     def guess(name: str) -> None:
