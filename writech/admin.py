@@ -191,8 +191,8 @@ class Position(msgspec.Struct, frozen=True):
     """Where a dead letter's message was read: its identity."""
 
     origin: str
-    partition: int
-    offset: int
+    partition: Int32  # the columns' ranges: beyond them a value wrapped around in a
+    offset: Int64  # query and named another letter
 
     def __str__(self) -> str:
         return f"{self.origin}:{self.partition}:{self.offset}"
@@ -258,12 +258,11 @@ def _position(text: str) -> Position:
     origin, _, partition = origin.rpartition(":")
     if not origin or not partition.lstrip("-").isdigit() or not rest.isdigit():
         raise argparse.ArgumentTypeError(f"expected ORIGIN:PARTITION:OFFSET, got {text!r}")
-    position = Position(origin, int(partition), int(rest))
-    # the columns' ranges (Int32, Int64): beyond them a value wrapped around in the
-    # query and named another letter
-    if not (-(2**31) <= position.partition < 2**31 and position.offset < 2**63):
-        raise argparse.ArgumentTypeError(f"partition or offset out of range in {text!r}")
-    return position
+    fields = {"origin": origin, "partition": int(partition), "offset": int(rest)}
+    try:
+        return msgspec.convert(fields, Position)  # checks the columns' ranges
+    except msgspec.ValidationError as exc:
+        raise argparse.ArgumentTypeError(f"out of range in {text!r}: {exc}") from None
 
 
 def _instant(text: str | None, option: str, tz: tzinfo) -> datetime | None:
@@ -318,7 +317,7 @@ class Exported(msgspec.Struct, omit_defaults=True):
     """
 
     origin: str
-    partition: Int32  # the columns' ranges: beyond them a value named another letter
+    partition: Int32  # as `Position`'s
     offset: Int64
     reason: str = ""
     error: str = ""
