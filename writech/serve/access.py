@@ -41,7 +41,8 @@ import secrets
 import threading
 import time
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Final
@@ -230,8 +231,7 @@ class FailedSignIns:
     throttle does not tell who exists. A check refused while a name waits
     is not a failure: it does not lengthen the wait.
 
-    A check is reserved (`begin`) before the password is checked and let go
-    (`end`) after: of a name's checks running at once, no more may fail than
+    A check is reserved (`reserved`) while the password is checked: of a name's checks running at once, no more may fail than
     would have been checked one after the other before it waits (its free
     failures left, and the one that starts the wait); past those, one. Checking
     the wait and recording the failure apart let 45 of 60 guesses sent at
@@ -250,9 +250,10 @@ class FailedSignIns:
         if wait > 0:
             raise Throttled(wait)
 
-    def begin(self, name: str) -> None:
-        """Reserve a check of `name`'s password; raise `Throttled` while it waits, or while
-        as many of its checks run as may fail before it would wait."""
+    @contextmanager
+    def reserved(self, name: str) -> Iterator[None]:
+        """A check of `name`'s password, reserved for the block; `Throttled` while the
+        name waits, or while as many of its checks run as may fail before it would wait."""
         with self._lock:
             self.check(name)
             failures = self._failures.get(name, (0, 0.0))[0]
@@ -260,13 +261,13 @@ class FailedSignIns:
             if running >= max(FREE_FAILURES + 1 - failures, 1):
                 raise Throttled(FIRST_WAIT)
             self._running[name] = running + 1
-
-    def end(self, name: str) -> None:
-        """A check `begin` reserved is over (its outcome noted, or none)."""
-        with self._lock:
-            running = self._running.pop(name) - 1
-            if running:
-                self._running[name] = running
+        try:
+            yield
+        finally:
+            with self._lock:
+                running = self._running.pop(name) - 1
+                if running:
+                    self._running[name] = running
 
     def failed(self, name: str) -> None:
         """One more failure of `name`; past `FREE_FAILURES` in a row, its checks wait."""
@@ -374,13 +375,8 @@ class AccessFile:
         user = self._remembered.get(remembered_as)
         if user is not None:
             return user
-        if signed_in:
+        with nullcontext() if signed_in else self.failures.reserved(name):
             return self._check(accounts, account, name, password, remembered_as)
-        self.failures.begin(name)
-        try:
-            return self._check(accounts, account, name, password, remembered_as)
-        finally:
-            self.failures.end(name)
 
     def _check(
         self,
